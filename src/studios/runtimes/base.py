@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +21,9 @@ from typing import Any, Literal
 Handle = dict[str, Any]
 """JSON-serialisable data that lets a runtime find its workload again (pid and start time,
 container id, the names it created). Stored on the deployment row; never holds secrets."""
+
+Reporter = Callable[[str], None]
+"""Records one system log line on the deployment being started."""
 
 LogCursor = dict[str, Any]
 """JSON-serialisable position in a workload's log streams (byte offsets, timestamps)."""
@@ -80,8 +83,11 @@ class Runtime(abc.ABC):
     name: str = "base"
 
     @abc.abstractmethod
-    async def start(self, spec: LaunchSpec) -> Handle:
+    async def start(self, spec: LaunchSpec, report: Reporter) -> Handle:
         """Create and start the workload; return once it exists (not once it answers HTTP).
+
+        `report("pulling busybox:latest: 40%")` records a system log line for the user; call
+        it for each step worth telling (pulls, fallbacks), never with secrets.
 
         Raises `LaunchError` when it cannot be started (no start command, image missing...).
         The handle must already be enough for `stop` and `cleanup`.
