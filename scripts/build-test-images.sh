@@ -3,8 +3,9 @@
 #
 # studios-test/busybox:latest is a rootfs made of Debian's statically linked busybox
 # (package busybox-static) with every applet linked into /bin (sh, httpd, nc, head, tail,
-# sleep...), imported with `docker import`. Its WORKDIR is /srv, which holds an index.html,
-# so `httpd -f -p $PORT` serves a page without any checkout mounted.
+# sleep...), imported with `docker import`. Its command runs the shell code in $APP_CMD (params
+# become env, so a test picks the app's behaviour that way) and by default serves its working
+# directory with `httpd -f -p $PORT`; WORKDIR /srv holds an index.html.
 #
 # Idempotent and fast: the image carries a label with a hash of the busybox binary and of
 # this recipe, and is rebuilt only when that changes (or when FORCE=1).
@@ -12,7 +13,7 @@ set -eu
 
 IMAGE="${STUDIOS_TEST_IMAGE:-studios-test/busybox:latest}"
 BUSYBOX="${BUSYBOX:-/bin/busybox}"
-RECIPE=3   # bump when the rootfs layout below changes
+RECIPE=4   # bump when the rootfs layout below changes
 
 if ! [ -x "$BUSYBOX" ] || ! "$BUSYBOX" --list >/dev/null 2>&1; then
     echo "build-test-images: $BUSYBOX missing (apt-get install busybox-static)" >&2
@@ -49,7 +50,7 @@ echo 'hello from studios-test' >"$root/srv/index.html"
 tar -C "$root" -c . | docker import \
     --change 'ENV PATH=/bin' \
     --change 'WORKDIR /srv' \
-    --change 'CMD ["/bin/sh"]' \
+    --change 'CMD ["/bin/sh", "-c", "eval \"${APP_CMD:-exec httpd -f -p ${PORT:-8080}}\""]' \
     --change "LABEL studios.test-recipe=$want" \
     - "$IMAGE" >/dev/null
 echo "build-test-images: built $IMAGE"

@@ -1,0 +1,437 @@
+"""The Docker runtime: one deployment is one container, on the Docker Engine API.
+
+Owns the containers it labels with its `instance` and nothing else on the engine. Each
+container runs the image's own command under an init process (`init=True`), with the
+deployment's env plus `PORT` (the app listens on `container_port`, 8080 by default, published
+on 127.0.0.1 at a random host port: that address is what the proxy and the readiness probe
+use), the git checkout mounted read-write at `/workspace` (also the working directory), the
+engine enforcing memory (no swap beyond it), cpu and, where the storage driver can, disk.
+Peak usage comes from a per-deployment parent cgroup (`docker_cgroups`), logs from the engine
+(`docker_logs`), images from `docker_images`. Blocking SDK calls run in threads.
+
+Handle (JSON, stored by the service):
+    {"container_id", "container_name", "host", "port", "image", "memory_mb",
+     "cgroup": {"parent", "root", "relative", "paths": {"memory", "cpu"}, "leaf"},
+     "state_file"}   # state_file: cpu samples, peak and final Exit, in the deployment workdir
+Log cursor: see `docker_logs` ({"stdout": {"ns", "n"}, "stderr": {"ns", "n"}}).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+import signal as signals
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types import LogConfig
+
+from studios.runtimes import docker_cgroups as cgroups
+from studios.runtimes import docker_logs
+from studios.runtimes.base import (
+    Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, Usage,
+)
+from studios.runtimes.docker_images import (
+    disk_limit_refusal, ensure_image, image_reference, is_storage_opt_refusal,
+)
+
+WORKSPACE = "/workspace"
+"""Where `spec.checkout` is mounted in the container (and the working directory)."""
+
+LABEL_INSTANCE = "studios.instance"
+LABEL_DEPLOYMENT = "studios.deployment_id"
+LABEL_STUDIO = "studios.studio_id"
+_ALIVE = {"running", "paused", "restarting"}
+
+
+def docker_available(base_url: str | None = None, timeout: float = 3.0) -> str | None:
+    """None if a Docker daemon answers a ping at `base_url` (None: DOCKER_HOST or the default
+    socket), else the reason in a sentence (for the `auto` runtime choice)."""
+    try:
+        if base_url:
+            client = docker.DockerClient(base_url=base_url, timeout=int(math.ceil(timeout)))
+        else:
+            client = docker.from_env(timeout=int(math.ceil(timeout)))
+        try:
+            client.ping()
+        finally:
+            client.close()
+        return None
+    except Exception as error:  # every failure here means "no usable daemon"
+        return f"no Docker daemon answers at {base_url or 'the default socket'}: {error}"
+
+
+def exit_message(code: int | None, signal: int | None, oom: bool, memory_mb: int | None) -> str:
+    """The user-facing sentence for how a container ended."""
+    if oom:
+        return f"killed: out of memory (limit {memory_mb} MB)" if memory_mb else "killed: out of memory"
+    if signal is not None:
+        try:
+            name = signals.Signals(signal).name
+        except ValueError:
+            return f"killed by signal {signal}"
+        return f"killed by signal {signal} ({name})"
+    return f"exited with code {code}"
+
+
+class DockerRuntime(Runtime):
+    """Runs deployments as containers on a Docker (or Podman) engine.
+
+    `base_url`: engine socket (None: DOCKER_HOST or /var/run/docker.sock; Podman:
+    "unix:///run/podman/podman.sock"). `instance`: label value separating this service's
+    containers from another's on the same engine. `cgroup_root`: cgroupfs as this process
+    sees it. `default_image`: run when a studio names no image (None: refuse).
+    """
+
+    name = "docker"
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        instance: str = "default",
+        container_port: int = 8080,
+        bind_host: str = "127.0.0.1",
+        cgroup_root: Path = Path("/sys/fs/cgroup"),
+        default_image: str | None = None,
+        network: str | None = None,
+        log_max_size: str | None = "20m",
+        sample_interval: float = 0.5,
+    ) -> None:
+        self.base_url = base_url
+        self.instance = instance
+        self.container_port = container_port
+        self.bind_host = bind_host
+        self.cgroup_root = Path(cgroup_root)
+        self.default_image = default_image
+        self.network = network
+        self.log_max_size = log_max_size
+        self.sample_interval = sample_interval
+        self._client: docker.DockerClient | None = None
+        self._info: dict[str, Any] | None = None
+        # Caches and timers only: everything needed after a restart is in the handle/state file.
+        self._samplers: dict[str, cgroups.CpuSampler] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    # -- engine -----------------------------------------------------------------------------
+
+    def client(self) -> docker.DockerClient:
+        """The SDK client, made on first use (making it talks to the engine: call in a thread)."""
+        if self._client is None:
+            if self.base_url:
+                self._client = docker.DockerClient(base_url=self.base_url)
+            else:
+                self._client = docker.from_env()
+        return self._client
+
+    async def _engine_info(self) -> dict[str, Any]:
+        if self._info is None:
+            self._info = await asyncio.to_thread(lambda: self.client().info())
+        return self._info
+
+    async def _layout(self) -> cgroups.CgroupLayout:
+        info = await self._engine_info()
+        version = 2 if str(info.get("CgroupVersion", "1")) == "2" else 1
+        driver = str(info.get("CgroupDriver") or "cgroupfs")
+        return cgroups.CgroupLayout(driver=driver, version=version, root=self.cgroup_root)
+
+    def container_name(self, deployment_id: int) -> str:
+        instance = re.sub(r"[^a-zA-Z0-9_.-]", "-", self.instance)
+        return f"studios-{instance}-d{deployment_id}"
+
+    # -- start ------------------------------------------------------------------------------
+
+    async def start(self, spec: LaunchSpec, report: Reporter) -> Handle:
+        image = spec.image or self.default_image
+        if not image:
+            raise LaunchError("this studio names no docker image, which the docker runtime needs")
+        reference = image_reference(image, spec.tag)
+        try:
+            await ensure_image(await asyncio.to_thread(self.client), reference, report)
+            layout = await self._layout()
+        except docker.errors.DockerException as error:
+            raise LaunchError(f"the container engine is unavailable: {error}") from None
+
+        name = self.container_name(spec.deployment_id)
+        await asyncio.to_thread(self._remove_leftover, name, spec.deployment_id, report)
+        paths = layout.paths(spec.deployment_id)
+        cgroups.create(paths)
+        spec.workdir.mkdir(parents=True, exist_ok=True)
+        state_file = spec.workdir / "docker-state.json"
+        state_file.unlink(missing_ok=True)
+
+        options = self._create_options(spec, reference, name, layout)
+        disk_refusal = disk_limit_refusal(await self._engine_info()) if spec.disk_gb else None
+        if spec.disk_gb and disk_refusal is None:
+            options["storage_opt"] = {"size": f"{max(1, math.ceil(spec.disk_gb * 1024))}M"}
+        elif spec.disk_gb:
+            report(f"disk limit of {spec.disk_gb:g} GB is not enforced: {disk_refusal}")
+        container = await asyncio.to_thread(self._create, options, report)
+
+        sampler = cgroups.CpuSampler(paths, state_file)
+        sampler.sample()  # the baseline: whole-life average starts here
+        try:
+            await asyncio.to_thread(container.start)
+            await asyncio.to_thread(container.reload)
+        except docker.errors.APIError as error:
+            with contextlib.suppress(docker.errors.APIError):
+                await asyncio.to_thread(container.remove, force=True)
+            cgroups.remove(self.cgroup_root, layout.relative_path(spec.deployment_id))
+            raise LaunchError(f"the container could not be started: {error.explanation or error}") from None
+
+        bindings = (container.attrs["NetworkSettings"].get("Ports") or {}).get(f"{self.container_port}/tcp")
+        port = int(bindings[0]["HostPort"]) if bindings else 0
+        leaf = f"docker-{container.id}.scope" if layout.driver == "systemd" else container.id
+        handle: Handle = {
+            "container_id": container.id,
+            "container_name": name,
+            "host": self.bind_host,
+            "port": port,
+            "image": reference,
+            "memory_mb": spec.memory_mb,
+            "cgroup": {
+                "parent": layout.parent_for(spec.deployment_id),
+                "root": str(self.cgroup_root),
+                "relative": layout.relative_path(spec.deployment_id),
+                "paths": paths,
+                "leaf": str(Path(paths["cpu"]) / leaf),
+            },
+            "state_file": str(state_file),
+        }
+        self._samplers[container.id] = sampler
+        self._watch(handle)
+        return handle
+
+    def _create_options(
+        self, spec: LaunchSpec, reference: str, name: str, layout: cgroups.CgroupLayout
+    ) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "image": reference,
+            "name": name,
+            "detach": True,
+            "init": True,
+            "labels": {
+                LABEL_INSTANCE: self.instance,
+                LABEL_DEPLOYMENT: str(spec.deployment_id),
+                LABEL_STUDIO: str(spec.studio_id),
+            },
+            "environment": {**spec.env, "PORT": str(self.container_port)},
+            "ports": {f"{self.container_port}/tcp": (self.bind_host, None)},
+            "cgroup_parent": layout.parent_for(spec.deployment_id),
+        }
+        if spec.memory_mb:
+            options["mem_limit"] = f"{spec.memory_mb}m"
+            options["memswap_limit"] = f"{spec.memory_mb}m"  # equal: no swapping past the limit
+        if spec.cpu_millicores:
+            options["nano_cpus"] = spec.cpu_millicores * 1_000_000
+        if spec.checkout is not None:
+            options["volumes"] = {str(spec.checkout): {"bind": WORKSPACE, "mode": "rw"}}
+            options["working_dir"] = WORKSPACE
+        if self.network:
+            options["network"] = self.network
+        if self.log_max_size:
+            options["log_config"] = LogConfig(
+                type="json-file", config={"max-size": self.log_max_size, "max-file": "3"}
+            )
+        return options
+
+    def _create(self, options: dict[str, Any], report: Reporter) -> Any:
+        client = self.client()
+        try:
+            return client.containers.create(**options)
+        except docker.errors.APIError as error:
+            if "storage_opt" in options and is_storage_opt_refusal(error):
+                report(f"disk limit is not enforced: {error.explanation or error}")
+                options = {k: v for k, v in options.items() if k != "storage_opt"}
+                return self._create(options, report)
+            raise LaunchError(f"the container could not be created: {error.explanation or error}") from None
+
+    def _remove_leftover(self, name: str, deployment_id: int, report: Reporter) -> None:
+        """A container of this deployment left by an interrupted earlier start is replaced."""
+        try:
+            old = self.client().containers.get(name)
+        except docker.errors.NotFound:
+            return
+        labels = old.labels or {}
+        if labels.get(LABEL_INSTANCE) != self.instance or labels.get(LABEL_DEPLOYMENT) != str(deployment_id):
+            raise LaunchError(f"a container named {name} exists and is not this deployment's")
+        report(f"removing container {name} left by an earlier start")
+        with contextlib.suppress(docker.errors.NotFound):
+            old.remove(force=True)
+
+    # -- usage sampling ---------------------------------------------------------------------
+
+    def _sampler(self, handle: Handle) -> cgroups.CpuSampler:
+        cid = handle["container_id"]
+        if cid not in self._samplers:
+            state = handle.get("state_file")
+            self._samplers[cid] = cgroups.CpuSampler(handle["cgroup"]["paths"], Path(state) if state else None)
+        return self._samplers[cid]
+
+    def _watch(self, handle: Handle) -> None:
+        """Sample the cpu counter every `sample_interval` while the container's cgroup exists."""
+        cid = handle["container_id"]
+        if cid in self._tasks and not self._tasks[cid].done():
+            return
+        sampler = self._sampler(handle)
+        leaf = Path(handle["cgroup"]["leaf"])
+
+        async def run() -> None:
+            while True:
+                alive = leaf.is_dir()
+                if sampler.sample() is None or not alive:
+                    return
+                await asyncio.sleep(self.sample_interval)
+
+        self._tasks[cid] = asyncio.get_running_loop().create_task(run(), name=f"studios-sample-{cid[:12]}")
+
+    def _unwatch(self, container_id: str) -> None:
+        task = self._tasks.pop(container_id, None)
+        if task is not None:
+            task.cancel()
+
+    # -- the contract -----------------------------------------------------------------------
+
+    def address(self, handle: Handle) -> tuple[str, int]:
+        return handle["host"], int(handle["port"])
+
+    async def _inspect(self, container_id: str) -> dict[str, Any] | None:
+        def inspect() -> dict[str, Any] | None:
+            try:
+                return self.client().api.inspect_container(container_id)
+            except docker.errors.NotFound:
+                return None
+
+        return await asyncio.to_thread(inspect)
+
+    async def poll(self, handle: Handle) -> Exit | None:
+        attrs = await self._inspect(handle["container_id"])
+        sampler = self._sampler(handle)
+        if attrs is None:
+            stored = sampler.state.get("exit")
+            if isinstance(stored, dict):
+                return Exit(**stored)
+            return Exit(code=None, signal=None, oom_killed=False, message="the container is gone")
+        state = attrs.get("State") or {}
+        if state.get("Status") in _ALIVE:
+            return None
+        outcome = self._exit_of(state, handle)
+        self._unwatch(handle["container_id"])
+        sampler.sample()  # the last one: the parent cgroup still holds the totals
+        sampler.remember("exit", {"code": outcome.code, "signal": outcome.signal,
+                                  "oom_killed": outcome.oom_killed, "message": outcome.message})
+        return outcome
+
+    def _exit_of(self, state: dict[str, Any], handle: Handle) -> Exit:
+        code = int(state.get("ExitCode") or 0)
+        memory_mb = handle.get("memory_mb")
+        oom = bool(state.get("OOMKilled"))
+        paths = handle["cgroup"]["paths"]
+        if not oom and code == 137 and memory_mb:
+            kills = cgroups.oom_kills(paths)
+            peak = cgroups.peak_memory_bytes(paths)
+            oom = bool(kills) or (kills is None and peak is not None and peak >= 0.98 * memory_mb * 2**20)
+        if state.get("Error") and code != 0 and not oom:
+            return Exit(code=code, signal=None, oom_killed=False, message=f"failed to start: {state['Error']}")
+        signal = code - 128 if 128 < code < 160 else None
+        return Exit(
+            code=None if signal is not None else code,
+            signal=signal,
+            oom_killed=oom,
+            message=exit_message(code, signal, oom, memory_mb),
+        )
+
+    async def stop(self, handle: Handle, grace_seconds: float) -> Exit:
+        def stop() -> None:
+            try:
+                self.client().api.stop(handle["container_id"], timeout=max(0, math.ceil(grace_seconds)))
+            except docker.errors.NotFound:
+                pass
+
+        await asyncio.to_thread(stop)
+        outcome = await self.poll(handle)
+        if outcome is None:  # the engine said stopped but it is alive (a restart policy?): kill
+            with contextlib.suppress(docker.errors.APIError):
+                await asyncio.to_thread(self.client().api.kill, handle["container_id"])
+            await asyncio.to_thread(self.client().api.wait, handle["container_id"])
+            outcome = await self.poll(handle)
+        return outcome or Exit(code=None, signal=None, oom_killed=False, message="stopped")
+
+    async def usage(self, handle: Handle) -> Usage:
+        sampler = self._sampler(handle)
+        cpu = sampler.sample()
+        memory = cgroups.peak_memory_bytes(handle["cgroup"]["paths"])
+        return Usage(
+            max_memory_mb=None if memory is None else round(memory / 2**20, 1),
+            max_cpu_millicores=None if cpu is None else round(cpu, 1),
+        )
+
+    async def logs(self, handle: Handle, cursor: LogCursor | None) -> AsyncIterator[tuple[list[LogLine], LogCursor]]:
+        client = await asyncio.to_thread(self.client)
+        async for item in docker_logs.follow(client.api, handle["container_id"], cursor):
+            yield item
+
+    async def adopt(self, handle: Handle) -> bool:
+        attrs = await self._inspect(handle.get("container_id") or handle.get("container_name", ""))
+        if attrs is None or attrs.get("Id") != handle.get("container_id"):
+            return False
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        if labels.get(LABEL_INSTANCE) != self.instance:
+            return False
+        if not (attrs.get("State") or {}).get("Running"):
+            return False
+        self._watch(handle)
+        return True
+
+    async def cleanup(self, handle: Handle) -> None:
+        cid = handle["container_id"]
+        self._unwatch(cid)
+        self._samplers.pop(cid, None)
+
+        def remove() -> None:
+            try:
+                self.client().api.remove_container(cid, force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+
+        await asyncio.to_thread(remove)
+        cgroup = handle.get("cgroup") or {}
+        if cgroup.get("relative"):
+            cgroups.remove(Path(cgroup.get("root") or self.cgroup_root), cgroup["relative"])
+
+    async def _ours(self, deployment_id: int | None = None) -> list[dict[str, Any]]:
+        labels = [f"{LABEL_INSTANCE}={self.instance}"]
+        if deployment_id is not None:
+            labels.append(f"{LABEL_DEPLOYMENT}={deployment_id}")
+        return await asyncio.to_thread(
+            lambda: self.client().api.containers(all=True, filters={"label": labels})
+        )
+
+    async def orphans(self, known: set[int]) -> list[int]:
+        found: set[int] = set()
+        for summary in await self._ours():
+            value = (summary.get("Labels") or {}).get(LABEL_DEPLOYMENT, "")
+            if value.isdigit() and int(value) not in known:
+                found.add(int(value))
+        return sorted(found)
+
+    async def remove_orphan(self, deployment_id: int) -> None:
+        for summary in await self._ours(deployment_id):
+            self._unwatch(summary["Id"])
+            self._samplers.pop(summary["Id"], None)
+            with contextlib.suppress(docker.errors.NotFound):
+                await asyncio.to_thread(self.client().api.remove_container, summary["Id"], force=True, v=True)
+        layout = await self._layout()
+        cgroups.remove(self.cgroup_root, layout.relative_path(deployment_id))
+
+    async def close(self) -> None:
+        for cid in list(self._tasks):
+            self._unwatch(cid)
+        if self._client is not None:
+            await asyncio.to_thread(self._client.close)
+            self._client = None
