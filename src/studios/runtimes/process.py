@@ -1,0 +1,344 @@
+"""The host-process runtime: each deployment is a process on this machine, under a supervisor.
+
+`ProcessRuntime` owns the deployment's processes, its cgroup and the state files in the
+deployment's workdir; it never touches the database or the workdir's other contents. It starts a
+detached supervisor (`process_supervisor.py`, its own session) that starts the app, so apps keep
+running when the service exits or restarts; everything the runtime later says (alive, exit,
+logs, usage) is read from files and /proc, never from memory, so a new instance can adopt a
+handle made by an old one. See docs/runtimes/process.md for the conventions.
+
+Handle (JSON, no secrets)::
+
+    {"runtime": "process", "deployment_id": 7, "workdir": "/…/7", "port": 41234,
+     "memory_mb": 256, "cpu_millicores": 500, "limits": "cgroup-v1",
+     "supervisor": {"pid": 100, "start_time": 123456}, "app": {"pid": 101, "start_time": 123457},
+     "group": {cgroup dirs and files, see cgroups.Group} | null}
+
+Log cursor: `{"stdout": byte offset, "stderr": byte offset}` into the workdir's log files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from studios.runtimes import cgroups, process_command, process_logs, process_supervisor
+from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, Usage
+
+MIB = 1024 * 1024
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+STATE_FILES = ("process-app.json", "process-exit.json", "process-usage.json", "stdout.log", "stderr.log")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(ident: Mapping[str, Any] | None) -> bool:
+    """The process `{"pid", "start_time"}` exists, is the same one (not a reused pid), and is
+    not a zombie."""
+    if not ident or not ident.get("pid"):
+        return False
+    try:
+        data = Path(f"/proc/{int(ident['pid'])}/stat").read_bytes()
+    except OSError:
+        return False
+    fields = data[data.rindex(b")") + 2 :].split()
+    return fields[0] not in (b"Z", b"X") and int(fields[19]) == ident.get("start_time")
+
+
+def _signal_group(ident: Mapping[str, Any] | None, sig: int) -> None:
+    """Signal the app's process group, only if the app is still the process we started."""
+    if _alive(ident):
+        try:
+            os.killpg(int(ident["pid"]), sig)  # type: ignore[index]
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def exit_message(record: Mapping[str, Any], memory_mb: int | None) -> Exit:
+    """The user-facing `Exit` for a supervisor's exit record."""
+    code, sig, oom = record.get("code"), record.get("signal"), bool(record.get("oom_killed"))
+    if record.get("error"):
+        message = str(record["error"])
+    elif oom:
+        message = f"killed: out of memory (limit {memory_mb} MB)" if memory_mb else "killed: out of memory"
+    elif sig is not None:
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = "unknown"
+        message = f"killed by signal {sig} ({name})"
+    else:
+        message = f"exited with code {code}"
+    return Exit(code=code, signal=sig, oom_killed=oom, message=message)
+
+
+class ProcessRuntime(Runtime):
+    """Runs deployments as supervised host processes, limited by cgroups where possible.
+
+    `state_dir`: where a copy of every live handle is kept (for `orphans`).
+    `image_commands`: image name (or `name:tag`) -> shell command run for it (may use $PORT).
+    `cgroups`: "auto" (v1, then v2, then rlimits), "v1", "v2" or "off" (rlimits only).
+    `base_env`: the environment every app starts from (default PATH and LANG of the service).
+    `limits_mode` says what is in force: "cgroup-v1", "cgroup-v2" or "rlimit" (`limits_reason`
+    says why cgroups could not be used).
+    """
+
+    name = "process"
+
+    def __init__(
+        self,
+        *,
+        state_dir: Path | None = None,
+        image_commands: Mapping[str, str] | None = None,
+        cgroups: Literal["auto", "v1", "v2", "off"] = "auto",
+        cgroup_name: str = "studios",
+        base_env: Mapping[str, str] | None = None,
+        start_timeout: float = 10.0,
+        poll_interval: float = 0.05,
+    ) -> None:
+        from studios.runtimes import cgroups as cgroup_module
+
+        self.hierarchy = cgroup_module.detect(cgroups, name=cgroup_name)
+        self.limits_mode: cgroup_module.Mode = self.hierarchy.mode
+        self.limits_reason = self.hierarchy.reason
+        self.state_dir = Path(state_dir or Path.home() / ".local/state/studios/process-runtime")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.image_commands = dict(image_commands or {})
+        self.base_env = dict(
+            base_env
+            if base_env is not None
+            else {"PATH": os.environ.get("PATH", DEFAULT_PATH), "LANG": os.environ.get("LANG", "C.UTF-8")}
+        )
+        self.start_timeout = start_timeout
+        self.poll_interval = poll_interval
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    # -- start -----------------------------------------------------------------------------
+
+    async def start(self, spec: LaunchSpec, report: Reporter) -> Handle:
+        argv, cwd = process_command.resolve(spec, self.image_commands, report)
+        workdir = spec.workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        for name in STATE_FILES:
+            (workdir / name).unlink(missing_ok=True)
+        group, limits = self._make_group(spec, report)
+        port = _free_port()
+        env = {**self.base_env, "HOME": str(workdir), **spec.env, "PORT": str(port)}
+        config = {
+            "argv": argv,
+            "cwd": str(cwd),
+            "workdir": str(workdir),
+            "group": group.to_json() if group else None,
+            "rlimit_as_bytes": spec.memory_mb * MIB if spec.memory_mb and group is None else None,
+            "sample_interval": 0.5,
+        }
+        config_path = workdir / "process-supervisor.json"
+        config_path.write_text(json.dumps(config))
+        with open(workdir / "process-supervisor.log", "ab") as supervisor_log:
+            supervisor = subprocess.Popen(
+                [sys.executable, "-I", "-S", process_supervisor.__file__, str(config_path)],
+                env=env,
+                cwd=workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=supervisor_log,
+                start_new_session=True,
+            )
+        self._children[supervisor.pid] = supervisor
+        handle: Handle = {
+            "runtime": self.name,
+            "deployment_id": spec.deployment_id,
+            "workdir": str(workdir),
+            "port": port,
+            "memory_mb": spec.memory_mb,
+            "cpu_millicores": spec.cpu_millicores,
+            "limits": limits,
+            "supervisor": {"pid": supervisor.pid, "start_time": process_supervisor.start_time(supervisor.pid)},
+            "app": None,
+            "group": group.to_json() if group else None,
+        }
+        self._save(handle)
+        handle["app"] = await self._await_app(handle, supervisor)
+        self._save(handle)
+        return handle
+
+    def _make_group(self, spec: LaunchSpec, report: Reporter) -> tuple[cgroups.Group | None, str]:
+        """The deployment's cgroup with its limits, or None (rlimit fallback), and the mode."""
+        wanted = []
+        if spec.memory_mb:
+            wanted.append(f"memory {spec.memory_mb} MB")
+        if spec.cpu_millicores:
+            wanted.append(f"cpu {spec.cpu_millicores} millicores")
+        if self.limits_mode != "rlimit":
+            leaf = f"deployment-{spec.deployment_id}-{secrets.token_hex(3)}"
+            try:
+                group = cgroups.create(self.hierarchy, leaf, spec.memory_mb, spec.cpu_millicores)
+                report(f"limits: {', '.join(wanted) or 'none'} ({self.limits_mode})")
+                return group, self.limits_mode
+            except OSError as error:
+                reason = f"cannot create a cgroup ({error.strerror}: {error.filename})"
+        else:
+            reason = f"cgroups unavailable: {self.limits_reason}"
+        if wanted:
+            report(
+                f"limits: {reason}; memory limited with RLIMIT_AS, cpu not limited"
+                if spec.memory_mb
+                else f"limits: {reason}; cpu not limited"
+            )
+        return None, "rlimit"
+
+    async def _await_app(self, handle: Handle, supervisor: subprocess.Popen[bytes]) -> dict[str, Any]:
+        """Wait (bounded) for the supervisor to report the app's pid, or its failure to start it."""
+        workdir = Path(handle["workdir"])
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            app = _read_json(workdir / "process-app.json")
+            if app is not None:
+                return app
+            record = _read_json(workdir / "process-exit.json")
+            if record is not None or supervisor.poll() is not None or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.002)
+        if record is None:
+            supervisor.kill()
+            log = (workdir / "process-supervisor.log").read_text(errors="replace").strip().splitlines()
+            record = {"error": "the process supervisor failed: " + (log[-1] if log else "no app started in time")}
+        await self.cleanup(handle)
+        raise LaunchError(str(record.get("error") or exit_message(record, handle["memory_mb"]).message))
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _save(self, handle: Handle) -> None:
+        path = self.state_dir / f"{handle['deployment_id']}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(handle))
+        os.replace(tmp, path)
+
+    def _reap(self) -> None:
+        for pid, child in list(self._children.items()):
+            if child.poll() is not None:
+                del self._children[pid]
+
+    def _record(self, handle: Handle) -> dict[str, Any] | None:
+        return _read_json(Path(handle["workdir"]) / "process-exit.json")
+
+    def _ended(self, handle: Handle) -> bool:
+        """Ended and fully logged (exit record), or nothing of it is left alive."""
+        self._reap()
+        if self._record(handle) is not None:
+            return True
+        if _alive(handle.get("supervisor")) or _alive(handle.get("app")):
+            return False
+        return True
+
+    # -- contract --------------------------------------------------------------------------
+
+    def address(self, handle: Handle) -> tuple[str, int]:
+        return "127.0.0.1", int(handle["port"])
+
+    async def poll(self, handle: Handle) -> Exit | None:
+        self._reap()
+        record = self._record(handle)
+        if record is None and (_alive(handle.get("supervisor")) or _alive(handle.get("app"))):
+            return None
+        record = record or self._record(handle)  # the supervisor may have just written it
+        if record is None:
+            return Exit(None, None, False, "ended, exit status unknown: its supervisor was killed")
+        return exit_message(record, handle.get("memory_mb"))
+
+    async def stop(self, handle: Handle, grace_seconds: float) -> Exit:
+        ended = await self.poll(handle)
+        if ended is not None:
+            return ended
+        _signal_group(handle.get("app"), signal.SIGTERM)
+        ended = await self._wait_exit(handle, grace_seconds)
+        if ended is None:
+            self._kill(handle)
+            ended = await self._wait_exit(handle, 10.0)
+        return ended or Exit(None, signal.SIGKILL, False, "killed by signal 9 (SIGKILL)")
+
+    def _kill(self, handle: Handle) -> None:
+        _signal_group(handle.get("app"), signal.SIGKILL)
+        if handle.get("group"):
+            cgroups.kill_all(cgroups.Group.from_json(handle["group"]))
+
+    async def _wait_exit(self, handle: Handle, seconds: float) -> Exit | None:
+        deadline = time.monotonic() + seconds
+        while (ended := await self.poll(handle)) is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return ended
+
+    async def usage(self, handle: Handle) -> Usage:
+        record = _read_json(Path(handle["workdir"]) / "process-usage.json") or {}
+        memory, cpu = record.get("max_memory_bytes"), record.get("max_cpu_millicores")
+        if handle.get("group"):
+            live = cgroups.read_memory_peak(cgroups.Group.from_json(handle["group"]))
+            if live is not None and (memory is None or live > memory):
+                memory = live
+        return Usage(
+            max_memory_mb=round(memory / MIB, 1) if memory is not None else None,
+            max_cpu_millicores=round(cpu, 1) if cpu is not None else None,
+        )
+
+    def logs(self, handle: Handle, cursor: LogCursor | None) -> AsyncIterator[tuple[list[LogLine], LogCursor]]:
+        workdir = Path(handle["workdir"])
+        paths = {stream: workdir / f"{stream}.log" for stream in process_logs.STREAMS}
+        return process_logs.follow(paths, cursor, lambda: self._ended(handle), self.poll_interval)
+
+    async def adopt(self, handle: Handle) -> bool:
+        if handle.get("runtime") != self.name or self._record(handle) is not None:
+            return False
+        return _alive(handle.get("app"))
+
+    async def cleanup(self, handle: Handle) -> None:
+        if not self._ended(handle):
+            self._kill(handle)
+            deadline = time.monotonic() + 5.0
+            while not self._ended(handle) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            if _alive(handle.get("supervisor")):
+                os.kill(int(handle["supervisor"]["pid"]), signal.SIGKILL)
+        if handle.get("group"):
+            await asyncio.to_thread(cgroups.remove, cgroups.Group.from_json(handle["group"]))
+        (self.state_dir / f"{handle['deployment_id']}.json").unlink(missing_ok=True)
+        self._reap()
+
+    async def orphans(self, known: set[int]) -> list[int]:
+        found = []
+        for path in self.state_dir.glob("*.json"):
+            handle = _read_json(path)
+            if handle is None or handle.get("deployment_id") in known:
+                continue
+            if _alive(handle.get("supervisor")) or _alive(handle.get("app")):
+                found.append(int(handle["deployment_id"]))
+        return sorted(found)
+
+    async def remove_orphan(self, deployment_id: int) -> None:
+        handle = _read_json(self.state_dir / f"{deployment_id}.json")
+        if handle is not None:
+            await self.stop(handle, grace_seconds=2.0)
+            await self.cleanup(handle)
+
+    async def close(self) -> None:
+        self._reap()

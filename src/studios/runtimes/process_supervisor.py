@@ -1,0 +1,296 @@
+"""The supervisor of one host-process deployment: starts the app, keeps its logs, records its end.
+
+Started detached by `ProcessRuntime.start` as `python -I -S process_supervisor.py CONFIG` in a
+session of its own, it outlives the service: it is the app's parent, so only it can collect the
+exit status. It owns the files it writes in the deployment's workdir and nothing else:
+
+- `stdout.log`, `stderr.log`: every line the app wrote, each prefixed with the wall-clock time
+  (`1718000000.123456 `) of the chunk it arrived in; a last line without a newline is ended
+  with one when the app has exited.
+- `process-app.json`: the app's pid and start time (clock ticks, from /proc/<pid>/stat).
+- `process-usage.json`: peak memory (bytes) and peak cpu (millicores), rewritten as they grow.
+- `process-exit.json`: code, signal, oom flag; written atomically once every log line is on
+  disk, so its presence means "ended and fully logged".
+
+It imports only the standard library (the runtime runs it in isolated mode, so the app's
+environment, which the supervisor inherits and passes on, can't break it). The config names
+the cgroup files to join and read; the supervisor knows nothing of cgroup versions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+MAX_LINE = 1 << 18
+"""A line longer than this (no newline yet) is cut and written as it is."""
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except OSError:
+        return None
+    return int(data[data.rindex(b")") + 2 :].split()[19])
+
+
+def write_json(path: str, data: dict[str, Any]) -> None:
+    """Replace `path` atomically, so a reader sees the old or the new content, never half."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as out:
+        json.dump(data, out)
+    os.replace(tmp, path)
+
+
+def pump(fd: int, path: str) -> None:
+    """Copy the app's pipe into `path`, one timestamp per chunk, in whole lines."""
+    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    partial = b""
+
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(out, view) :]
+
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        prefix = b"%.6f " % time.time()
+        data = partial + chunk if partial else chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            partial = data
+        else:
+            complete, partial = data[:cut], data[cut + 1 :]
+            write(prefix + complete.replace(b"\n", b"\n" + prefix) + b"\n")
+        if len(partial) >= MAX_LINE:
+            write(prefix + partial + b"\n")
+            partial = b""
+    if partial:
+        write(b"%.6f " % time.time() + partial + b"\n")
+    os.close(fd)
+    os.close(out)
+
+
+def read_int(path: str | None, key: str | None = None) -> int | None:
+    """An integer file (`cpuacct.usage`) or the value of `key` in a flat keyed file."""
+    if not path:
+        return None
+    try:
+        with open(path) as source:
+            text = source.read()
+    except OSError:
+        return None
+    if key is None:
+        return int(text.split()[0]) if text.strip() else None
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value)
+    return None
+
+
+def proc_status_kb(pid: int, field: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def proc_cpu_ticks(pid: int) -> int | None:
+    """utime + stime + cutime + cstime of the app, in clock ticks."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2 :].split()
+    return sum(int(f) for f in fields[11:15])
+
+
+class Sampler:
+    """Peak memory and peak cpu rate, from the cgroup when there is one, else from /proc."""
+
+    def __init__(self, config: dict[str, Any], pid: int, usage_path: str) -> None:
+        self.group: dict[str, Any] | None = config.get("group")
+        self.pid = pid
+        self.path = usage_path
+        self.peak_memory: int | None = None
+        self.peak_cpu: float | None = None
+        self.last: tuple[float, float] | None = None
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu_seconds(self) -> float | None:
+        if self.group and self.group.get("cpu_usage_file"):
+            if self.group["cpu_usage_unit"] == "ns":
+                value = read_int(self.group["cpu_usage_file"])
+                return None if value is None else value / 1e9
+            value = read_int(self.group["cpu_usage_file"], "usage_usec")
+            return None if value is None else value / 1e6
+        ticks = proc_cpu_ticks(self.pid)
+        return None if ticks is None else ticks / self.ticks
+
+    def memory_bytes(self) -> int | None:
+        if self.group:
+            peak = read_int(self.group.get("memory_peak_file"))
+            return peak if peak is not None else read_int(self.group.get("memory_current_file"))
+        kb = proc_status_kb(self.pid, "VmHWM")
+        return None if kb is None else kb * 1024
+
+    def sample(self) -> None:
+        changed = False
+        now, cpu = time.monotonic(), self.cpu_seconds()
+        if cpu is not None:
+            if self.last is not None and now > self.last[0]:
+                rate = max(0.0, (cpu - self.last[1]) / (now - self.last[0])) * 1000
+                if self.peak_cpu is None or rate > self.peak_cpu:
+                    self.peak_cpu, changed = rate, True
+            self.last = (now, cpu)
+        self.note_memory(self.memory_bytes())
+        if changed:
+            self.save()
+
+    def note_memory(self, value: int | None) -> None:
+        if value is not None and (self.peak_memory is None or value > self.peak_memory):
+            self.peak_memory = value
+            self.save()
+
+    def save(self) -> None:
+        write_json(self.path, {"max_memory_bytes": self.peak_memory, "max_cpu_millicores": self.peak_cpu})
+
+
+def oom_killed(group: dict[str, Any] | None, code: int | None, sig: int | None) -> bool:
+    """The kernel killed something in the group for memory and the app did not succeed."""
+    if not group or (code == 0 and sig is None):
+        return False
+    count = read_int(group.get("oom_file"), "oom_kill")
+    if count is not None:
+        return count > 0
+    failures = read_int(group.get("memory_failcnt_file"))
+    return bool(failures) and sig == signal.SIGKILL
+
+
+def spawn(config: dict[str, Any], stdout: int, stderr: int) -> subprocess.Popen[bytes]:
+    group, rlimit_as = config.get("group"), config.get("rlimit_as_bytes")
+
+    def enter_limits() -> None:  # runs in the child, between fork and exec
+        for procs in (group or {}).get("procs_files", []):
+            with open(procs, "w") as target:
+                target.write(str(os.getpid()))
+        if rlimit_as:
+            import resource
+
+            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            limit = rlimit_as if hard == resource.RLIM_INFINITY else min(rlimit_as, hard)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return subprocess.Popen(
+        config["argv"],
+        cwd=config["cwd"],
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+        preexec_fn=enter_limits if (group or rlimit_as) else None,
+    )
+
+
+def main(config_path: str) -> int:
+    with open(config_path) as source:
+        config = json.load(source)
+    workdir = config["workdir"]
+    files = {name: os.path.join(workdir, name) for name in ("stdout.log", "stderr.log")}
+    exit_path = os.path.join(workdir, "process-exit.json")
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        app = spawn(config, out_w, err_w)
+    except (OSError, subprocess.SubprocessError) as error:
+        reason = f"cannot start {config['argv'][0]!r}: {getattr(error, 'strerror', None) or error}"
+        with open(files["stderr.log"], "ab") as log:
+            log.write(b"%.6f %s\n" % (time.time(), reason.encode()))
+        write_json(exit_path, {"code": 127, "signal": None, "oom_killed": False, "error": reason})
+        return 0
+    os.close(out_w)
+    os.close(err_w)
+    write_json(os.path.join(workdir, "process-app.json"), {"pid": app.pid, "start_time": start_time(app.pid)})
+    # A TERM to the supervisor itself is passed on: the app decides how to end.
+    signal.signal(signal.SIGTERM, lambda *_: _signal_group(app.pid, signal.SIGTERM))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pumps = [
+        threading.Thread(target=pump, args=(out_r, files["stdout.log"]), daemon=True),
+        threading.Thread(target=pump, args=(err_r, files["stderr.log"]), daemon=True),
+    ]
+    for thread in pumps:
+        thread.start()
+    sampler = Sampler(config, app.pid, os.path.join(workdir, "process-usage.json"))
+    result: list[tuple[int, int, Any]] = []
+    ended = threading.Event()
+
+    def wait() -> None:
+        result.append(os.wait4(app.pid, 0))
+        ended.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+    sampler.sample()
+    while not ended.wait(config.get("sample_interval", 0.5)):
+        sampler.sample()
+    _, status, rusage = result[0]
+    app.returncode = 0  # reaped above; keep Popen from waiting again
+    sampler.sample()
+    if not config.get("group"):
+        sampler.note_memory(rusage.ru_maxrss * 1024)
+    # The deployment is over: whatever the app left behind in its group goes with it.
+    _signal_group(app.pid, signal.SIGKILL)
+    for procs in (config.get("group") or {}).get("procs_files", []):
+        for pid in (read_text(procs) or "").split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for thread in pumps:
+        thread.join(timeout=config.get("drain_seconds", 5.0))
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+    sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+    sampler.save()
+    write_json(
+        exit_path,
+        {"code": code, "signal": sig, "oom_killed": oom_killed(config.get("group"), code, sig), "ended_at": time.time()},
+    )
+    return 0
+
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path) as source:
+            return source.read()
+    except OSError:
+        return None
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
