@@ -1,0 +1,3 @@
+from studios.cli import app
+
+app()

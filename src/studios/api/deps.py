@@ -1,0 +1,55 @@
+"""Request dependencies: the service context, the database session and the authenticated
+caller, plus small helpers every router uses to answer."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from studios.context import Context
+from studios.services.keys import Caller, authenticate
+
+
+@dataclasses.dataclass
+class Call:
+    ctx: Context
+    session: Session
+    caller: Caller
+
+
+def context(request: Request) -> Context:
+    return request.app.state.ctx
+
+
+def _call(request: Request) -> Iterator[Call]:
+    ctx: Context = request.app.state.ctx
+    with ctx.db() as session:
+        caller = authenticate(session, ctx.hasher, request.headers.get("authorization"))
+        yield Call(ctx, session, caller)
+
+
+CallDep = Annotated[Call, Depends(_call, scope="function")]
+
+
+def json(model: BaseModel | list[BaseModel], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Serialise a wire model straight to a response (skips FastAPI's re-validation)."""
+    if isinstance(model, list):
+        body = b"[" + b",".join(m.model_dump_json(by_alias=True).encode() for m in model) + b"]"
+    else:
+        body = model.model_dump_json(by_alias=True).encode()
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def pagination_headers(page_num: int, limit: int, total: int) -> dict[str, str]:
+    pages = (total + limit - 1) // limit
+    return {
+        "X-Pagination-Per-Page": str(limit),
+        "X-Pagination-Current-Page": str(page_num),
+        "X-Pagination-Total-Pages": str(pages),
+        "X-Pagination-Total-Entries": str(total),
+    }

@@ -1,0 +1,148 @@
+"""The `studios` command: serve, manage users and API keys, upgrade the database."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from studios.settings import Settings
+
+app = typer.Typer(help="Studios: a self-hostable server for the Civis Platform /studios API.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+console = Console()
+err = Console(stderr=True)
+
+
+def _context():  # noqa: ANN202
+    from studios.app import build_context
+
+    return build_context(Settings())
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: STUDIOS_HOST or 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default: STUDIOS_PORT or 8000).")] = None,
+) -> None:
+    """Run the API server (and the deployment engine and proxy inside it)."""
+    import uvicorn
+
+    from studios.app import create_app
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**overrides)
+    application = create_app(settings)
+    err.print(f"studios: database {settings.effective_database_url.split('@')[-1]}")
+    err.print(f"studios: listening on http://{settings.host}:{settings.port} (public URL {settings.effective_public_url})")
+    uvicorn.run(application, host=settings.host, port=settings.port, access_log=settings.access_log, log_level="info", loop="uvloop", http="httptools", timeout_graceful_shutdown=5)
+
+
+@users_app.command("create")
+def users_create(
+    username: str,
+    name: Annotated[str | None, typer.Option(help="Display name (default: the username).")] = None,
+    email: Annotated[str | None, typer.Option()] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Admins see and manage every studio.")] = False,
+) -> None:
+    """Create a user and print a new API key for it (shown only this once)."""
+    from studios.services.keys import mint
+    from studios.store import users as user_store
+
+    ctx = _context()
+    with ctx.db() as session:
+        if user_store.by_username(session, username):
+            err.print(f"a user named {username!r} already exists")
+            raise typer.Exit(1)
+        user = user_store.create(session, username, name or username, email, admin)
+        key = mint(session, ctx.hasher, user.id, "created with the user")
+        session.commit()
+        err.print(f"created user {user.id} ({username}{', admin' if admin else ''}); its API key:")
+    print(key)
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users."""
+    from studios.store import users as user_store
+
+    ctx = _context()
+    table = Table("id", "username", "name", "admin")
+    with ctx.db() as session:
+        for user in user_store.list_all(session):
+            table.add_row(str(user.id), user.username, user.name, "yes" if user.is_admin else "")
+    console.print(table)
+
+
+@keys_app.command("create")
+def keys_create(username: str, name: Annotated[str, typer.Option(help="A label for the key.")] = "cli") -> None:
+    """Print a new API key for a user."""
+    from studios.services.keys import mint
+    from studios.store import users as user_store
+
+    ctx = _context()
+    with ctx.db() as session:
+        user = user_store.by_username(session, username)
+        if user is None:
+            err.print(f"no user named {username!r}")
+            raise typer.Exit(1)
+        key = mint(session, ctx.hasher, user.id, name)
+        session.commit()
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(username: Annotated[str | None, typer.Argument(help="Only this user's keys.")] = None) -> None:
+    """List keys (their ids and prefixes; keys themselves are never stored)."""
+    from studios.store import users as user_store
+
+    ctx = _context()
+    table = Table("id", "user", "name", "prefix", "created", "revoked")
+    with ctx.db() as session:
+        user_id = None
+        if username:
+            user = user_store.by_username(session, username)
+            if user is None:
+                err.print(f"no user named {username!r}")
+                raise typer.Exit(1)
+            user_id = user.id
+        names = {u.id: u.username for u in user_store.list_all(session)}
+        for key in user_store.keys_of(session, user_id):
+            table.add_row(str(key.id), names.get(key.user_id, "?"), key.name, key.prefix + "…", key.created_at.isoformat(timespec="seconds"), key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int) -> None:
+    """Revoke a key by id; requests with it get 401 from then on."""
+    from studios.store import users as user_store
+
+    ctx = _context()
+    with ctx.db() as session:
+        key = user_store.revoke_key(session, key_id)
+        if key is None:
+            err.print(f"no key with id {key_id}")
+            raise typer.Exit(1)
+        session.commit()
+    err.print(f"revoked key {key_id}")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations (the server also does this when it starts)."""
+    from studios.db.engine import upgrade
+
+    settings = Settings()
+    upgrade(settings.effective_database_url)
+    err.print("database is at the newest schema")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,35 @@
+"""Base classes of the wire models: camelCase out; snake_case, camelCase or both mixed in,
+at every nesting level; Civis time format; and the shared small types."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic.alias_generators import to_camel
+
+
+def civis_time(value: datetime) -> str:
+    """`2026-04-17T18:36:28.000Z`, as the platform writes times."""
+    value = value.astimezone(timezone.utc) if value.tzinfo else value
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+Time = Annotated[datetime, PlainSerializer(civis_time, return_type=str, when_used="json")]
+
+
+class RequestModel(BaseModel):
+    """A request body: unknown keys are refused (a typo must not be silently dropped)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        extra="forbid",
+        str_strip_whitespace=False,
+    )
+
+
+class ResponseModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, serialize_by_alias=True, from_attributes=True)

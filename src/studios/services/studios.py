@@ -1,0 +1,133 @@
+"""What studio requests mean: create, replace (PUT), update (PATCH), archive, list and share.
+Permissions are checked here; resources are resolved against the partitions; each write
+commits before the response is built."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from studios.db.models import Credential, Studio
+from studios.errors import Invalid, NotFound
+from studios.partitions import Partitions
+from studios.schemas.studios import StudioCreateRequest, StudioUpdateRequest
+from studios.services.keys import Caller
+from studios.services.permissions import require
+from studios.store import studios as studio_store
+from studios.store import users as user_store
+
+DEFAULT_NAME = "Untitled Studio"
+PLAIN_FIELDS = ("name", "docker_image_name", "docker_image_tag", "instance_type", "git_credential_id", "git_repo_url", "git_ref", "partition_label")
+DEFAULTS: dict[str, Any] = {"name": DEFAULT_NAME, "docker_image_tag": "latest"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    studios: list[Studio]
+    total: int
+
+
+def _check_credential(session: Session, caller: Caller, credential_id: int | None) -> None:
+    if credential_id is None:
+        return
+    cred = session.get(Credential, credential_id)
+    if cred is None or (cred.owner_id != caller.id and not caller.is_admin):
+        raise Invalid(f"gitCredentialId {credential_id} is not a credential you can use.")
+
+
+def _full_values(body: StudioCreateRequest | StudioUpdateRequest) -> dict[str, Any]:
+    """PUT/POST: every attribute, the absent ones at their defaults (or null)."""
+    values = {f: getattr(body, f) if getattr(body, f) is not None else DEFAULTS.get(f) for f in PLAIN_FIELDS}
+    resources = body.required_resources
+    values["memory"] = resources.memory if resources else None
+    values["cpu"] = resources.cpu if resources else None
+    values["disk_space"] = float(resources.disk_space) if resources and resources.disk_space is not None else None
+    values["params"] = [p.model_dump() for p in body.params or []]
+    return values
+
+
+def _patch_values(body: StudioUpdateRequest, current: Studio) -> dict[str, Any]:
+    """PATCH: only what was sent; an explicit null clears (or restores a default)."""
+    sent = body.model_fields_set
+    values: dict[str, Any] = {}
+    for field in PLAIN_FIELDS:
+        if field in sent:
+            value = getattr(body, field)
+            values[field] = value if value is not None else DEFAULTS.get(field)
+    if "params" in sent:
+        values["params"] = [p.model_dump() for p in body.params or []]
+    if "required_resources" in sent:
+        res = body.required_resources
+        res_sent = res.model_fields_set if res is not None else {"memory", "cpu", "disk_space"}
+        for field in ("memory", "cpu", "disk_space"):
+            if field in res_sent:
+                value = getattr(res, field) if res is not None else None
+                values[field] = float(value) if field == "disk_space" and value is not None else value
+    elif "instance_type" in sent or "partition_label" in sent:
+        # A new instance type brings its own defaults unless resources are also given.
+        if (values.get("instance_type"), values.get("partition_label", current.partition_label)) != (current.instance_type, current.partition_label):
+            values.update(memory=None, cpu=None, disk_space=None)
+    return values
+
+
+def _resolve(session: Session, partitions: Partitions, caller: Caller, merged: dict[str, Any]) -> dict[str, Any]:
+    res = partitions.resolve(merged["partition_label"], merged["instance_type"], merged["memory"], merged["cpu"], merged["disk_space"])
+    merged.update(instance_type=res.instance_type, memory=res.memory, cpu=res.cpu, disk_space=res.disk_space)
+    _check_credential(session, caller, merged["git_credential_id"])
+    merged["git_repo_id"] = studio_store.git_repo_id(session, merged["git_repo_url"]) if merged["git_repo_url"] else None
+    return merged
+
+
+def create(session: Session, partitions: Partitions, caller: Caller, body: StudioCreateRequest) -> Studio:
+    values = _resolve(session, partitions, caller, _full_values(body))
+    studio = studio_store.create(session, caller.id, values)
+    session.commit()
+    return studio
+
+
+def update(session: Session, partitions: Partitions, caller: Caller, studio_id: int, body: StudioUpdateRequest, *, replace: bool) -> tuple[Studio, str]:
+    studio, level = require(session, caller, studio_id, "write", for_update=True)
+    changes = _full_values(body) if replace else _patch_values(body, studio)
+    current = {f: getattr(studio, f) for f in (*PLAIN_FIELDS, "memory", "cpu", "disk_space", "params")}
+    merged = _resolve(session, partitions, caller, {**current, **changes})
+    studio_store.apply(studio, merged)
+    session.commit()
+    return studio, level
+
+
+def archive(session: Session, caller: Caller, studio_id: int, status: bool) -> tuple[Studio, str]:
+    studio, level = require(session, caller, studio_id, "write", for_update=True)
+    studio_store.apply(studio, {"archived": status})
+    session.commit()
+    return studio, level
+
+
+def page(session: Session, caller: Caller, archived: str, authors: list[int] | None, order: str, order_dir: str, limit: int, page_num: int) -> Page:
+    flag = {"true": True, "false": False, "all": None}[archived]
+    rows, total = studio_store.list_visible(session, caller.id, caller.is_admin, flag, authors, order, order_dir == "desc", limit, (page_num - 1) * limit)
+    return Page(rows, total)
+
+
+def share(session: Session, caller: Caller, studio_id: int, user_ids: list[int], level: str) -> Studio:
+    studio, _ = require(session, caller, studio_id, "manage", for_update=True)
+    found = user_store.by_ids(session, set(user_ids))
+    missing = sorted(set(user_ids) - set(found))
+    if missing:
+        raise Invalid(f"userIds: no user with id {', '.join(map(str, missing))}.")
+    if studio.author_id in user_ids and level != "manage":
+        raise Invalid(f"userIds: user {studio.author_id} is the author of studio {studio_id} and always keeps manage permission.")
+    for user_id in user_ids:
+        studio_store.set_share(session, studio_id, user_id, level)
+    session.commit()
+    return studio
+
+
+def unshare(session: Session, caller: Caller, studio_id: int, user_id: int) -> None:
+    studio, _ = require(session, caller, studio_id, "manage", for_update=True)
+    if user_id == studio.author_id:
+        raise Invalid(f"user {user_id} is the author of studio {studio_id} and always keeps manage permission.")
+    if not studio_store.remove_share(session, studio_id, user_id):
+        raise NotFound(f"User {user_id} has no share on studio {studio_id}.")
+    session.commit()
