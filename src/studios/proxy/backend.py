@@ -1,0 +1,106 @@
+"""What the proxy needs from the rest of the service, and an in-memory stand-in for tests.
+
+The proxy never reads the database or calls the lifecycle service directly: it asks a
+`ProxyBackend`. The service implements it over the database (with whatever caching keeps it
+cheap); tests and the standalone benchmark use `MemoryBackend`. `target` and `can_view` are
+called on every proxied request, so an implementation should answer from memory in the common
+case (a few microseconds) and must never block the event loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+RUNNING = "running"
+STARTING_STATES = frozenset({"pending", "sleeping"})
+"""States for which the proxy shows the "starting" page (which polls until `running`)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Target:
+    """Where a deployment's app is, and what to tell a visitor when it is not running.
+
+    `address` is set only when `state == "running"`; the proxy forwards there. For any other
+    state it shows a page with `state` and `state_message` (and `progress` on the starting page).
+    """
+
+    deployment_id: int
+    studio_id: int
+    state: str
+    """The deployment's state as the API shows it: pending, running, sleeping, terminated..."""
+    state_message: str = ""
+    address: tuple[str, int] | None = None
+    """(host, port) where the app answers HTTP/1.1, when running."""
+    progress: Sequence[str] = ()
+    """Recent start-up progress lines (pulls, waiting for the port), newest last; optional."""
+    sleeps_at: float | None = None
+    """Unix time at which the deployment goes to sleep if still idle, or None; shown by the
+    status endpoint."""
+
+
+@runtime_checkable
+class ProxyBackend(Protocol):
+    """The proxy's only view of the service. All methods must be safe to call concurrently."""
+
+    async def target(self, deployment_id: int) -> Target | None:
+        """The deployment's current state and address, or None if no such deployment exists.
+        Called on every request: answer from a cache kept fresh by the lifecycle service."""
+        ...
+
+    async def can_view(self, user_id: int, deployment_id: int) -> bool:
+        """True if the user may open the deployment (read permission on its studio, or owner).
+        Called on every request, so a revoked share closes access at the next request."""
+        ...
+
+    def touch(self, deployment_id: int) -> None:
+        """Record activity (a proxied request, WebSocket traffic, or an open WebSocket, which is
+        touched every `ProxyConfig.websocket_touch_interval` seconds). Synchronous, must be
+        cheap: store a timestamp, never write to the database here."""
+        ...
+
+    async def wake(self, deployment_id: int) -> None:
+        """A visitor opened a sleeping deployment: start it again. Must be idempotent (every
+        visitor of a sleeping deployment calls it) and return quickly, not when it is running;
+        the starting page follows progress through `target`."""
+        ...
+
+
+class MemoryBackend:
+    """A `ProxyBackend` held in dicts, for tests, benchmarks and the standalone demo."""
+
+    def __init__(self) -> None:
+        self.targets: dict[int, Target] = {}
+        self.viewers: dict[int, set[int]] = {}
+        self.touches: dict[int, int] = {}
+        self.wakes: list[int] = []
+
+    def put(self, target: Target, viewers: Sequence[int] = ()) -> None:
+        """Add or replace a deployment and (if given) grant these users access."""
+        self.targets[target.deployment_id] = target
+        self.viewers.setdefault(target.deployment_id, set()).update(viewers)
+
+    def grant(self, user_id: int, deployment_id: int) -> None:
+        self.viewers.setdefault(deployment_id, set()).add(user_id)
+
+    def revoke(self, user_id: int, deployment_id: int) -> None:
+        self.viewers.get(deployment_id, set()).discard(user_id)
+
+    async def target(self, deployment_id: int) -> Target | None:
+        return self.targets.get(deployment_id)
+
+    async def can_view(self, user_id: int, deployment_id: int) -> bool:
+        viewers = self.viewers.get(deployment_id)
+        return viewers is not None and user_id in viewers
+
+    def touch(self, deployment_id: int) -> None:
+        self.touches[deployment_id] = self.touches.get(deployment_id, 0) + 1
+
+    async def wake(self, deployment_id: int) -> None:
+        self.wakes.append(deployment_id)
+        current = self.targets.get(deployment_id)
+        if current is not None and current.state == "sleeping":
+            self.targets[deployment_id] = dataclasses.replace(
+                current, state="pending", state_message="Waking up", address=None
+            )

@@ -1,0 +1,171 @@
+"""Keep-alive connections to deployments' apps, and the pool that reuses them.
+
+An `Upstream` is an asyncio protocol on one TCP connection to an app. While it serves a
+request it parses the response only to find where it ends (httptools), and writes the bytes
+to the viewer's connection unchanged as they arrive: no body is ever held whole. After a
+`101 Switching Protocols` it becomes a plain two-way pipe. Flow control is symmetric: a full
+viewer socket pauses reading from the app, a full app socket pauses reading from the viewer.
+
+This module knows nothing of tokens, cookies or the backend; `server.Viewer` drives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import httptools
+
+if TYPE_CHECKING:
+    from .server import Viewer
+
+
+class Upstream(asyncio.Protocol):
+    """One connection to an app. `viewer` is set while it serves one of that viewer's requests."""
+
+    __slots__ = ("address", "pool", "transport", "viewer", "parser", "head_only", "status",
+                 "done", "keep_alive", "upgraded", "received", "reused", "closed")
+
+    def __init__(self, address: tuple[str, int], pool: Pool) -> None:
+        self.address = address
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.viewer: Viewer | None = None
+        self.parser: httptools.HttpResponseParser | None = None
+        self.head_only = False
+        self.status = 0
+        self.done = False
+        self.keep_alive = False
+        self.upgraded = False
+        self.received = False
+        self.reused = False
+        self.closed = False
+
+    # -- driven by the viewer ---------------------------------------------------------------
+    def begin(self, viewer: Viewer, head_only: bool) -> None:
+        """Serve one request for `viewer` (`head_only`: a HEAD request, no body follows)."""
+        self.viewer = viewer
+        self.parser = httptools.HttpResponseParser(self)
+        self.head_only = head_only
+        self.status = 0
+        self.done = False
+        self.received = False
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.viewer = None
+            if self.transport is not None:
+                self.transport.close()
+
+    # -- asyncio callbacks ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        viewer = self.viewer
+        if viewer is None:  # an idle pooled connection should not speak: drop it
+            self.close()
+            return
+        if self.upgraded:
+            viewer.from_upstream(data)
+            return
+        self.received = True
+        try:
+            self.parser.feed_data(data)  # type: ignore[union-attr]
+        except httptools.HttpParserUpgrade:
+            pass
+        except httptools.HttpParserError:
+            viewer.upstream_failed(self, "the app sent an invalid HTTP response")
+            return
+        viewer.from_upstream(data)
+        if self.upgraded:
+            viewer.upgraded(self)
+        elif self.done:
+            self.done = False
+            self.viewer = None
+            viewer.response_complete(self, self.keep_alive)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        viewer = self.viewer
+        self.viewer = None
+        if viewer is not None:
+            viewer.upstream_lost(self)
+
+    def pause_writing(self) -> None:
+        if self.viewer is not None:
+            self.viewer.pause_reading("upstream")
+
+    def resume_writing(self) -> None:
+        if self.viewer is not None:
+            self.viewer.resume_reading("upstream")
+
+    # -- httptools callbacks ----------------------------------------------------------------
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()  # type: ignore[union-attr]
+        self.status = status
+        if status == 101:
+            self.upgraded = True
+        elif self.head_only and status >= 200:
+            self.done = True
+            self.keep_alive = self.parser.should_keep_alive()  # type: ignore[union-attr]
+
+    def on_message_complete(self) -> None:
+        if self.status >= 200 and not self.upgraded and not self.done:
+            self.done = True
+            # read it now: httptools resets should_keep_alive() once the message is complete
+            self.keep_alive = self.parser.should_keep_alive()  # type: ignore[union-attr]
+
+
+class Pool:
+    """Idle keep-alive connections per app address (at most `size` each)."""
+
+    def __init__(self, size: int = 64, connect_timeout: float = 10.0) -> None:
+        self.size = size
+        self.connect_timeout = connect_timeout
+        self._idle: dict[tuple[str, int], list[Upstream]] = {}
+
+    def get(self, address: tuple[str, int]) -> Upstream | None:
+        """An idle connection to `address`, or None."""
+        idle = self._idle.get(address)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                conn.reused = True
+                return conn
+        return None
+
+    async def connect(self, address: tuple[str, int]) -> Upstream:
+        """A new connection (raises OSError or TimeoutError when the app does not answer)."""
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: Upstream(address, self), address[0], address[1]),
+            self.connect_timeout,
+        )
+        return conn
+
+    def put(self, conn: Upstream) -> None:
+        """Return a connection whose response is complete and that the app keeps alive."""
+        if conn.closed:
+            return
+        idle = self._idle.setdefault(conn.address, [])
+        if len(idle) >= self.size:
+            conn.close()
+        else:
+            idle.append(conn)
+
+    def forget(self, conn: Upstream) -> None:
+        idle = self._idle.get(conn.address)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
