@@ -7,7 +7,7 @@ on 127.0.0.1 at a random host port: that address is what the proxy and the readi
 use), the git checkout mounted read-write at `/workspace` (also the working directory), the
 engine enforcing memory (no swap beyond it), cpu and, where the storage driver can, disk.
 Peak usage comes from a per-deployment parent cgroup (`docker_cgroups`), logs from the engine
-(`docker_logs`), images from `docker_images`. Blocking SDK calls run in threads.
+(`docker_logs`), images from `docker_images`, exit messages from `docker_exits`. Blocking SDK calls run in threads.
 
 Handle (JSON, stored by the service):
     {"container_id", "container_name", "host", "port", "image", "memory_mb",
@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import math
 import re
-import signal as signals
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from studios.runtimes import docker_logs
 from studios.runtimes.base import (
     Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, Usage,
 )
+from studios.runtimes.docker_exits import exit_of, to_json
 from studios.runtimes.docker_images import (
     disk_limit_refusal, ensure_image, image_reference, is_storage_opt_refusal,
 )
@@ -64,19 +64,6 @@ def docker_available(base_url: str | None = None, timeout: float = 3.0) -> str |
         return None
     except Exception as error:  # every failure here means "no usable daemon"
         return f"no Docker daemon answers at {base_url or 'the default socket'}: {error}"
-
-
-def exit_message(code: int | None, signal: int | None, oom: bool, memory_mb: int | None) -> str:
-    """The user-facing sentence for how a container ended."""
-    if oom:
-        return f"killed: out of memory (limit {memory_mb} MB)" if memory_mb else "killed: out of memory"
-    if signal is not None:
-        try:
-            name = signals.Signals(signal).name
-        except ValueError:
-            return f"killed by signal {signal}"
-        return f"killed by signal {signal} ({name})"
-    return f"exited with code {code}"
 
 
 class DockerRuntime(Runtime):
@@ -320,31 +307,11 @@ class DockerRuntime(Runtime):
         state = attrs.get("State") or {}
         if state.get("Status") in _ALIVE:
             return None
-        outcome = self._exit_of(state, handle)
+        outcome = exit_of(state, handle.get("memory_mb"), handle["cgroup"]["paths"])
         self._unwatch(handle["container_id"])
         sampler.sample()  # the last one: the parent cgroup still holds the totals
-        sampler.remember("exit", {"code": outcome.code, "signal": outcome.signal,
-                                  "oom_killed": outcome.oom_killed, "message": outcome.message})
+        sampler.remember("exit", to_json(outcome))
         return outcome
-
-    def _exit_of(self, state: dict[str, Any], handle: Handle) -> Exit:
-        code = int(state.get("ExitCode") or 0)
-        memory_mb = handle.get("memory_mb")
-        oom = bool(state.get("OOMKilled"))
-        paths = handle["cgroup"]["paths"]
-        if not oom and code == 137 and memory_mb:
-            kills = cgroups.oom_kills(paths)
-            peak = cgroups.peak_memory_bytes(paths)
-            oom = bool(kills) or (kills is None and peak is not None and peak >= 0.98 * memory_mb * 2**20)
-        if state.get("Error") and code != 0 and not oom:
-            return Exit(code=code, signal=None, oom_killed=False, message=f"failed to start: {state['Error']}")
-        signal = code - 128 if 128 < code < 160 else None
-        return Exit(
-            code=None if signal is not None else code,
-            signal=signal,
-            oom_killed=oom,
-            message=exit_message(code, signal, oom, memory_mb),
-        )
 
     async def stop(self, handle: Handle, grace_seconds: float) -> Exit:
         def stop() -> None:
