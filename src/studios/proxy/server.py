@@ -26,7 +26,7 @@ from . import pages
 from .backend import RUNNING, STARTING_STATES, ProxyBackend, Target
 from .config import ProxyConfig
 from .tokens import AUTH_PATH, STATUS_PATH, DisplayLinks, cookie_value, strip_cookie
-from .upstream import Pool, Upstream
+from .upstream import Pool, Upstream, nodelay
 
 log = logging.getLogger("studios.proxy")
 
@@ -82,6 +82,7 @@ class Viewer(asyncio.Protocol):
     # -- connection ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        nodelay(transport)
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0] if isinstance(peer, tuple) else "unix").encode()
         self.server.viewers.add(self)

@@ -12,6 +12,7 @@ This module knows nothing of tokens, cookies or the backend; `server.Viewer` dri
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import TYPE_CHECKING
 
 import httptools
@@ -64,6 +65,7 @@ class Upstream(asyncio.Protocol):
     # -- asyncio callbacks ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        nodelay(transport)
 
     def data_received(self, data: bytes) -> None:
         viewer = self.viewer
@@ -169,3 +171,14 @@ class Pool:
             for conn in idle:
                 conn.close()
         self._idle.clear()
+
+
+def nodelay(transport: asyncio.BaseTransport) -> None:
+    """Disable Nagle: we forward each piece as it arrives. asyncio skips it for sockets
+    created with proto 0 (as `socket.socket()` makes them), so do it explicitly."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass

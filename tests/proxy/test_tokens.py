@@ -1,0 +1,132 @@
+"""Display links, tokens and cookies: signing, expiry, rotation, tampering, URL shapes."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import itsdangerous.timed
+import pytest
+
+from studios.proxy.config import ProxyConfig
+from studios.proxy.tokens import DisplayLinks, cookie_value, strip_cookie
+
+
+def links(keys=("k1",), **kw) -> DisplayLinks:
+    return DisplayLinks(ProxyConfig(secret_keys=list(keys), **kw))
+
+
+def token_of(url: str) -> str:
+    return parse_qs(urlsplit(url).query)["token"][0]
+
+
+def test_display_url_host_mode():
+    url = links(public_url="https://studios.example.com").display_url(12, 7)
+    parts = urlsplit(url)
+    assert parts.scheme == "https"
+    assert parts.netloc == "d-12.studios.example.com"
+    assert parts.path == "/_studios/auth"
+    assert links(public_url="https://studios.example.com").verify_token(token_of(url)) == (12, 7)
+
+
+def test_display_url_path_mode_and_hosts():
+    ln = links(public_url="http://localhost:8001", mode="path")
+    url = ln.display_url(12, 7)
+    assert url.startswith("http://localhost:8001/_d/12/_studios/auth?token=")
+    assert ln.host_for(12) == "localhost:8001"
+    assert ln.prefix_for(12) == "/_d/12"
+    assert ln.split_path("/_d/12/lab/tree") == (12, "/lab/tree")
+    assert ln.split_path("/_d/12") == (12, "")
+    assert ln.split_path("/_d/x/") is None
+    assert ln.split_path("/studios") is None
+
+
+def test_host_for_and_parse():
+    ln = links(public_url="http://localhost:8001")
+    assert ln.host_for(3) == "d-3.localhost:8001"
+    assert ln.deployment_for_host("D-3.LOCALHOST:8001") == 3
+    assert ln.deployment_for_host("d-3.localhost:8002") is None
+    assert ln.deployment_for_host("d-3.evil.localhost:8001") is None
+    assert ln.deployment_for_host("localhost:8001") is None
+
+
+def test_tampered_token_rejected():
+    ln = links()
+    token = ln.make_token(1, 7)
+    payload, ts, sig = token.split(".")
+    forged = ln.make_token(1, 8).split(".")[0]
+    assert ln.verify_token(f"{forged}.{ts}.{sig}") is None
+    assert ln.verify_token(token[:-2] + ("AA" if not token.endswith("AA") else "BB")) is None
+    assert ln.verify_token("garbage") is None
+    assert ln.verify_token("") is None
+
+
+def test_token_and_cookie_are_not_interchangeable():
+    ln = links()
+    assert ln.verify_cookie(ln.make_token(1, 7)) is None
+    assert ln.verify_token(ln.make_cookie(1, 7)) is None
+
+
+def test_expired_token_and_cookie(monkeypatch):
+    ln = links(token_max_age=60, cookie_max_age=120)
+    real = itsdangerous.timed.time.time
+    monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: real() - 3600)
+    old_token, old_cookie = ln.make_token(1, 7), ln.make_cookie(1, 7)
+    monkeypatch.setattr(itsdangerous.timed.time, "time", real)
+    assert ln.verify_token(old_token) is None
+    assert ln.verify_cookie(old_cookie) is None
+    assert ln.verify_token(ln.make_token(1, 7)) == (1, 7)
+
+
+def test_cached_cookie_still_expires(monkeypatch):
+    ln = links(cookie_max_age=120)
+    value = ln.make_cookie(1, 7)
+    assert ln.verify_cookie(value) == (1, 7)  # now cached
+    import studios.proxy.tokens as tokens
+
+    real = tokens.time.time
+    monkeypatch.setattr(tokens.time, "time", lambda: real() + 3600)
+    assert ln.verify_cookie(value) is None
+
+
+def test_key_rotation():
+    old = links(keys=["k1"])
+    rotated = links(keys=["k1", "k2"])
+    retired = links(keys=["k2"])
+    t_old = old.make_token(1, 7)
+    c_old = old.make_cookie(1, 7)
+    assert rotated.verify_token(t_old) == (1, 7)  # live links survive adding a key
+    assert rotated.verify_cookie(c_old) == (1, 7)  # and live sessions too
+    t_new = rotated.make_token(1, 7)
+    assert retired.verify_token(t_new) == (1, 7)  # signed with the newest key
+    assert old.verify_token(t_new) is None
+    assert retired.verify_token(t_old) is None  # dropping the old key retires its tokens
+
+
+def test_set_cookie_attributes():
+    host = links(public_url="https://studios.example.com").set_cookie(4, 7)
+    assert host.startswith("studios_session=")
+    assert "Path=/;" in host and "HttpOnly" in host and "SameSite=Lax" in host
+    assert "Secure" in host and "Domain" not in host
+    path = links(public_url="http://localhost:8001", mode="path").set_cookie(4, 7)
+    assert "Path=/_d/4/;" in path and "Secure" not in path
+
+
+def test_cookie_header_helpers():
+    header = "a=1; studios_session=abc; b=2"
+    assert cookie_value(header) == ["abc"]
+    assert strip_cookie(header) == "a=1; b=2"
+    assert strip_cookie("studios_session=abc") == ""
+
+
+def test_config_needs_a_key():
+    with pytest.raises(ValueError):
+        ProxyConfig(secret_keys=[])
+
+
+def test_config_from_env():
+    config = ProxyConfig.from_env({
+        "STUDIOS_PROXY_SECRET_KEYS": "a,b", "STUDIOS_PROXY_PUBLIC_URL": "https://x.example",
+        "STUDIOS_PROXY_MODE": "path", "STUDIOS_PROXY_FALLBACK": "127.0.0.1:8000",
+    })
+    assert list(config.secret_keys) == ["a", "b"]
+    assert config.secure and config.mode == "path" and config.fallback == ("127.0.0.1", 8000)
