@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from studios.api import discovery, errors, platform, shares, studios, users
+from studios.api import deployments, discovery, errors, platform, shares, studios, users
 from studios.api.paths import NormalizePath
 from studios.context import Context
 from studios.db.engine import make_engine, make_locking_sessionmaker, make_sessionmaker, upgrade
 from studios.partitions import Partitions
+from studios.runtimes.select import build_runtimes
+from studios.services.engine import Engine
 from studios.services.keys import KeyHasher
 from studios.settings import Settings
 
@@ -54,13 +56,22 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        ctx.engine.dispose()
+        if ctx.deployments is None:
+            runtimes, default, why = build_runtimes(ctx.settings)
+            log.warning("studios: runtime %s", why)
+            ctx.deployments = Engine(ctx, runtimes, default)
+        await ctx.deployments.begin()
+        try:
+            yield
+        finally:
+            await ctx.deployments.close()
+            ctx.deployments = None
+            ctx.engine.dispose()
 
     api = FastAPI(title="Studios", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     api.state.ctx = ctx
     errors.install(api)
-    for router in (studios.router, shares.router, users.router, platform.router, discovery.router):
+    for router in (studios.router, deployments.router, shares.router, users.router, platform.router, discovery.router):
         api.include_router(router)
     api.add_middleware(NormalizePath)
     return api

@@ -1,0 +1,70 @@
+"""Routes of `/studios/{studio_id}/deployments...` and the deployment logs, as the spec has them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Path, Query, Response
+
+from studios.api.deps import CallDep, json, pagination_headers
+from studios.schemas.deployments import LogDeploymentLogResponseSummary, StudioDeployment, StudioDeploymentCreateRequest, StudioDeploymentSummary
+from studios.services import deployments as dep_service
+from studios.services import views
+
+router = APIRouter()
+
+Int32 = dict(gt=0, le=2**31 - 1)
+StudioId = Annotated[int, Path(description="The ID of the owning Studio", **Int32)]
+DeploymentId = Annotated[int, Path(description="The ID for this deployment", **Int32)]
+
+
+@router.get("/studios/{studio_id}/deployments", summary="List deployments for a Studio", response_model=list[StudioDeploymentSummary])
+async def list_deployments(
+    call: CallDep,
+    studio_id: StudioId,
+    deployment_id: Annotated[int | None, Query(description="The ID for this deployment", **Int32)] = None,
+    limit: Annotated[int, Query(description="Number of results to return. Defaults to 20. Maximum allowed is 50.", ge=1, le=50)] = 20,
+    page_num: Annotated[int, Query(description="Page number of the results to return. Defaults to the first page, 1.", ge=1, le=1_000_000)] = 1,
+    order: Annotated[Literal["created_at"], Query(description="The field on which to order the result set. Defaults to created_at. Must be one of: created_at.")] = "created_at",
+    order_dir: Annotated[Literal["asc", "desc"], Query(description="Direction in which to sort, either asc (ascending) or desc (descending) defaulting to desc.")] = "desc",
+) -> Response:
+    rows, total = dep_service.page(call.session, call.caller, studio_id, deployment_id, order_dir, limit, page_num)
+    return json([views.deployment_summary(d, call.ctx.links) for d in rows], headers=pagination_headers(page_num, limit, total))
+
+
+@router.post("/studios/{studio_id}/deployments", summary="Deploy a Studio", status_code=201, response_model=StudioDeployment)
+async def post_deployments(call: CallDep, studio_id: StudioId, body: Annotated[StudioDeploymentCreateRequest | None, Body(title="StudioDeploymentCreateRequest")] = None) -> Response:
+    engine = call.ctx.deployments
+    dep = dep_service.create(call.session, call.caller, studio_id, body.deployment_id if body else None, engine.runtime_for)
+    engine.launch(dep.id)
+    return json(views.deployment(dep, call.caller.id, call.ctx.links), 201)
+
+
+@router.get("/studios/{studio_id}/deployments/{deployment_id}", summary="Get details about a Studio deployment", response_model=StudioDeployment)
+async def get_deployments(call: CallDep, studio_id: StudioId, deployment_id: DeploymentId) -> Response:
+    dep = dep_service.get(call.session, call.caller, studio_id, deployment_id)
+    return json(views.deployment(dep, call.caller.id, call.ctx.links))
+
+
+@router.delete("/studios/{studio_id}/deployments/{deployment_id}", summary="Delete a Studio deployment", status_code=204)
+async def delete_deployments(call: CallDep, studio_id: StudioId, deployment_id: DeploymentId) -> Response:
+    dep_service.for_stop(call.session, call.caller, studio_id, deployment_id)
+    call.session.close()
+    await call.ctx.deployments.stop(deployment_id, call.caller.username)
+    return Response(status_code=204)
+
+
+@router.get("/studios/{id}/deployments/{deployment_id}/logs", summary="Get the logs for a Studio deployment", response_model=list[LogDeploymentLogResponseSummary])
+async def list_deployments_logs(
+    call: CallDep,
+    id: Annotated[int, Path(description="The ID of the owning Studio.", **Int32)],
+    deployment_id: Annotated[int, Path(description="The ID for this deployment.", **Int32)],
+    start_at: Annotated[datetime | None, Query(description="Log entries with a lower timestamp will be omitted.")] = None,
+    end_at: Annotated[datetime | None, Query(description="Log entries with a higher timestamp will be omitted.")] = None,
+    limit: Annotated[int, Query(description="The maximum number of log messages to return. Default of 10000.", ge=1, le=100_000)] = 10_000,
+) -> Response:
+    # Times without a zone are read as UTC, as the platform writes them.
+    start_at, end_at = (t.replace(tzinfo=timezone.utc) if t is not None and t.tzinfo is None else t for t in (start_at, end_at))
+    rows = dep_service.logs(call.session, call.caller, id, deployment_id, start_at, end_at, limit)
+    return json([LogDeploymentLogResponseSummary(created_at=t, stream=stream, source=source, message=message) for t, stream, source, message in rows])

@@ -1,0 +1,25 @@
+"""Deployment states and the transitions allowed between them: a table, nothing else.
+
+    pending ──> running ──> sleeping ──> pending (woken)
+       │           │           │
+       └───────────┴───────────┴──> terminated (final)
+
+A same-state change (pending -> pending, running -> running) only updates the message
+("cloning ...", "starting", "waiting for the app on port N")."""
+
+from __future__ import annotations
+
+STATES = ("pending", "running", "terminated", "sleeping")
+ACTIVE = ("pending", "running")
+"""States in which a workload exists (or is being made) and counts as the studio's active one."""
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "pending": frozenset({"pending", "running", "terminated"}),
+    "running": frozenset({"running", "sleeping", "terminated"}),
+    "sleeping": frozenset({"pending", "terminated"}),
+    "terminated": frozenset(),
+}
+
+
+def allowed(current: str, new: str) -> bool:
+    return new in TRANSITIONS.get(current, frozenset())
