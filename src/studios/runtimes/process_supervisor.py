@@ -50,9 +50,12 @@ def write_json(path: str, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def pump(fd: int, path: str) -> None:
-    """Copy the app's pipe into `path`, one timestamp per chunk, in whole lines."""
-    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+def open_log(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+
+def pump(fd: int, out: int) -> None:
+    """Copy the app's pipe into the log `out`, one timestamp per chunk, in whole lines."""
     partial = b""
 
     def write(data: bytes) -> None:
@@ -135,6 +138,7 @@ class Sampler:
         self.peak_cpu: float | None = None
         self.last: tuple[float, float] | None = None
         self.ticks = os.sysconf("SC_CLK_TCK")
+        self.window = 0.8 * float(config.get("sample_interval", 0.5))
 
     def cpu_seconds(self) -> float | None:
         if self.group and self.group.get("cpu_usage_file"):
@@ -157,11 +161,14 @@ class Sampler:
         changed = False
         now, cpu = time.monotonic(), self.cpu_seconds()
         if cpu is not None:
-            if self.last is not None and now > self.last[0]:
+            if self.last is None:
+                self.last = (now, cpu)
+            elif now - self.last[0] >= self.window:
+                # A rate over less than a few CFS periods says nothing about a quota.
                 rate = max(0.0, (cpu - self.last[1]) / (now - self.last[0])) * 1000
                 if self.peak_cpu is None or rate > self.peak_cpu:
                     self.peak_cpu, changed = rate, True
-            self.last = (now, cpu)
+                self.last = (now, cpu)
         self.note_memory(self.memory_bytes())
         if changed:
             self.save()
@@ -217,14 +224,14 @@ def main(config_path: str) -> int:
     workdir = config["workdir"]
     files = {name: os.path.join(workdir, name) for name in ("stdout.log", "stderr.log")}
     exit_path = os.path.join(workdir, "process-exit.json")
+    logs = {name: open_log(path) for name, path in files.items()}
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
         app = spawn(config, out_w, err_w)
     except (OSError, subprocess.SubprocessError) as error:
         reason = f"cannot start {config['argv'][0]!r}: {getattr(error, 'strerror', None) or error}"
-        with open(files["stderr.log"], "ab") as log:
-            log.write(b"%.6f %s\n" % (time.time(), reason.encode()))
+        os.write(logs["stderr.log"], b"%.6f %s\n" % (time.time(), reason.encode()))
         write_json(exit_path, {"code": 127, "signal": None, "oom_killed": False, "error": reason})
         return 0
     os.close(out_w)
@@ -235,8 +242,8 @@ def main(config_path: str) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     pumps = [
-        threading.Thread(target=pump, args=(out_r, files["stdout.log"]), daemon=True),
-        threading.Thread(target=pump, args=(err_r, files["stderr.log"]), daemon=True),
+        threading.Thread(target=pump, args=(out_r, logs["stdout.log"]), daemon=True),
+        threading.Thread(target=pump, args=(err_r, logs["stderr.log"]), daemon=True),
     ]
     for thread in pumps:
         thread.start()

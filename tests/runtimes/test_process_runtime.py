@@ -1,0 +1,371 @@
+"""The host-process runtime against real processes: apps written by the tests, real cgroups
+(where the machine allows), a real "service restart" (a separate process that starts an app
+and exits), no sleeps used as synchronisation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from studios.runtimes import cgroups
+from studios.runtimes.base import LaunchError
+from studios.runtimes.process import ProcessRuntime
+from studios.runtimes.process_command import NO_START_COMMAND
+
+pytestmark = pytest.mark.anyio
+
+HTTP_APP = """
+import http.server, os, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        print("GET", self.path, flush=True)
+        body = b"hello"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        print("served", file=sys.stderr, flush=True)
+print("listening on", os.environ["PORT"], flush=True)
+print("to stderr", file=sys.stderr, flush=True)
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+async def wait_for(condition: Callable[[], Awaitable[Any]], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Await `condition()` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+async def http_get(host: str, port: int) -> int | None:
+    """Status of GET / or None if nothing answers yet."""
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return None
+    try:
+        writer.write(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        status = await reader.readline()
+        return int(status.split()[1]) if status else None
+    except (OSError, IndexError, ValueError):
+        return None
+    finally:
+        writer.close()
+
+CGROUPS = cgroups.detect().mode != "rlimit"
+needs_cgroups = pytest.mark.skipif(not CGROUPS, reason="cannot create cgroups here")
+
+
+async def test_http_app_runs_answers_logs_and_stops(process_runtime, make_repo, make_spec, lines_of):
+    runtime = process_runtime
+    reported: list[str] = []
+    spec = make_spec(make_repo(HTTP_APP), memory_mb=256, cpu_millicores=500)
+    began = time.monotonic()
+    handle = await runtime.start(spec, reported.append)
+    host, port = runtime.address(handle)
+    assert (host, port) == ("127.0.0.1", handle["port"])
+    assert await wait_for(lambda: http_get(host, port), what="HTTP 200") == 200
+    print(f"\nspawn -> first HTTP 200: {(time.monotonic() - began) * 1000:.1f} ms ({runtime.limits_mode})")
+    assert "start command: ./start" in reported
+    assert await runtime.poll(handle) is None
+    assert await runtime.adopt(handle)
+
+    ended = await runtime.stop(handle, grace_seconds=5)
+    assert ended.signal == 15 and ended.message == "killed by signal 15 (SIGTERM)"
+    assert await runtime.poll(handle) == ended  # idempotent
+    lines = await lines_of(runtime, handle)
+    assert ("stdout", f"listening on {port}") in lines
+    assert ("stderr", "to stderr") in lines
+    assert ("stdout", "GET /") in lines and ("stderr", "served") in lines
+    usage = await runtime.usage(handle)
+    assert usage.max_memory_mb is not None and 1 < usage.max_memory_mb < 256
+
+    await runtime.cleanup(handle)
+    if handle["group"]:
+        assert not any(Path(d).exists() for d in handle["group"]["dirs"])
+    assert (Path(handle["workdir"]) / "stdout.log").exists()  # logs stay with the service
+    assert await runtime.usage(handle) is not None
+
+
+async def test_app_gets_port_env_and_sane_base(process_runtime, make_repo, make_spec, lines_of):
+    runtime = process_runtime
+    app = "import os; [print(k, os.environ.get(k)) for k in ('PORT', 'STUDIO_PARAM', 'HOME', 'LANG')]; print(os.getcwd())"
+    spec = make_spec(make_repo(app))
+    handle = await runtime.start(spec, lambda line: None)
+    lines = [message for _, message in await lines_of(runtime, handle)]
+    assert lines[:3] == [f"PORT {handle['port']}", "STUDIO_PARAM 42", f"HOME {spec.workdir}"]
+    assert lines[3] != "LANG None" and lines[4] == str(spec.checkout)
+    assert (await runtime.poll(handle)).message == "exited with code 0"
+
+
+async def test_crasher_exit_code_and_partial_last_line(process_runtime, make_repo, make_spec, lines_of):
+    runtime = process_runtime
+    app = "import sys; print('about to crash'); sys.stdout.write('no newline'); sys.exit(3)"
+    handle = await runtime.start(make_spec(make_repo(app)), lambda line: None)
+    ended = await wait_for(lambda: runtime.poll(handle))
+    assert await runtime.stop(handle, 1) == ended  # stopping an ended app returns its exit
+    assert (ended.code, ended.signal, ended.oom_killed) == (3, None, False)
+    assert ended.message == "exited with code 3"
+    assert await lines_of(runtime, handle) == [("stdout", "about to crash"), ("stdout", "no newline")]
+    assert not await runtime.adopt(handle)
+
+
+@needs_cgroups
+async def test_memory_hog_is_oom_killed_at_its_limit(process_runtime, make_repo, make_spec):
+    runtime = process_runtime
+    app = """
+    hog = []
+    while True:
+        hog.append(b"x" * (4 << 20))
+        print(len(hog) * 4, "MB", flush=True)
+    """
+    handle = await runtime.start(make_spec(make_repo(app), memory_mb=64), lambda line: None)
+    ended = await wait_for(lambda: runtime.poll(handle), what="the OOM kill")
+    assert ended.oom_killed and ended.message == "killed: out of memory (limit 64 MB)"
+    peak = (await runtime.usage(handle)).max_memory_mb
+    assert peak is not None and 48 <= peak <= 65
+
+
+@needs_cgroups
+async def test_cpu_quota_and_peak_cpu(process_runtime, make_spec):
+    runtime = process_runtime
+    spec = make_spec(image="busy", cpu_millicores=300)
+    handle = await runtime.start(spec, lambda line: None)
+
+    async def two_samples() -> bool:
+        usage = await runtime.usage(handle)
+        return usage.max_cpu_millicores is not None and usage.max_cpu_millicores > 150
+
+    await wait_for(two_samples, what="a cpu sample")
+    await runtime.stop(handle, 1)
+    peak = (await runtime.usage(handle)).max_cpu_millicores
+    print(f"\npeak cpu under a 300 millicore quota: {peak}")
+    assert peak is not None and 150 < peak < 420, peak
+
+
+async def test_rlimit_fallback_limits_memory_and_measures(state_dir, make_repo, make_spec):
+    runtime = ProcessRuntime(state_dir=state_dir, cgroups="off")
+    assert runtime.limits_mode == "rlimit" and "disabled" in runtime.limits_reason
+    reported: list[str] = []
+    app = "hog = []\nwhile True: hog.append(b'x' * (4 << 20))"
+    handle = await runtime.start(make_spec(make_repo(app), memory_mb=128, cpu_millicores=200), reported.append)
+    assert any("RLIMIT_AS" in line for line in reported)
+    ended = await wait_for(lambda: runtime.poll(handle))
+    assert ended.code == 1 and not ended.oom_killed  # MemoryError, not a kill
+    peak = (await runtime.usage(handle)).max_memory_mb
+    assert peak is not None and 30 < peak <= 128
+    await runtime.cleanup(handle)
+
+
+async def test_stop_kills_an_app_that_ignores_sigterm(process_runtime, make_repo, make_spec, lines_of):
+    runtime = process_runtime
+    app = """
+    import os, signal, time
+    signal.signal(signal.SIGTERM, lambda *a: os.write(1, b"ignoring TERM\\n"))
+    print("ready", flush=True)
+    while True:
+        time.sleep(1)
+    """
+    handle = await runtime.start(make_spec(make_repo(app)), lambda line: None)
+
+    async def ready() -> bool:
+        return (Path(handle["workdir"]) / "stdout.log").read_text().endswith("ready\n")
+
+    await wait_for(ready)
+    began = time.monotonic()
+    ended = await runtime.stop(handle, grace_seconds=0.5)
+    assert time.monotonic() - began < 2.0
+    assert ended.message == "killed by signal 9 (SIGKILL)"
+    assert [m for _, m in await lines_of(runtime, handle)] == ["ready", "ignoring TERM"]
+
+
+async def test_app_that_never_listens(process_runtime, make_repo, make_spec):
+    runtime = process_runtime
+    app = "import time\nwhile True: time.sleep(1)"
+    handle = await runtime.start(make_spec(make_repo(app)), lambda line: None)
+    assert await http_get(*runtime.address(handle)) is None
+    assert await runtime.poll(handle) is None
+    assert (await runtime.stop(handle, 2)).signal == 15
+
+
+async def test_procfile_web_line_with_port(process_runtime, make_repo, make_spec):
+    runtime = process_runtime
+    app = "import sys, os; assert sys.argv[2] == os.environ['PORT']; print('procfile ok')"
+    handle = await runtime.start(make_spec(make_repo(app, procfile=True)), lambda line: None)
+    assert (await wait_for(lambda: runtime.poll(handle))).message == "exited with code 0"
+
+
+async def test_nothing_to_run(process_runtime, make_spec, tmp_path):
+    runtime = process_runtime
+    empty = tmp_path / "empty-repo"
+    empty.mkdir()
+    with pytest.raises(LaunchError) as error:
+        await runtime.start(make_spec(empty), lambda line: None)
+    assert str(error.value) == NO_START_COMMAND
+    with pytest.raises(LaunchError, match="image jupyter:4 has no host command.*map"):
+        await runtime.start(make_spec(image="jupyter", tag="4"), lambda line: None)
+
+
+async def test_image_command_runs_in_workdir_without_repo(state_dir, make_spec, lines_of):
+    runtime = ProcessRuntime(state_dir=state_dir, image_commands={"lab:1": "echo lab on $PORT; pwd"})
+    spec = make_spec(image="lab", tag="1")
+    handle = await runtime.start(spec, lambda line: None)
+    assert [m for _, m in await lines_of(runtime, handle)] == [f"lab on {handle['port']}", str(spec.workdir)]
+    await runtime.cleanup(handle)
+
+
+async def test_unstartable_program_is_a_launch_error(process_runtime, make_spec, tmp_path):
+    runtime = process_runtime
+    repo = tmp_path / "bad-shebang"
+    repo.mkdir()
+    (repo / "start").write_text("#!/nonexistent/interpreter\n")
+    (repo / "start").chmod(0o755)
+    with pytest.raises(LaunchError, match="cannot start .*start.*No such file"):
+        await runtime.start(make_spec(repo), lambda line: None)
+    assert not list(runtime.state_dir.glob("*.json"))
+
+
+SERVICE = """
+import asyncio, json, sys
+from pathlib import Path
+from studios.runtimes.base import LaunchSpec
+from studios.runtimes.process import ProcessRuntime
+
+async def main():
+    runtime = ProcessRuntime(state_dir=Path(sys.argv[1]))
+    fields = json.loads(sys.argv[2])
+    spec = LaunchSpec(**{**fields, "workdir": Path(fields["workdir"]), "checkout": Path(fields["checkout"])})
+    handle = await runtime.start(spec, lambda line: None)
+    seen = []
+    async for batch, cursor in runtime.logs(handle, None):
+        seen += [line.message for line in batch]
+        if len(seen) >= 100:
+            break
+    print(json.dumps({"handle": handle, "cursor": cursor, "seen": seen}))
+
+asyncio.run(main())
+"""
+
+COUNTER_APP = """
+import os, time
+for i in range(100):
+    print(i, flush=True)
+while not os.path.exists("go"):
+    time.sleep(0.01)
+for i in range(100, 200):
+    print(i, flush=True)
+"""
+
+
+async def test_adopt_after_the_service_exited(state_dir, make_repo, make_spec):
+    spec = make_spec(make_repo(COUNTER_APP))
+    fields = {**spec.__dict__, "workdir": str(spec.workdir), "checkout": str(spec.checkout)}
+    service = subprocess.run(
+        [sys.executable, "-c", SERVICE, str(state_dir), json.dumps(fields)], capture_output=True, text=True, timeout=30
+    )
+    assert service.returncode == 0, service.stderr
+    state = json.loads(service.stdout)
+    handle, cursor = state["handle"], state["cursor"]
+    assert state["seen"] == [str(i) for i in range(100)]
+
+    runtime = ProcessRuntime(state_dir=state_dir)  # the restarted service
+    assert await runtime.adopt(handle)
+    assert await runtime.orphans({spec.deployment_id}) == []
+    assert await runtime.orphans(set()) == [spec.deployment_id]
+    (spec.checkout / "go").touch()
+    rest = [line.message async for batch, _ in runtime.logs(handle, cursor) for line in batch]
+    assert rest == [str(i) for i in range(100, 200)]
+    assert (await runtime.poll(handle)).message == "exited with code 0"
+    assert not await runtime.adopt(handle)
+    await runtime.cleanup(handle)
+
+
+async def test_a_reused_pid_is_never_adopted(process_runtime, make_repo, make_spec):
+    runtime = process_runtime
+    handle = await runtime.start(make_spec(make_repo("import time\nwhile True: time.sleep(1)")), lambda line: None)
+    assert await runtime.adopt(handle)
+    wrong_time = {**handle, "app": {**handle["app"], "start_time": handle["app"]["start_time"] + 1}}
+    assert not await runtime.adopt(wrong_time)
+    stranger = {**handle, "app": {"pid": os.getpid(), "start_time": 1}}
+    assert not await runtime.adopt(stranger)
+    await runtime.stop(handle, 1)
+
+
+async def test_orphans_are_found_and_removed(process_runtime, make_repo, make_spec):
+    runtime = process_runtime
+    spec = make_spec(make_repo("import time\nwhile True: time.sleep(1)"), deployment_id=424242)
+    handle = await runtime.start(spec, lambda line: None)
+    assert await runtime.orphans({1, 2}) == [424242]
+    assert await runtime.orphans({424242}) == []
+    await runtime.remove_orphan(424242)
+    assert await runtime.poll(handle) is not None
+    assert await runtime.orphans(set()) == []
+
+
+async def test_a_million_lines_none_lost(process_runtime, make_repo, make_spec):
+    runtime = process_runtime
+    app = "import sys\nw = sys.stdout.write\nfor i in range(1_000_000): w(f'line {i}\\n')"
+    began = time.monotonic()
+    handle = await runtime.start(make_spec(make_repo(app)), lambda line: None)
+    count, batches = 0, 0
+    async for batch, cursor in runtime.logs(handle, None):
+        batches += 1
+        for line in batch:
+            assert line.message == f"line {count}"
+            count += 1
+    elapsed = time.monotonic() - began
+    print(f"\n1,000,000 lines in {elapsed:.2f} s: {count / elapsed:,.0f} lines/s in {batches} batches")
+    assert count == 1_000_000
+    assert cursor["stdout"] == (Path(handle["workdir"]) / "stdout.log").stat().st_size
+    assert count / elapsed >= 100_000
+
+
+def test_cgroup_v2_limits_on_a_fake_tree(tmp_path):
+    root = tmp_path / "unified"
+    (root / "svc").mkdir(parents=True)
+    (root / "svc" / "cgroup.controllers").write_text("cpu io memory pids\n")
+    (root / "svc" / "cgroup.subtree_control").write_text("")
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"30 25 0:26 / {root} rw,nosuid shared:4 - cgroup2 cgroup2 rw\n")
+    proc_cgroup = tmp_path / "cgroup"
+    proc_cgroup.write_text("0::/svc\n")
+    (root / "svc" / "studios").mkdir()
+    (root / "svc" / "studios" / "cgroup.subtree_control").write_text("")
+    hierarchy = cgroups.detect("auto", mountinfo=mountinfo, proc_cgroup=proc_cgroup)
+    assert hierarchy.mode == "cgroup-v2", hierarchy.reason
+    assert (root / "svc" / "cgroup.subtree_control").read_text() == "+cpu +memory"
+    leaf = root / "svc" / "studios" / "d1"
+    leaf.mkdir()
+    (leaf / "cpu.max").write_text("max 100000")
+    group = cgroups._limit_v2(leaf, 256, 500)
+    assert (leaf / "memory.max").read_text() == str(256 << 20)
+    assert (leaf / "cpu.max").read_text() == "50000 100000"
+    assert group.cpu_usage_unit == "usec" and group.oom_file == str(leaf / "memory.events")
+    (leaf / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    assert cgroups.read_oom_kills(group) == 1
+
+
+def test_no_cgroup_hierarchy_means_rlimit_with_a_reason(tmp_path):
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text("22 1 0:21 / /proc rw - proc proc rw\n")
+    proc_cgroup = tmp_path / "cgroup"
+    proc_cgroup.write_text("0::/\n")
+    hierarchy = cgroups.detect("auto", mountinfo=mountinfo, proc_cgroup=proc_cgroup)
+    assert hierarchy.mode == "rlimit" and "not mounted" in hierarchy.reason
+
