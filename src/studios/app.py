@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from studios.api import deployments, discovery, errors, platform, shares, studios, users
+from studios.api import credentials, deployments, discovery, errors, platform, shares, studios, users
 from studios.api.paths import NormalizePath
 from studios.context import Context
 from studios.db.engine import make_engine, make_locking_sessionmaker, make_sessionmaker, upgrade
@@ -17,6 +17,7 @@ from studios.partitions import Partitions
 from studios.runtimes.select import build_runtimes
 from studios.services.engine import Engine
 from studios.services.keys import KeyHasher
+from studios.services.secrets import SecretBox
 from studios.settings import Settings
 
 log = logging.getLogger("studios")
@@ -47,6 +48,7 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
         locking_db=make_locking_sessionmaker(engine),
         partitions=Partitions.load(settings.partitions_file),
         hasher=KeyHasher(settings.secret_keys[0]),
+        box=SecretBox(settings.secret_keys),
         links=_Links(settings.effective_public_url),
     )
 
@@ -71,7 +73,7 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
     api = FastAPI(title="Studios", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     api.state.ctx = ctx
     errors.install(api)
-    for router in (studios.router, deployments.router, shares.router, users.router, platform.router, discovery.router):
+    for router in (studios.router, deployments.router, shares.router, credentials.router, users.router, platform.router, discovery.router):
         api.include_router(router)
     api.add_middleware(NormalizePath)
     return api

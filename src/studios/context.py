@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from studios.partitions import Partitions
 from studios.services.keys import KeyHasher
+from studios.services.secrets import SecretBox
 from studios.services.views import Links
 from studios.settings import Settings
 
@@ -23,6 +24,8 @@ class Context:
     locking_db: sessionmaker[Session]
     partitions: Partitions
     hasher: KeyHasher
+    box: SecretBox
+    """Seals and opens credential secrets."""
     links: Links
     deployments: Any = None
     """The lifecycle engine (`studios.services.engine.Engine`), once started."""

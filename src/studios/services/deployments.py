@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from studios.db.models import Deployment
+from studios.db.models import Credential, Deployment
 from studios.errors import Conflict, Invalid, NotFound
 from studios.services.keys import Caller
 from studios.services.log_sink import system_line
@@ -31,11 +31,24 @@ def create(session: Session, caller: Caller, studio_id: int, from_deployment: in
         source = earlier
     values = {field: getattr(source, field) for field in SNAPSHOT}
     values["params"] = [dict(p) for p in values["params"] or []]
+    _check_credentials(session, caller, values)
     runtime = runtime_for(values["partition_label"])
     dep = dep_store.create(session, {**values, "studio_id": studio_id, "user_id": caller.id, "name": studio.name, "runtime": runtime, "state": "pending", "state_message": "queued"})
     system_line(session, dep.id, f"queued by {caller.username}" + (f" (redeploying deployment {from_deployment})" if from_deployment else ""))
     session.commit()
     return dep
+
+
+def _check_credentials(session: Session, caller: Caller, values: dict) -> None:
+    """Refuse a deploy that would use a credential the deploying user does not own."""
+    named = [("gitCredentialId", values["git_credential_id"])]
+    named += [(f"param {p['name']}", int(p["value"])) for p in values["params"] if p.get("value") and (p["type"].startswith("credential_") or p["type"] == "database")]
+    for what, credential_id in named:
+        if credential_id is None:
+            continue
+        cred = session.get(Credential, credential_id)
+        if cred is None or cred.owner_id != caller.id:
+            raise Invalid(f"{what}: credential {credential_id} does not exist or belongs to someone else; each user deploys with their own credentials.")
 
 
 def get(session: Session, caller: Caller, studio_id: int, deployment_id: int) -> Deployment:

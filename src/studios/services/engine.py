@@ -21,7 +21,6 @@ from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, Runtime
 from studios.services import keys
 from studios.services.launch_env import LaunchRefused, git_login, param_env
 from studios.services.log_sink import LogSink
-from studios.services.secrets import SecretBox
 from studios.store import deployments as dep_store
 from studios.store import studios as studio_store
 from studios.store import users as user_store
@@ -36,7 +35,7 @@ class Engine:
         self.ctx = ctx
         self.runtimes = runtimes
         self.default_runtime = default_runtime
-        self.box = SecretBox(ctx.settings.secret_keys)
+        self.box = ctx.box
         self.logs = LogSink(ctx.db, ctx.settings.log_line_cap)
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._background: list[asyncio.Task[None]] = []
