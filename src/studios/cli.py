@@ -68,6 +68,25 @@ def users_create(
     print(key)
 
 
+@app.command()
+def bootstrap() -> None:
+    """First run: create an admin user named `admin` and print its API key, if no user exists."""
+    from studios.services.keys import mint
+    from studios.store import users as user_store
+
+    ctx = _context()
+    with ctx.db() as session:
+        if user_store.list_all(session):
+            err.print("studios: users exist already; `studios keys create USER` prints a new key")
+            return
+        user = user_store.create(session, "admin", "Admin", None, True)
+        key = mint(session, ctx.hasher, user.id, "bootstrap")
+        session.commit()
+    err.print("studios: created the admin user; its API key (shown only now):")
+    print(key)
+    err.print(f"  export CIVIS_API_ENDPOINT={ctx.settings.effective_public_url} CIVIS_API_KEY={key}")
+
+
 @users_app.command("list")
 def users_list() -> None:
     """List users."""
