@@ -1,0 +1,181 @@
+"""Checking out a studio's git repository at a branch, tag or commit, for a deployment.
+
+Owns the `git` command lines and what they may leak. Credentials for HTTPS travel only in the
+environment of the git process and reach git through a throwaway askpass script, so they never
+appear in argv (visible to every user in `ps`), in the work tree's `.git/config`, in a raised
+`CheckoutError` or in a reported line; `GIT_TERMINAL_PROMPT=0` makes a missing credential fail
+at once instead of waiting on a terminal. Fetches are shallow (`--depth 1`); a commit given by
+a short or unadvertised sha falls back to fetching every branch and tag. Only `https://`,
+`http://`, `file://` and local paths are accepted. It knows nothing of deployments or the
+database: the caller chooses `dest` and records what it reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+ASKPASS = """#!/bin/sh
+case "$1" in
+  Username*) printf '%s\\n' "$STUDIOS_GIT_USERNAME" ;;
+  *) printf '%s\\n' "$STUDIOS_GIT_PASSWORD" ;;
+esac
+"""
+TOKEN_USERNAME = "x-access-token"
+"""Sent when only a password (a token) is given; what GitHub expects, and ignored by most servers."""
+
+SAFE_CONFIG = [
+    "-c", "credential.helper=",  # no stored credentials are used, none are stored
+    "-c", "protocol.allow=never",
+    "-c", "protocol.https.allow=always",
+    "-c", "protocol.http.allow=always",
+    "-c", "protocol.file.allow=always",
+    "-c", "advice.detachedHead=false",
+    "-c", "init.defaultBranch=main",
+]  # fmt: skip
+HEXISH = re.compile(r"[0-9a-fA-F]{4,40}")
+
+
+class CheckoutError(Exception):
+    """The repository could not be checked out; the message carries git's own reason."""
+
+
+def split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """The URL without `user:password@`, and the user and password it carried."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return url, None, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, sep, password = userinfo.partition(":")
+    clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return clean, unquote(user) or None, unquote(password) if sep else None
+
+
+def _check_url(url: str) -> None:
+    scheme = urlsplit(url).scheme
+    if scheme in ("http", "https", "file") or (not scheme and url.startswith(("/", "./", "../"))):
+        return
+    raise CheckoutError(f"unsupported git URL {url!r}: use https://, http://, file:// or an absolute local path")
+
+
+def _reason(stderr: str) -> str:
+    """git's own explanation: its first fatal/error line, else its last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("fatal:", "error:")):
+            return line
+    return lines[-1] if lines else "no output from git"
+
+
+class _Git:
+    """Runs git in `dest` with a scrubbed environment and one overall deadline."""
+
+    def __init__(self, dest: Path, env: dict[str, str], deadline: float, timeout: float, secrets: list[str]) -> None:
+        self.dest, self.env, self.deadline, self.timeout, self.secrets = dest, env, deadline, timeout, secrets
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    async def __call__(self, *args: str) -> tuple[int, str, str]:
+        loop = asyncio.get_running_loop()
+        process = await asyncio.create_subprocess_exec(
+            "git", *SAFE_CONFIG, *args,
+            cwd=self.dest,
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # so a timeout can kill git's helpers too
+        )  # fmt: skip
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), max(0.0, self.deadline - loop.time()))
+        except TimeoutError:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            await process.wait()
+            raise CheckoutError(f"git clone timed out after {self.timeout:g} s") from None
+        return int(process.returncode or 0), self.decode(out), self.decode(err)
+
+    def decode(self, data: bytes) -> str:
+        return self.scrub(data.decode("utf-8", "replace"))
+
+
+def _environment(askpass: Path | None, username: str | None, password: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "SSH_ASKPASS"))}
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_ASKPASS=str(askpass) if askpass else "", LC_ALL="C")
+    if askpass is not None:
+        env.update(STUDIOS_GIT_USERNAME=username or TOKEN_USERNAME, STUDIOS_GIT_PASSWORD=password or "")
+    return env
+
+
+async def checkout(
+    url: str,
+    ref: str | None,
+    dest: Path,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    report: Callable[[str], None] | None = None,
+    timeout: float = 120.0,
+) -> str:
+    """Check out `url` at `ref` (branch, tag or commit sha; None: the default branch) into the
+    empty or missing directory `dest`; return the commit sha. Raises `CheckoutError`."""
+    say = report or (lambda line: None)
+    clean_url, url_user, url_password = split_credentials(url)
+    username, password = username or url_user, password or url_password
+    _check_url(clean_url)
+    dest.mkdir(parents=True, exist_ok=True)
+    if any(dest.iterdir()):
+        raise CheckoutError(f"cannot check out into {dest}: the directory is not empty")
+    secrets = [s for s in {password, quote(password or "", safe="")} if s and len(s) >= 3]
+    loop = asyncio.get_running_loop()
+    with tempfile.TemporaryDirectory(prefix="studios-git-") as scratch:
+        askpass = None
+        if username or password:
+            askpass = Path(scratch) / "askpass"
+            askpass.write_text(ASKPASS)
+            askpass.chmod(stat.S_IRWXU)
+        env = _environment(askpass, username, password)
+        git = _Git(dest, env, loop.time() + timeout, timeout, secrets)
+        for args in (("init", "-q", "."), ("remote", "add", "origin", clean_url)):
+            code, _, err = await git(*args)
+            if code:
+                raise CheckoutError(f"git {args[0]} failed: {_reason(err)}")
+        target = ref or "HEAD"
+        say(f"fetching {target} from {clean_url}")
+        code, _, err = await git("fetch", "-q", "--depth", "1", "--no-tags", "origin", target)
+        if code == 0:
+            target = "FETCH_HEAD"
+        elif "couldn't find remote ref" not in err:
+            raise CheckoutError(f"git clone failed: {_reason(err)}")
+        elif ref and HEXISH.fullmatch(ref):
+            say(f"{ref} is not a branch or tag; fetching the whole history to find the commit")
+            code, _, err = await git("fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*")
+            if code:
+                raise CheckoutError(f"git clone failed: {_reason(err)}")
+            code, out, _ = await git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+            if code:
+                raise CheckoutError(f"ref {ref!r} not found in {clean_url}")
+            target = out.strip()
+        else:
+            raise CheckoutError(f"ref {target!r} not found in {clean_url} ({_reason(err)})")
+        code, _, err = await git("checkout", "-q", "--detach", target)
+        if code:
+            raise CheckoutError(f"git checkout of {target!r} failed: {_reason(err)}")
+        code, out, err = await git("rev-parse", "HEAD")
+        if code:
+            raise CheckoutError(f"git rev-parse failed: {_reason(err)}")
+    sha = out.strip()
+    say(f"checked out {clean_url} at {sha[:12]}")
+    return sha

@@ -1,0 +1,213 @@
+"""Checking out git repositories: local repos made in tmp dirs, and a real `git http-backend`
+behind a tiny HTTP server that requires Basic auth (so the askpass path is exercised)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import http.server
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from studios.services import checkout as checkout_module
+from studios.services.checkout import CheckoutError, checkout, split_credentials
+
+pytestmark = pytest.mark.anyio
+
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@x"}  # fmt: skip
+USER, PASSWORD = "alice", "s3cret-Pa55word"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> dict[str, Any]:
+    """A repo with commits on main, a `feature` branch and a `v1.0` tag; returns their shas."""
+    repo = tmp_path / "origin"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    shas = {}
+    for name in ("first", "second"):
+        (repo / "which").write_text(name)
+        git(repo, "add", "which")
+        git(repo, "commit", "-q", "-m", name)
+        shas[name] = git(repo, "rev-parse", "HEAD")
+    git(repo, "tag", "-a", "v1.0", "-m", "release", shas["first"])
+    git(repo, "checkout", "-q", "-b", "feature")
+    (repo / "which").write_text("feature")
+    git(repo, "commit", "-q", "-am", "feature")
+    shas["feature"] = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", "main")
+    return {"path": repo, **shas}
+
+
+async def test_default_branch_over_file_url(origin, tmp_path):
+    lines: list[str] = []
+    sha = await checkout(f"file://{origin['path']}", None, tmp_path / "out", report=lines.append)
+    assert sha == origin["second"]
+    assert (tmp_path / "out" / "which").read_text() == "second"
+    assert git(tmp_path / "out", "rev-parse", "--is-shallow-repository") == "true"
+    assert lines[0].startswith("fetching HEAD from file://") and lines[-1].endswith(sha[:12])
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [("feature", "feature"), ("v1.0", "first"), ("main", "second"), ("FIRST_SHA", "first"), ("SHORT_SHA", "first")],
+)
+async def test_branch_tag_and_sha_from_a_local_path(origin, tmp_path, ref, expected):
+    ref = {"FIRST_SHA": origin["first"], "SHORT_SHA": origin["first"][:8]}.get(ref, ref)
+    sha = await checkout(str(origin["path"]), ref, tmp_path / "out")
+    assert (tmp_path / "out" / "which").read_text() == expected
+    assert sha == origin[expected]
+
+
+async def test_bad_url_carries_gits_reason(tmp_path):
+    with pytest.raises(CheckoutError) as error:
+        await checkout(f"file://{tmp_path}/nowhere", "main", tmp_path / "out")
+    assert str(error.value).startswith("git clone failed: fatal: ")
+    assert "does not appear to be a git repository" in str(error.value)
+
+
+async def test_bad_ref_names_the_ref_and_the_url(origin, tmp_path):
+    url = f"file://{origin['path']}"
+    with pytest.raises(CheckoutError) as error:
+        await checkout(url, "nope", tmp_path / "out")
+    assert str(error.value) == f"ref 'nope' not found in {url} (fatal: couldn't find remote ref nope)"
+    with pytest.raises(CheckoutError, match=f"ref 'deadbeef' not found in {url}"):
+        await checkout(url, "deadbeef", tmp_path / "out2")
+
+
+async def test_unsupported_url_and_non_empty_dest(origin, tmp_path):
+    with pytest.raises(CheckoutError, match="unsupported git URL"):
+        await checkout("ext::sh -c touch% /tmp/pwned", None, tmp_path / "out")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").touch()
+    with pytest.raises(CheckoutError, match="not empty"):
+        await checkout(str(origin["path"]), None, tmp_path / "full")
+
+
+def test_credentials_are_split_from_the_url():
+    assert split_credentials("https://bob:p%40ss@example.com/r.git") == ("https://example.com/r.git", "bob", "p@ss")
+    assert split_credentials("file:///srv/r") == ("file:///srv/r", None, None)
+
+
+class _GitHTTP(http.server.BaseHTTPRequestHandler):
+    """Serves `git http-backend` (smart HTTP) for one project root, behind Basic auth."""
+
+    root: Path
+    seen_auth: list[str]
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _serve(self) -> None:
+        expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        auth = self.headers.get("Authorization")
+        self.seen_auth.append(auth or "")
+        if auth != expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        env = {
+            "GIT_PROJECT_ROOT": str(self.root), "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path,
+            "QUERY_STRING": query, "REQUEST_METHOD": self.command, "REMOTE_USER": USER,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
+            "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+        }  # fmt: skip
+        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        headers = [line.split(": ", 1) for line in head.decode().split("\r\n") if ": " in line]
+        status = next((int(v.split()[0]) for k, v in headers if k.lower() == "status"), 200)
+        self.send_response(status)
+        for key, value in headers:
+            if key.lower() != "status":
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _serve
+
+
+@pytest.fixture
+def git_server(origin) -> Iterator[tuple[str, list[str]]]:
+    seen: list[str] = []
+    handler = type("Handler", (_GitHTTP,), {"root": origin["path"].parent, "seen_auth": seen})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/origin", seen
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def argv_log(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """Every argv checkout hands to the OS."""
+    calls: list[tuple[str, ...]] = []
+    real: Callable[..., Any] = asyncio.create_subprocess_exec
+
+    async def spy(*args: str, **kwargs: Any) -> Any:
+        calls.append(args)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(checkout_module.asyncio, "create_subprocess_exec", spy)
+    return calls
+
+
+async def test_https_credentials_go_through_askpass_only(origin, tmp_path, git_server, argv_log):
+    url, seen = git_server
+    lines: list[str] = []
+    sha = await checkout(url, "feature", tmp_path / "out", username=USER, password=PASSWORD, report=lines.append)
+    assert sha == origin["feature"]
+    assert any(a.startswith("Basic ") for a in seen)  # the server was asked, and got them
+    assert not any(PASSWORD in arg for argv in argv_log for arg in argv)
+    assert PASSWORD not in (tmp_path / "out" / ".git" / "config").read_text()
+    assert not any(PASSWORD in line for line in lines)
+
+
+async def test_credentials_in_the_url_are_moved_out_of_it(origin, tmp_path, git_server, argv_log):
+    url, _ = git_server
+    secret_url = url.replace("http://", f"http://{USER}:{PASSWORD}@")
+    assert await checkout(secret_url, None, tmp_path / "out") == origin["second"]
+    assert not any(PASSWORD in arg for argv in argv_log for arg in argv)
+    assert PASSWORD not in (tmp_path / "out" / ".git" / "config").read_text()
+
+
+async def test_missing_or_wrong_credentials_fail_fast_without_leaking(tmp_path, git_server):
+    url, _ = git_server
+    with pytest.raises(CheckoutError, match="terminal prompts disabled"):
+        await checkout(url, None, tmp_path / "a", timeout=20)
+    with pytest.raises(CheckoutError) as error:
+        await checkout(url, None, tmp_path / "b", username=USER, password="wrong-password", timeout=20)
+    assert "Authentication failed" in str(error.value) and "wrong-password" not in str(error.value)
+
+
+async def test_a_hung_remote_times_out(tmp_path):
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/repo"
+        with pytest.raises(CheckoutError, match="timed out after 0.5 s"):
+            await checkout(url, None, tmp_path / "out", timeout=0.5)
