@@ -149,7 +149,7 @@ async def test_memory_hog_is_killed_with_the_limit_in_the_message(runtime: Docke
     ended = await eventually(lambda: runtime.poll(handle), 20, "the OOM kill")
     assert ended.oom_killed and ended.message == "killed: out of memory (limit 32 MB)"
     used = await runtime.usage(handle)
-    assert used.max_memory_mb is not None and 28 <= used.max_memory_mb <= 33
+    assert used.max_memory_mb is not None and 28 <= used.max_memory_mb <= 36  # podman: + conmon
 
 
 @pytest.mark.docker

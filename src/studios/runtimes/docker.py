@@ -173,7 +173,6 @@ class DockerRuntime(Runtime):
 
         bindings = (container.attrs["NetworkSettings"].get("Ports") or {}).get(f"{self.container_port}/tcp")
         port = int(bindings[0]["HostPort"]) if bindings else 0
-        leaf = f"docker-{container.id}.scope" if layout.driver == "systemd" else container.id
         handle: Handle = {
             "container_id": container.id,
             "container_name": name,
@@ -186,7 +185,7 @@ class DockerRuntime(Runtime):
                 "root": str(self.cgroup_root),
                 "relative": layout.relative_path(spec.deployment_id),
                 "paths": paths,
-                "leaf": str(Path(paths["cpu"]) / leaf),
+                "leaf": cgroups.leaf_of(paths, container.id),
             },
             "state_file": str(state_file),
         }
@@ -369,7 +368,14 @@ class DockerRuntime(Runtime):
         await asyncio.to_thread(remove)
         cgroup = handle.get("cgroup") or {}
         if cgroup.get("relative"):
-            cgroups.remove(Path(cgroup.get("root") or self.cgroup_root), cgroup["relative"])
+            await self._remove_cgroup(Path(cgroup.get("root") or self.cgroup_root), cgroup["relative"])
+
+    async def _remove_cgroup(self, root: Path, relative: str, within: float = 3.0) -> None:
+        """Remove the parent cgroup, waiting (bounded) for the engine's last processes (the
+        container's init, Podman's conmon) to leave it after the container's removal."""
+        deadline = asyncio.get_running_loop().time() + within
+        while not cgroups.remove(root, relative) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
 
     async def _ours(self, deployment_id: int | None = None) -> list[dict[str, Any]]:
         labels = [f"{LABEL_INSTANCE}={self.instance}"]
@@ -394,7 +400,7 @@ class DockerRuntime(Runtime):
             with contextlib.suppress(docker.errors.NotFound):
                 await asyncio.to_thread(self.client().api.remove_container, summary["Id"], force=True, v=True)
         layout = await self._layout()
-        cgroups.remove(self.cgroup_root, layout.relative_path(deployment_id))
+        await self._remove_cgroup(self.cgroup_root, layout.relative_path(deployment_id))
 
     async def close(self) -> None:
         for cid in list(self._tasks):

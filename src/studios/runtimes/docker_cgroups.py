@@ -65,20 +65,37 @@ def create(paths: dict[str, str]) -> None:
             os.makedirs(path, exist_ok=True)
 
 
-def remove(root: Path, relative: str) -> None:
-    """Remove the deployment's parent cgroup in every hierarchy, children first. A cgroup
-    still holding processes refuses (EBUSY) and is left alone."""
+def remove(root: Path, relative: str) -> bool:
+    """Remove the deployment's parent cgroup in every hierarchy, children first (Podman leaves
+    a `conmon` child). A cgroup still holding processes refuses (EBUSY) and is left alone.
+    True when nothing is left."""
     candidates = [root / relative]
     with contextlib.suppress(OSError):
         candidates += [entry / relative for entry in root.iterdir() if entry.is_dir()]
+    left = False
     for path in candidates:
         if not path.is_dir():
             continue
         for sub in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
             with contextlib.suppress(OSError):
                 sub.rmdir()
-        with contextlib.suppress(OSError):
+        try:
             path.rmdir()
+        except OSError:
+            left = True
+    return not left
+
+
+def leaf_of(paths: dict[str, str], container_id: str) -> str:
+    """The container's own cgroup below the parent, as the engine named it: `<id>` (Docker,
+    cgroupfs), `libpod-<id>` (Podman), or a systemd scope. Exists only while it runs."""
+    base = Path(paths["cpu"])
+    names = [container_id, f"libpod-{container_id}", f"docker-{container_id}.scope",
+             f"libpod-{container_id}.scope"]
+    for name in names:
+        if (base / name).is_dir():
+            return str(base / name)
+    return str(base / container_id)
 
 
 def _read_int(path: Path) -> int | None:
