@@ -324,6 +324,8 @@ class ProxyServer:
         self._timer: asyncio.TimerHandle | None = None
         self._proto = config.scheme.encode()
         self._path_mode = config.mode == "path"
+        self._cookie_headers: dict[bytes, tuple[list[str], bytes]] = {}
+        self._hosts: dict[bytes, int | None] = {}
 
     async def start(self, host: str = "127.0.0.1", port: int = 0,
                     sock: socket.socket | None = None) -> tuple[str, int]:
@@ -394,7 +396,12 @@ class ProxyServer:
                     viewer.respond(req, pages.redirect(location))
                     return
         else:
-            deployment_id = links.deployment_for_host(req.host.decode("latin-1"))
+            deployment_id = self._hosts.get(req.host, -1)
+            if deployment_id == -1:
+                deployment_id = links.deployment_for_host(req.host.decode("latin-1"))
+                if len(self._hosts) >= 10_000:
+                    self._hosts.clear()
+                self._hosts[req.host] = deployment_id
         if deployment_id is None:
             await self._fallback(viewer, req)
             return
@@ -439,9 +446,19 @@ class ProxyServer:
         await self._send(viewer, req, target.address, target_path, prefix)
 
     def _viewer_user(self, req: Request, deployment_id: int) -> int | None:
+        """The user of a valid cookie for this deployment (signature, expiry and deployment
+        checked on every request; the header parse is cached per distinct Cookie header)."""
         if not req.cookie:
             return None
-        for value in cookie_value(req.cookie.decode("latin-1")):
+        parsed = self._cookie_headers.get(req.cookie)
+        if parsed is None:
+            header = req.cookie.decode("latin-1")
+            parsed = (cookie_value(header), strip_cookie(header).encode("latin-1"))
+            if len(self._cookie_headers) >= 10_000:
+                self._cookie_headers.clear()
+            self._cookie_headers[req.cookie] = parsed
+        req.cookie = parsed[1]  # what the app gets: the header without our cookie
+        for value in parsed[0]:
             pair = self.links.verify_cookie(value)
             if pair is not None and pair[0] == deployment_id:
                 return pair[1]
@@ -484,10 +501,8 @@ class ProxyServer:
         parts = [req.method, b" ", path, b" HTTP/", req.version.encode(), b"\r\n"]
         for name, value in req.headers:
             parts += (name, b": ", value, b"\r\n")
-        if req.cookie:
-            rest = strip_cookie(req.cookie.decode("latin-1"))
-            if rest:
-                parts += (b"Cookie: ", rest.encode("latin-1"), b"\r\n")
+        if req.cookie:  # already stripped of our cookie by _viewer_user (deployment requests)
+            parts += (b"Cookie: ", req.cookie, b"\r\n")
         xff = req.xff + b", " + viewer.peer if req.xff else viewer.peer
         parts += (b"X-Forwarded-For: ", xff, b"\r\nX-Forwarded-Proto: ", self._proto,
                   b"\r\nX-Forwarded-Host: ", req.host, b"\r\n")
