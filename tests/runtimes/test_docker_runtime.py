@@ -25,6 +25,7 @@ import pytest
 from studios.runtimes import docker_logs
 from studios.runtimes.base import Exit, LaunchError, LaunchSpec, LogLine
 from studios.runtimes.docker import DockerRuntime, docker_available
+from studios.runtimes.docker_images import _Progress, image_reference
 
 IMAGE = "studios-test/busybox"
 REPO = Path(__file__).resolve().parents[2]
@@ -293,3 +294,21 @@ async def test_a_cursor_inside_lines_with_one_timestamp_skips_exactly_those_seen
 def test_docker_available_says_why_not() -> None:
     reason = docker_available("unix:///nonexistent/docker.sock")
     assert reason is not None and "no Docker daemon answers at unix:///nonexistent/docker.sock" in reason
+
+
+def test_pull_progress_becomes_a_few_lines_and_errors_carry_the_reason() -> None:
+    lines: list[str] = []
+    progress = _Progress("busybox:1", lines.append)
+    progress.feed({"status": "Pulling from library/busybox", "id": "1"})
+    for current in range(0, 2_000_001, 100_000):
+        progress.feed({"status": "Downloading", "id": "a", "progressDetail": {"current": current, "total": 2_000_000}})
+    progress.feed({"status": "Pull complete", "id": "a"})
+    progress.feed({"status": "Status: Downloaded newer image for busybox:1"})
+    assert lines[0] == "pulling busybox:1: Pulling from library/busybox"
+    assert lines[1:-1] == [f"pulling busybox:1: {p}% of 2.0 MB" for p in range(0, 101, 10)]
+    assert lines[-1] == "pulling busybox:1: Status: Downloaded newer image for busybox:1"
+    with pytest.raises(LaunchError, match=r"^image busybox:1 could not be pulled: toomanyrequests"):
+        progress.feed({"error": "toomanyrequests: rate limit", "errorDetail": {}})
+    assert image_reference("busybox", "1.36") == "busybox:1.36"
+    assert image_reference("localhost:5000/app:v2", "latest") == "localhost:5000/app:v2"
+    assert image_reference("app@sha256:" + "0" * 64, "x") == "app@sha256:" + "0" * 64

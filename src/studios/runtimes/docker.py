@@ -118,7 +118,9 @@ class DockerRuntime(Runtime):
 
     async def _engine_info(self) -> dict[str, Any]:
         if self._info is None:
-            self._info = await asyncio.to_thread(lambda: self.client().info())
+            info: dict[str, Any] = await asyncio.to_thread(lambda: dict(self.client().info()))
+            self._info = info
+            return info
         return self._info
 
     async def _layout(self) -> cgroups.CgroupLayout:
@@ -289,7 +291,8 @@ class DockerRuntime(Runtime):
     async def _inspect(self, container_id: str) -> dict[str, Any] | None:
         def inspect() -> dict[str, Any] | None:
             try:
-                return self.client().api.inspect_container(container_id)
+                attrs: dict[str, Any] = self.client().api.inspect_container(container_id)
+                return attrs
             except docker.errors.NotFound:
                 return None
 

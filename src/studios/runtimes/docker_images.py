@@ -61,7 +61,7 @@ class _Progress:
             done = self.layers.get(layer, (1, 1))[1]
             self.layers[layer] = (done, done)
         elif status and (not layer or status.startswith(("Pulling from", "Digest", "Status"))):
-            self.report(f"pulling {self.reference}: {status}" if not layer else f"{status} {layer}")
+            self.report(f"pulling {self.reference}: {status}")  # per-image, not per-layer
             return
         if self.layers:
             current = sum(c for c, _ in self.layers.values())
