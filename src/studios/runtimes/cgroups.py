@@ -7,7 +7,7 @@ hierarchy, `memory.max`, `cpu.max`, `cpu.stat`). It hands the rest of the runtim
 the supervisor (which must stay importable without this package) only ever reads files.
 
 Groups are nested under the service's own cgroup (read from /proc/self/cgroup) in a
-`studios/` child, never at the root of a hierarchy, so a deployment can never escape the limits
+`studios-process/` child, never at the root of a hierarchy, so a deployment can never escape the limits
 the service itself runs under. When nothing can be created, `detect` says why and the runtime
 falls back to rlimits (see docs/runtimes/process.md). It must not touch processes itself,
 except to kill the members of a group it is asked to remove.
@@ -88,12 +88,13 @@ def _probe(parent: Path) -> None:
     probe = parent / f"probe-{os.getpid()}-{time.monotonic_ns()}"
     probe.mkdir()
     probe.rmdir()
+    _rmdir(parent)  # made again by `create`; nothing is left behind by a mere probe
 
 
 def detect(
     prefer: Literal["auto", "v1", "v2", "off"] = "auto",
     *,
-    name: str = "studios",
+    name: str = "studios-process",
     mountinfo: Path = Path("/proc/self/mountinfo"),
     proc_cgroup: Path = Path("/proc/self/cgroup"),
 ) -> Hierarchy:
@@ -133,7 +134,6 @@ def detect(
                     raise OSError(errno.ENOENT, "memory controller not delegated", str(base))
                 _enable(base, available & {"memory", "cpu"})
                 _probe(base / name)
-                _enable(base / name, available & {"memory", "cpu"})
                 return Hierarchy("cgroup-v2", {"unified": base / name})
             except OSError as error:
                 reasons.append(f"cgroup v2: {error.strerror} ({error.filename})")
@@ -150,9 +150,21 @@ def _enable(directory: Path, controllers: set[str]) -> None:
 
 def create(hierarchy: Hierarchy, leaf: str, memory_mb: int | None, cpu_millicores: int | None) -> Group:
     """Create the deployment's group `leaf` under every parent and apply the limits."""
+    for _ in range(3):
+        try:
+            return _create(hierarchy, leaf, memory_mb, cpu_millicores)
+        except FileNotFoundError:
+            continue  # a parent was removed by a concurrent `remove`: make it again
+    return _create(hierarchy, leaf, memory_mb, cpu_millicores)
+
+
+def _create(hierarchy: Hierarchy, leaf: str, memory_mb: int | None, cpu_millicores: int | None) -> Group:
     made: list[Path] = []
     try:
         for parent in hierarchy.parents.values():
+            parent.mkdir(exist_ok=True)  # `remove` takes it away when its last group goes
+            if hierarchy.mode == "cgroup-v2":
+                _enable(parent, set((parent / "cgroup.controllers").read_text().split()) & {"memory", "cpu"})
             (parent / leaf).mkdir()
             made.append(parent / leaf)
         if hierarchy.mode == "cgroup-v1":
@@ -231,14 +243,17 @@ def kill_all(group: Group, sig: int = signal.SIGKILL) -> None:
 
 
 def remove(group: Group, timeout: float = 5.0) -> None:
-    """Kill what is left in the group and remove its directories (v1: every hierarchy)."""
+    """Kill what is left in the group and remove its directories (v1: every hierarchy), and
+    the `studios` parents too once empty, so nothing is left under the service's cgroup."""
     deadline = time.monotonic() + timeout
     while True:
         kill_all(group)
         busy = [d for d in group.dirs if not _rmdir(Path(d))]
         if not busy or time.monotonic() > deadline:
-            return
+            break
         time.sleep(0.02)
+    for directory in group.dirs:
+        _rmdir(Path(directory).parent)  # fails (harmlessly) while other deployments live
 
 
 def _rmdir(directory: Path) -> bool:

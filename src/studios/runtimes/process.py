@@ -112,7 +112,7 @@ class ProcessRuntime(Runtime):
         state_dir: Path | None = None,
         image_commands: Mapping[str, str] | None = None,
         cgroups: Literal["auto", "v1", "v2", "off"] = "auto",
-        cgroup_name: str = "studios",
+        cgroup_name: str = "studios-process",
         base_env: Mapping[str, str] | None = None,
         start_timeout: float = 10.0,
         poll_interval: float = 0.05,
