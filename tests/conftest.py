@@ -14,7 +14,8 @@ Fixtures (function scope unless said otherwise):
     database_url     str: the fresh database of this test (SQLAlchemy URL).
     settings_overrides  dict: extra `Settings` fields; override it in a module or conftest
                      (e.g. `{"runtime": "process"}`) to change how `settings` is built.
-    settings         studios.settings.Settings(data_dir=<tmp>/data, database_url=..., secret_key=...).
+    settings         studios.settings.Settings(data_dir=<tmp>/data, database_url=..., secret_key=...,
+                     runtime="process").
     ctx              studios.context.Context built from `settings` (schema already migrated);
                      its engine is disposed after the test.
     app              FastAPI app: `create_app(ctx=ctx)`; its lifespan runs for the test.
@@ -27,6 +28,12 @@ Fixtures (function scope unless said otherwise):
                      `services.keys.mint`, committed.
     author, other, admin   three TestUsers: two plain users and an admin.
     make_key         make_key(user) -> (key, key_id): another key for the user.
+
+Session-scoped factories, for fixtures of a wider scope:
+
+    fresh_database   fresh_database(directory) -> URL of an empty migrated database.
+    open_env         open_env(directory, **settings_overrides) -> context manager of an Env
+                     (settings, ctx, app, api, make_user) on a fresh database.
 
 Helpers importable by other test modules: `TestUser`, `Api`, `basic_auth(key)`,
 `bearer_auth(key)`, `free_port()`, `wait_until(condition, timeout, what)`.
@@ -255,17 +262,89 @@ def _pg_truncate(_database_template: str) -> Iterator[Callable[[], None] | None]
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def fresh_database(_database_template: str, _pg_truncate: Callable[[], None] | None) -> Callable[[Path], str]:
+    """fresh_database(directory) -> URL of an empty migrated database (SQLite: a file in
+    `directory`; PostgreSQL: this worker's database, truncated)."""
+
+    def fresh(directory: Path) -> str:
+        if _pg_truncate is not None:
+            _pg_truncate()
+            return _database_template
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "studios.db"
+        shutil.copyfile(_database_template, path)
+        return f"sqlite:///{path}"
+
+    return fresh
+
+
 @pytest.fixture
-def database_url(_database_template: str, _pg_truncate: Callable[[], None] | None, tmp_path: Path) -> str:
-    if _pg_truncate is not None:
-        _pg_truncate()
-        return _database_template
-    path = tmp_path / "studios.db"
-    shutil.copyfile(_database_template, path)
-    return f"sqlite:///{path}"
+def database_url(fresh_database: Callable[[Path], str], tmp_path: Path) -> str:
+    return fresh_database(tmp_path)
 
 
 # ----------------------------------------------------------------------------- app
+
+
+def test_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settings:
+    # The process runtime by default: no Docker probe per test; override with settings_overrides.
+    values: dict[str, Any] = {"data_dir": data_dir, "database_url": database_url, "secret_key": TEST_SECRET, "runtime": "process"}
+    return Settings(**{**values, **overrides})
+
+
+@contextlib.contextmanager
+def running_api(app: Any) -> Iterator[Api]:
+    """An `Api` on `app`, its lifespan entered on the portal's event loop."""
+    with anyio.from_thread.start_blocking_portal() as portal:
+        lifespan = portal.wrap_async_context_manager(app.router.lifespan_context(app))
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver")
+        with lifespan:
+            try:
+                yield Api(portal, client, app)
+            finally:
+                portal.call(client.aclose)
+
+
+def user_maker(ctx: Context) -> Callable[..., TestUser]:
+    def make(username: str, *, admin: bool = False, name: str | None = None) -> TestUser:
+        with ctx.db() as session:
+            user = user_store.create(session, username, name or username.title(), f"{username}@example.com", admin)
+            key = key_service.mint(session, ctx.hasher, user.id, "test")
+            key_id = user_store.keys_of(session, user.id)[-1].id
+            session.commit()
+            return TestUser(user.id, user.username, user.name, user.is_admin, key, key_id)
+
+    return make
+
+
+@dataclasses.dataclass
+class Env:
+    settings: Settings
+    ctx: Context
+    app: Any
+    api: Api
+    make_user: Callable[..., TestUser]
+
+
+@pytest.fixture(scope="session")
+def open_env(fresh_database: Callable[[Path], str]) -> Callable[..., contextlib.AbstractContextManager[Env]]:
+    """open_env(directory, **settings_overrides) -> context manager of an `Env` (settings,
+    ctx, app, api, make_user) on a fresh database: for fixtures of a wider scope than a test
+    (e.g. one app shared by many read-only parametrized cases)."""
+
+    @contextlib.contextmanager
+    def open_(directory: Path, **overrides: Any) -> Iterator[Env]:
+        settings = test_settings(directory / "data", fresh_database(directory), **overrides)
+        context = build_context(settings, migrate=False)
+        try:
+            application = create_app(ctx=context)
+            with running_api(application) as client:
+                yield Env(settings, context, application, client, user_maker(context))
+        finally:
+            context.engine.dispose()
+
+    return open_
 
 
 @pytest.fixture
@@ -275,8 +354,7 @@ def settings_overrides() -> dict[str, Any]:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str, settings_overrides: dict[str, Any]) -> Settings:
-    values: dict[str, Any] = {"data_dir": tmp_path / "data", "database_url": database_url, "secret_key": TEST_SECRET}
-    return Settings(**{**values, **settings_overrides})
+    return test_settings(tmp_path / "data", database_url, **settings_overrides)
 
 
 @pytest.fixture
@@ -295,14 +373,8 @@ def app(ctx: Context) -> Any:
 
 @pytest.fixture
 def api(app: Any) -> Iterator[Api]:
-    with anyio.from_thread.start_blocking_portal() as portal:
-        lifespan = portal.wrap_async_context_manager(app.router.lifespan_context(app))
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver")
-        with lifespan:
-            try:
-                yield Api(portal, client, app)
-            finally:
-                portal.call(client.aclose)
+    with running_api(app) as client:
+        yield client
 
 
 @pytest.fixture
@@ -319,15 +391,7 @@ def make_key(ctx: Context) -> Callable[[TestUser], tuple[str, int]]:
 
 @pytest.fixture
 def make_user(ctx: Context) -> Callable[..., TestUser]:
-    def make(username: str, *, admin: bool = False, name: str | None = None) -> TestUser:
-        with ctx.db() as session:
-            user = user_store.create(session, username, name or username.title(), f"{username}@example.com", admin)
-            key = key_service.mint(session, ctx.hasher, user.id, "test")
-            key_id = user_store.keys_of(session, user.id)[-1].id
-            session.commit()
-            return TestUser(user.id, user.username, user.name, user.is_admin, key, key_id)
-
-    return make
+    return user_maker(ctx)
 
 
 @pytest.fixture

@@ -33,3 +33,19 @@ def studio(as_author: Any) -> dict[str, Any]:
     response = as_author.post("/studios", json=FULL_BODY)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory, open_env: Any) -> Any:
+    """One app for a whole module of cases that must not change anything (each case checks
+    that itself): `shared.api`, `.author`, `.other` (TestUsers), `.as_author`, `.studio`.
+    Every test of a module using it must use it alone (on PostgreSQL, a function-scoped
+    database fixture would truncate the shared database)."""
+    with open_env(tmp_path_factory.mktemp("shared")) as env:
+        env.author = env.make_user("ann", name="Ann Author")
+        env.other = env.make_user("otto", name="Otto Other")
+        env.as_author = env.api.as_(env.author)
+        response = env.as_author.post("/studios", json=FULL_BODY)
+        assert response.status_code == 201, response.text
+        env.studio = response.json()
+        yield env
