@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import marshal
 import os
 import secrets
 import signal
@@ -153,8 +154,8 @@ class ProcessRuntime(Runtime):
             "rlimit_as_bytes": spec.memory_mb * MIB if spec.memory_mb and group is None else None,
             "sample_interval": 0.5,
         }
-        config_path = workdir / "process-supervisor.json"
-        config_path.write_text(json.dumps(config))
+        config_path = workdir / "process-supervisor.marshal"  # the supervisor reads it without imports
+        config_path.write_bytes(marshal.dumps(config))
         with open(workdir / "process-supervisor.log", "ab") as supervisor_log:
             supervisor = subprocess.Popen(
                 [sys.executable, "-I", "-S", process_supervisor.__file__, str(config_path)],

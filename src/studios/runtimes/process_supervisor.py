@@ -19,15 +19,18 @@ the cgroup files to join and read; the supervisor knows nothing of cgroup versio
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
-import signal
-import subprocess
 import sys
-import threading
 import time
-from typing import Any
 
+# Only what starting the app needs is imported before it starts (the supervisor's start-up time
+# is part of every deployment's time to ready); the rest comes after.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+SIGTERM, SIGKILL = 15, 9  # Linux numbers; the signal module is imported only after the spawn
 MAX_LINE = 1 << 18
 """A line longer than this (no newline yet) is cut and written as it is."""
 
@@ -44,6 +47,8 @@ def start_time(pid: int) -> int | None:
 
 def write_json(path: str, data: dict[str, Any]) -> None:
     """Replace `path` atomically, so a reader sees the old or the new content, never half."""
+    import json
+
     tmp = f"{path}.tmp"
     with open(tmp, "w") as out:
         json.dump(data, out)
@@ -190,37 +195,59 @@ def oom_killed(group: dict[str, Any] | None, code: int | None, sig: int | None) 
     if count is not None:
         return count > 0
     failures = read_int(group.get("memory_failcnt_file"))
-    return bool(failures) and sig == signal.SIGKILL
+    return bool(failures) and sig == SIGKILL
 
 
-def spawn(config: dict[str, Any], stdout: int, stderr: int) -> subprocess.Popen[bytes]:
+def spawn(config: dict[str, Any], stdout: int, stderr: int) -> int:
+    """Fork and exec the app in a new session, inside its cgroup or rlimit; its pid.
+
+    Raises OSError with the child's reason when the exec fails (a status pipe, closed on a
+    successful exec, carries it back)."""
     group, rlimit_as = config.get("group"), config.get("rlimit_as_bytes")
+    status_r, status_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: nothing here may return
+        try:
+            import _signal
 
-    def enter_limits() -> None:  # runs in the child, between fork and exec
-        for procs in (group or {}).get("procs_files", []):
-            with open(procs, "w") as target:
-                target.write(str(os.getpid()))
-        if rlimit_as:
-            import resource
+            os.setsid()
+            for sig in ("SIGPIPE", "SIGXFSZ"):  # Python ignores these; the app must not inherit that
+                _signal.signal(getattr(_signal, sig), _signal.SIG_DFL)
+            devnull = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.dup2(stdout, 1)
+            os.dup2(stderr, 2)
+            for procs in (group or {}).get("procs_files", []):
+                with open(procs, "w") as target:
+                    target.write(str(os.getpid()))
+            if rlimit_as:
+                import resource
 
-            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-            limit = rlimit_as if hard == resource.RLIM_INFINITY else min(rlimit_as, hard)
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-    return subprocess.Popen(
-        config["argv"],
-        cwd=config["cwd"],
-        stdin=subprocess.DEVNULL,
-        stdout=stdout,
-        stderr=stderr,
-        start_new_session=True,
-        preexec_fn=enter_limits if (group or rlimit_as) else None,
-    )
+                _, hard = resource.getrlimit(resource.RLIMIT_AS)
+                limit = rlimit_as if hard == resource.RLIM_INFINITY else min(rlimit_as, hard)
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            os.chdir(config["cwd"])
+            os.execvp(config["argv"][0], config["argv"])
+        except BaseException as error:  # noqa: BLE001 - reported to the parent, then exit
+            reason = getattr(error, "strerror", None) or str(error)
+            os.write(status_w, f"{getattr(error, 'errno', 0) or 0}:{reason}".encode())
+        finally:
+            os._exit(127)
+    os.close(status_w)
+    failure = b""
+    while chunk := os.read(status_r, 4096):
+        failure += chunk
+    os.close(status_r)
+    if failure:
+        os.waitpid(pid, 0)
+        number, _, reason = failure.decode(errors="replace").partition(":")
+        raise OSError(int(number or 0), reason)
+    return pid
 
 
 def main(config_path: str) -> int:
-    with open(config_path) as source:
-        config = json.load(source)
+    with open(config_path, "rb") as source:
+        config = marshal.load(source)
     workdir = config["workdir"]
     files = {name: os.path.join(workdir, name) for name in ("stdout.log", "stderr.log")}
     exit_path = os.path.join(workdir, "process-exit.json")
@@ -228,17 +255,24 @@ def main(config_path: str) -> int:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
-        app = spawn(config, out_w, err_w)
-    except (OSError, subprocess.SubprocessError) as error:
-        reason = f"cannot start {config['argv'][0]!r}: {getattr(error, 'strerror', None) or error}"
+        pid = spawn(config, out_w, err_w)
+    except OSError as error:
+        reason = f"cannot start {config['argv'][0]!r}: {error.strerror or error}"
         os.write(logs["stderr.log"], b"%.6f %s\n" % (time.time(), reason.encode()))
         write_json(exit_path, {"code": 127, "signal": None, "oom_killed": False, "error": reason})
         return 0
     os.close(out_w)
     os.close(err_w)
-    write_json(os.path.join(workdir, "process-app.json"), {"pid": app.pid, "start_time": start_time(app.pid)})
+    app_path = os.path.join(workdir, "process-app.json")
+    with open(app_path + ".tmp", "w") as out:
+        out.write('{"pid": %d, "start_time": %d}' % (pid, start_time(pid) or 0))
+    os.replace(app_path + ".tmp", app_path)
+
+    import signal
+    import threading
+
     # A TERM to the supervisor itself is passed on: the app decides how to end.
-    signal.signal(signal.SIGTERM, lambda *_: _signal_group(app.pid, signal.SIGTERM))
+    signal.signal(signal.SIGTERM, lambda *_: _signal_group(pid, SIGTERM))
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     pumps = [
@@ -247,12 +281,12 @@ def main(config_path: str) -> int:
     ]
     for thread in pumps:
         thread.start()
-    sampler = Sampler(config, app.pid, os.path.join(workdir, "process-usage.json"))
+    sampler = Sampler(config, pid, os.path.join(workdir, "process-usage.json"))
     result: list[tuple[int, int, Any]] = []
     ended = threading.Event()
 
     def wait() -> None:
-        result.append(os.wait4(app.pid, 0))
+        result.append(os.wait4(pid, 0))
         ended.set()
 
     threading.Thread(target=wait, daemon=True).start()
@@ -260,16 +294,15 @@ def main(config_path: str) -> int:
     while not ended.wait(config.get("sample_interval", 0.5)):
         sampler.sample()
     _, status, rusage = result[0]
-    app.returncode = 0  # reaped above; keep Popen from waiting again
     sampler.sample()
     if not config.get("group"):
         sampler.note_memory(rusage.ru_maxrss * 1024)
     # The deployment is over: whatever the app left behind in its group goes with it.
-    _signal_group(app.pid, signal.SIGKILL)
+    _signal_group(pid, SIGKILL)
     for procs in (config.get("group") or {}).get("procs_files", []):
-        for pid in (read_text(procs) or "").split():
+        for member in (read_text(procs) or "").split():
             try:
-                os.kill(int(pid), signal.SIGKILL)
+                os.kill(int(member), SIGKILL)
             except ProcessLookupError:
                 pass
     for thread in pumps:
