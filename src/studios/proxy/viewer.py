@@ -1,0 +1,303 @@
+"""One browser connection: parse requests, hand each to the server's router, stream bodies.
+
+A `Viewer` is the asyncio protocol on one viewer connection. httptools parses each request
+head; the `Request` is handed to `ProxyServer.route` (in a task, since the backend is async),
+which either answers it itself (`respond`) or attaches a pooled `Upstream` (`forward`). Body
+bytes go to the upstream as they arrive (re-chunked when the viewer sent chunked), response
+bytes come back unchanged through `from_upstream`, and after an app's 101 the connection is a
+raw two-way pipe. Flow control: a full socket on either side pauses reading the other side.
+Pipelined requests wait in `queue` and are answered in order.
+
+No policy lives here (routing, access, pages): that is `server.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from . import pages
+from .backend import RUNNING, Target
+from .upstream import Upstream, nodelay
+
+if TYPE_CHECKING:
+    from .server import ProxyServer
+
+log = logging.getLogger("studios.proxy")
+
+_DROP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade",
+    b"proxy-authorization", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
+    b"x-forwarded-prefix", b"x-forwarded-port",
+})
+"""Request headers never forwarded as they are: hop-by-hop ones, and X-Forwarded-* (we set
+our own; X-Forwarded-For is extended, not replaced)."""
+_BUFFER_LIMIT = 256 * 1024
+
+
+class Request:
+    """One parsed request head and the body bytes waiting for an upstream connection."""
+
+    __slots__ = ("method", "url", "headers", "version", "keep_alive", "upgrade", "host",
+                 "cookie", "xff", "upgrade_to", "chunked", "has_body", "complete", "pending", "pending_size",
+                 "upstream", "deployment_id")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.host = b""
+        self.cookie = b""
+        self.xff = b""
+        self.upgrade_to = b"websocket"
+        self.chunked = False
+        self.has_body = False
+        self.complete = False
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.upstream: Upstream | None = None
+        self.deployment_id: int | None = None
+
+
+class Viewer(asyncio.Protocol):
+    """The proxy's side of one browser connection."""
+
+    def __init__(self, server: ProxyServer) -> None:
+        self.server = server
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.peer = b""
+        self.parsing: Request | None = None
+        self.current: Request | None = None
+        self.queue: deque[Request] = deque()
+        self.paused: set[str] = set()
+        self.write_paused = False
+        self.tunnel: Upstream | None = None
+        self.upgrade_pending = False
+        self.closed = False
+        self.last_touch = 0.0
+
+    # -- connection ------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        nodelay(transport)
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0] if isinstance(peer, tuple) else "unix").encode()
+        self.server.viewers.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.viewers.discard(self)
+        req = self.current
+        if req is not None and req.upstream is not None:
+            req.upstream.close()
+        if self.tunnel is not None:
+            self.tunnel.close()
+            self.server.tunnel_closed(self.current)
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.write(data)
+            self.server.tunnel_activity(self)
+            return
+        if self.upgrade_pending:  # bytes after an Upgrade request, before the app's answer
+            self._body(data)
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.upgrade_pending = True
+            rest = data[upgrade.args[0]:]
+            if rest:
+                self._body(rest)
+        except httptools.HttpParserError:
+            self.transport.write(pages.bad_request())  # type: ignore[union-attr]
+            self.transport.close()  # type: ignore[union-attr]
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        upstream = self.tunnel or (self.current.upstream if self.current else None)
+        if upstream is not None and upstream.transport is not None:
+            upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        upstream = self.tunnel or (self.current.upstream if self.current else None)
+        if upstream is not None and upstream.transport is not None:
+            upstream.transport.resume_reading()
+
+    def pause_reading(self, reason: str) -> None:
+        if not self.paused and not self.closed:
+            self.transport.pause_reading()  # type: ignore[union-attr]
+        self.paused.add(reason)
+
+    def resume_reading(self, reason: str) -> None:
+        if reason in self.paused:
+            self.paused.discard(reason)
+            if not self.paused and not self.closed:
+                self.transport.resume_reading()  # type: ignore[union-attr]
+
+    # -- httptools callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.parsing = Request()
+
+    def on_url(self, url: bytes) -> None:
+        self.parsing.url += url  # type: ignore[union-attr]
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        req = self.parsing
+        lname = name.lower()
+        if lname == b"host":
+            req.host = value
+        elif lname == b"cookie":
+            req.cookie = value if not req.cookie else req.cookie + b"; " + value
+            return
+        elif lname == b"x-forwarded-for":
+            req.xff = value
+        elif lname == b"upgrade":
+            req.upgrade_to = value
+        elif lname == b"content-length":
+            req.has_body = value != b"0"
+        elif lname == b"transfer-encoding":
+            req.chunked = req.has_body = b"chunked" in value.lower()
+        if lname not in _DROP:
+            req.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        req = self.parsing
+        parser = self.parser
+        req.method = parser.get_method()
+        req.version = parser.get_http_version()
+        req.keep_alive = parser.should_keep_alive()
+        req.upgrade = parser.should_upgrade()
+        if self.current is None:
+            self.current = req
+            self.server.loop.create_task(self.handle(req))
+        else:  # pipelined: hold it until the current response is done
+            self.queue.append(req)
+            self.pause_reading("queue")
+
+    def on_body(self, body: bytes) -> None:
+        req = self.parsing
+        if req.chunked:
+            body = b"%x\r\n%b\r\n" % (len(body), body)
+        self._send_body(req, body)
+
+    def on_message_complete(self) -> None:
+        req = self.parsing
+        req.complete = True
+        if req.chunked:
+            self._send_body(req, b"0\r\n\r\n")
+
+    def _body(self, data: bytes) -> None:
+        self._send_body(self.current, data)  # type: ignore[arg-type]
+
+    def _send_body(self, req: Request, data: bytes) -> None:
+        if req.upstream is not None:
+            req.upstream.write(data)
+        else:
+            req.pending.append(data)
+            req.pending_size += len(data)
+            if req.pending_size > _BUFFER_LIMIT:
+                self.pause_reading("buffer")
+
+    # -- one request -----------------------------------------------------------------------
+    async def handle(self, req: Request) -> None:
+        try:
+            await self.server.route(self, req)
+        except Exception:  # a backend failure must not kill the connection silently
+            log.exception("proxy: failed to handle %r", req.url)
+            if not self.closed and req is self.current and req.upstream is None:
+                target = Target(req.deployment_id or 0, 0, "unavailable",
+                                "The proxy could not reach the Studios service.")
+                self.respond(req, pages.not_running(target, retry=True))
+
+    def respond(self, req: Request, response: bytes) -> None:
+        """Answer `req` ourselves (a page, a redirect, status JSON)."""
+        if self.closed:
+            return
+        keep = req.keep_alive and req.complete and not req.upgrade
+        if not keep:
+            response = response.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+        self.transport.write(response)  # type: ignore[union-attr]
+        self.finish(req, keep)
+
+    def forward(self, req: Request, upstream: Upstream, head: bytes) -> None:
+        """Send `req` to `upstream`; the response streams back through `from_upstream`."""
+        if self.closed:
+            self.server.pool.put(upstream)
+            return
+        req.upstream = upstream
+        upstream.begin(self, req.method == b"HEAD")
+        upstream.write(head)
+        if req.pending:
+            upstream.write(b"".join(req.pending))
+            req.pending.clear()
+            req.pending_size = 0
+            self.resume_reading("buffer")
+        if self.write_paused:
+            upstream.transport.pause_reading()  # type: ignore[union-attr]
+
+    def from_upstream(self, data: bytes) -> None:
+        if not self.closed:
+            self.transport.write(data)  # type: ignore[union-attr]
+
+    def response_complete(self, upstream: Upstream, upstream_keep_alive: bool) -> None:
+        req = self.current
+        req.upstream = None  # type: ignore[union-attr]
+        keep = upstream_keep_alive and req.complete  # type: ignore[union-attr]
+        if keep:
+            self.server.pool.put(upstream)
+        else:
+            upstream.close()
+        self.resume_reading("upstream")
+        self.finish(req, keep and req.keep_alive and not req.upgrade)  # type: ignore[arg-type, union-attr]
+
+    def upgraded(self, upstream: Upstream) -> None:
+        """The app answered 101: from now on this connection is a two-way pipe."""
+        self.tunnel = upstream
+        self.upgrade_pending = False
+        self.server.tunnel_opened(self.current)
+        self.server.tunnel_activity(self)
+
+    def upstream_lost(self, upstream: Upstream) -> None:
+        if self.tunnel is upstream:
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        req = self.current
+        if req is None or req.upstream is not upstream:
+            return
+        req.upstream = None
+        if upstream.received:  # the response had started (or was close-delimited): end it
+            self.transport.close()  # type: ignore[union-attr]
+        elif upstream.reused and not req.has_body:  # a stale keep-alive connection: retry
+            self.server.loop.create_task(self.handle(req))
+        else:
+            self.upstream_failed(upstream, "the app closed the connection")
+
+    def upstream_failed(self, upstream: Upstream, why: str) -> None:
+        upstream.close()
+        req = self.current
+        if req is None:
+            return
+        req.upstream = None
+        if upstream.received:
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        target = Target(req.deployment_id or 0, 0, RUNNING, f"The app is not answering: {why}.")
+        self.respond(req, pages.not_running(target, retry=True))
+
+    def finish(self, req: Request, keep_alive: bool) -> None:
+        self.current = None
+        if not keep_alive:
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        if self.queue:
+            nxt = self.queue.popleft()
+            self.current = nxt
+            if not self.queue:
+                self.resume_reading("queue")
+            self.server.loop.create_task(self.handle(nxt))
