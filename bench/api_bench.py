@@ -1,0 +1,571 @@
+"""Benchmark of the Studios API against its anchors, in one interleaved run.
+
+    .venv/bin/python bench/api_bench.py                      # the full run (~3 minutes)
+    .venv/bin/python bench/api_bench.py --duration 3 --rounds 1   # a quick look
+
+What it measures, each with `wrk -t2 -cN -dD --latency` (the defaults: 2 threads, 32
+connections, 10 s), interleaved target by target for R rounds (default 3), reporting the median
+req/s, p50 and p99 of each target:
+
+  ours GET /studios/{id}   `studios serve` as it runs by default (a subprocess of the real
+  ours GET /studios        command, SQLite in a temporary data dir), 40 studios by one user
+  bare FastAPI             a ~1 KB dict from one route, same uvicorn settings as ours
+  JupyterHub GET user      JupyterHub 6.1.1, `GET /hub/api/users/<name>` and
+  JupyterHub GET users     `GET /hub/api/users` (21 users), with a generated API token
+
+and prints the ratios against the goals of `shared/reference/performance-goals.md`:
+GET /studios/{id} >= 5x JupyterHub's single-user GET with p99 < 25 ms, and GET /studios >= 5x
+JupyterHub's user list. The figures go to bench/results/api_bench-<time>.json.
+
+JupyterHub is installed on first use into its own venv, bench/.venvs/jupyterhub (git-ignored),
+never into ours. Every server runs on a free loopback port in a temporary directory, and every
+process the script starts is stopped when it ends, also on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+ANCHORS = BENCH / "anchors"
+RESULTS = BENCH / "results"
+OUR_VENV_BIN = Path(sys.executable).parent
+JH_VENV = BENCH / ".venvs" / "jupyterhub"
+JH_VERSION = "6.1.1"
+WRK = shutil.which("wrk") or "/usr/bin/wrk"
+
+# The goals (shared/reference/performance-goals.md) and the reference anchor figures there.
+GOAL_RATIO = 5.0
+GOAL_P99_MS = 25.0
+REFERENCE = {"jh_get_rps": 470.0, "jh_list_rps": 190.0, "bare_rps": 6490.0}
+FOREIGN_CPU_WARN = 0.15  # cores used by processes that are not ours during a run: flagged
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes: every child is recorded here and stopped on the way out, whatever the way out is.
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM if this script dies without cleaning up (SIGKILL)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Processes:
+    def __init__(self) -> None:
+        self.children: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list[str], *, log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen:
+        out = open(log, "wb")  # noqa: SIM115 (closed with the process)
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,  # its own process group: Ctrl-C reaches us, we stop it
+            preexec_fn=_die_with_parent,
+        )
+        out.close()
+        self.children.append((name, proc))
+        return proc
+
+    def check_alive(self) -> None:
+        """Servers must live through the whole run: one that died makes its figures meaningless."""
+        for name, proc in self.children:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} (pid {proc.pid}) exited with {proc.returncode} during the run")
+
+    def stop_all(self) -> None:
+        """SIGTERM each child's process group, wait up to 5 s, then SIGKILL what is left."""
+        for _, proc in self.children:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for _, proc in self.children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.0, deadline - time.monotonic()))
+        for name, proc in self.children:
+            # The group may outlive its leader (a grandchild): kill the group in any case.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            if proc.poll() is None:
+                proc.wait(5)
+                print(f"  killed {name} (pid {proc.pid}) after it ignored SIGTERM", file=sys.stderr)
+        self.children.clear()
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP helpers (stdlib only: the bench must not need anything our venv lacks).
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(port: int, method: str, path: str, headers: dict[str, str] | None = None, body: object = None, timeout: float = 10) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        hdrs = {"Content-Type": "application/json", **(headers or {})} if data is not None else dict(headers or {})
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def wait_http(port: int, path: str, proc: subprocess.Popen, log: Path, what: str, timeout: float = 60, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before answering; its log:\n{tail(log)}")
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            status, _ = request(port, "GET", path, headers, timeout=2)
+            if status == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not answer 200 on {path} within {timeout:.0f} s; its log:\n{tail(log)}")
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# ---------------------------------------------------------------------------------------------
+# The servers.
+
+
+@dataclass
+class Target:
+    key: str
+    label: str
+    port: int
+    path: str
+    headers: dict[str, str] = field(default_factory=dict)
+    pid: int = 0  # the server process, whose CPU per request is reported
+
+
+def start_ours(procs: Processes, tmp: Path, n_studios: int, admin: bool) -> list[Target]:
+    """`studios serve --port P` exactly as a person runs it: the real console script, the
+    default SQLite database in STUDIOS_DATA_DIR, one user who owns every studio."""
+    studios_cmd = str(OUR_VENV_BIN / "studios")
+    data = tmp / "studios-data"
+    env = {**os.environ, "STUDIOS_DATA_DIR": str(data)}
+    for var in ("STUDIOS_DATABASE_URL", "STUDIOS_ACCESS_LOG", "STUDIOS_SECRET_KEY", "STUDIOS_HOST", "STUDIOS_PORT"):
+        env.pop(var, None)  # "as it runs by default"
+    argv = [studios_cmd, "users", "create", "bench"] + (["--admin"] if admin else [])
+    made = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    if made.returncode != 0:
+        raise RuntimeError(f"`studios users create` failed:\n{made.stderr}")
+    key = made.stdout.strip().splitlines()[-1]
+    auth = {"Authorization": f"Bearer {key}"}
+
+    port = free_port()
+    log = tmp / "studios.log"
+    proc = procs.start("studios serve", [studios_cmd, "serve", "--port", str(port)], log=log, env=env)
+    wait_http(port, "/users/me", proc, log, "studios serve", headers=auth)
+
+    ids = []
+    for i in range(n_studios):
+        status, body = request(port, "POST", "/studios", auth, {"name": f"bench studio {i:03d}", "dockerImageName": "civisanalytics/datascience-python"})
+        if status != 201:
+            raise RuntimeError(f"POST /studios answered {status}: {body[:300]!r}")
+        ids.append(json.loads(body)["id"])
+    one = ids[len(ids) // 2]
+    return [
+        Target("ours_get", "ours GET /studios/{id}", port, f"/studios/{one}", auth, proc.pid),
+        Target("ours_list", "ours GET /studios (20)", port, "/studios", auth, proc.pid),
+    ]
+
+
+def start_bare(procs: Processes, tmp: Path) -> list[Target]:
+    port = free_port()
+    log = tmp / "bare.log"
+    proc = procs.start("bare FastAPI", [sys.executable, str(ANCHORS / "bare_app.py"), "--port", str(port)], log=log)
+    wait_http(port, "/item", proc, log, "bare FastAPI")
+    return [Target("bare", "bare FastAPI ~1 KB dict", port, "/item", {}, proc.pid)]
+
+
+def ensure_jupyterhub(quiet: bool = False) -> Path:
+    """bench/.venvs/jupyterhub with jupyterhub==6.1.1, made on first use; returns its binary."""
+    binary = JH_VENV / "bin" / "jupyterhub"
+    if binary.exists():
+        version = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout.strip()
+        if version == JH_VERSION:
+            return binary
+    print(f"installing jupyterhub=={JH_VERSION} into {JH_VENV.relative_to(REPO)} (once) ...", file=sys.stderr)
+    base_python = getattr(sys, "_base_executable", None) or sys.executable
+    JH_VENV.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([base_python, "-m", "venv", "--clear", str(JH_VENV)], check=True)
+    pip = [str(JH_VENV / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", f"jupyterhub=={JH_VERSION}"]
+    subprocess.run(pip + (["-q"] if quiet else []), check=True)
+    return binary
+
+
+def start_jupyterhub(procs: Processes, tmp: Path, token_kind: str, n_users: int) -> list[Target]:
+    binary = ensure_jupyterhub()
+    workdir = tmp / "jupyterhub"
+    workdir.mkdir()
+    hub_port, public_port = free_port(), free_port()
+    service_token = secrets.token_hex(32)
+    env = {
+        **os.environ,
+        "BENCH_JH_DIR": str(workdir),
+        "BENCH_JH_HUB_PORT": str(hub_port),
+        "BENCH_JH_PORT": str(public_port),
+        "BENCH_JH_TOKEN": service_token,
+        "BENCH_JH_USERS": str(n_users),
+        "PATH": f"{JH_VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    env.pop("VIRTUAL_ENV", None)
+    log = tmp / "jupyterhub.log"
+    proc = procs.start("jupyterhub", [str(binary), "-f", str(ANCHORS / "jupyterhub_config.py")], log=log, env=env, cwd=workdir)
+    wait_http(hub_port, "/hub/api/", proc, log, "jupyterhub", timeout=120)
+
+    token = service_token
+    if token_kind == "generated":
+        # A token the Hub generates (stored with one hash round, as the reference anchor used);
+        # config-file tokens are hashed with 16,384 rounds on every request (--jupyterhub-token config).
+        status, body = request(hub_port, "POST", "/hub/api/users/admin/tokens", {"Authorization": f"token {service_token}"}, {"note": "api_bench"})
+        if status != 201:
+            raise RuntimeError(f"JupyterHub would not generate a token ({status}): {body[:300]!r}")
+        token = json.loads(body)["token"]
+    auth = {"Authorization": f"token {token}"}
+    return [
+        Target("jh_get", "JupyterHub GET /users/<name>", hub_port, "/hub/api/users/user05", auth, proc.pid),
+        Target("jh_list", f"JupyterHub GET /users ({n_users})", hub_port, "/hub/api/users", auth, proc.pid),
+    ]
+
+
+def check_target(t: Target) -> dict:
+    """One request before the load: it must be a 200, and lists must be the expected size."""
+    status, body = request(t.port, "GET", t.path, t.headers)
+    if status != 200:
+        raise RuntimeError(f"{t.label}: GET {t.path} answered {status}: {body[:300]!r}")
+    info: dict = {"status": status, "body_bytes": len(body)}
+    parsed = json.loads(body)
+    if isinstance(parsed, list):
+        info["items"] = len(parsed)
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# wrk.
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not m:
+        raise ValueError(f"unreadable wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_wrk(out: str) -> dict:
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
+    total = re.search(r"^\s+(\d+) requests in", out, re.M)
+    if not (rps and p50 and p99 and total):
+        raise RuntimeError(f"could not read wrk's output:\n{out}")
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "rps": float(rps.group(1)),
+        "p50_ms": _ms(p50.group(1)),
+        "p99_ms": _ms(p99.group(1)),
+        "requests": int(total.group(1)),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(int(g) for g in errors.groups()) if errors else 0,
+    }
+
+
+def _busy_jiffies() -> int:
+    """CPU time spent by the whole machine (all cores), in clock ticks."""
+    fields = open("/proc/stat").readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return user + nice + system + irq + softirq + steal
+
+
+def _tree_jiffies(pids: list[int]) -> int:
+    """CPU time (user + system, all threads) of these processes and their descendants."""
+    total = 0
+    for pid in _descendants(pids):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = open(f"/proc/{pid}/stat").read()
+            after = stat[stat.rindex(")") + 2 :].split()
+            total += int(after[11]) + int(after[12])  # utime, stime
+    return total
+
+
+def _descendants(pids: list[int]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = open(f"/proc/{entry}/stat").read()
+                ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+    seen, todo = set(), list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo.extend(children.get(pid, []))
+    return seen
+
+
+def run_wrk(procs: Processes, t: Target, threads: int, connections: int, duration: float, tmp: Path) -> dict:
+    argv = [WRK, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "10s"]
+    for name, value in t.headers.items():
+        argv += ["-H", f"{name}: {value}"]
+    argv.append(f"http://127.0.0.1:{t.port}{t.path}")
+    log = tmp / f"wrk-{t.key}.out"
+    procs.check_alive()
+    ours = [p.pid for _, p in procs.children]
+    busy0, ours0, server0, t0 = _busy_jiffies(), _tree_jiffies(ours), _tree_jiffies([t.pid]), time.monotonic()
+    proc = procs.start(f"wrk {t.key}", argv, log=log)
+    # Sample wrk's own CPU just before it exits (a reaped process has no /proc entry).
+    wrk_jiffies = 0
+    while proc.poll() is None and time.monotonic() - t0 < duration + 60:
+        wrk_jiffies = max(wrk_jiffies, _tree_jiffies([proc.pid]))
+        time.sleep(min(0.25, max(0.01, duration - (time.monotonic() - t0) - 0.05)))
+    proc.wait(max(1.0, duration + 60 - (time.monotonic() - t0)))  # on a timeout or Ctrl-C, stop_all() ends it
+    procs.children.remove((f"wrk {t.key}", proc))
+    busy1, ours1, server1, elapsed = _busy_jiffies(), _tree_jiffies(ours), _tree_jiffies([t.pid]), time.monotonic() - t0
+    out = log.read_text()
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}) on {t.label}:\n{out}")
+    procs.check_alive()
+    result = parse_wrk(out)
+    # CPU that neither our servers nor wrk used while wrk ran, in cores: other people's load on
+    # this shared machine (a run with much of it is not comparable; the report flags it).
+    hz = os.sysconf("SC_CLK_TCK")
+    result["foreign_cpu_cores"] = round(max(0, (busy1 - busy0) - (ours1 - ours0) - wrk_jiffies) / hz / elapsed, 2)
+    # The server's own CPU per request: steadier than req/s when the machine is shared.
+    result["server_cpu_ms_per_req"] = round((server1 - server0) / hz * 1000 / max(1, result["requests"]), 3)
+    result["server_cpu_cores"] = round((server1 - server0) / hz / elapsed, 2)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Report.
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def fmt_ratio(r: float | None) -> str:
+    return f"{r:.2f}x" if r is not None else "n/a"
+
+
+def report(targets: list[Target], medians: dict[str, dict], runs: dict[str, list[dict]]) -> dict:
+    print()
+    print(f"{'target':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>10} {'cores':>6}   runs (req/s)")
+    for t in targets:
+        m = medians[t.key]
+        each = " ".join(f"{r['rps']:.0f}" for r in runs[t.key])
+        bad = sum(r["non_2xx"] + r["socket_errors"] for r in runs[t.key])
+        warn = f"   !! {bad} non-2xx/socket errors" if bad else ""
+        foreign = max(r.get("foreign_cpu_cores", 0) for r in runs[t.key])
+        if foreign >= FOREIGN_CPU_WARN:
+            warn += f"   !! other processes used up to {foreign:.2f} cores"
+        print(f"{t.label:34} {m['rps']:9.0f} {m['p50_ms']:8.2f} {m['p99_ms']:8.2f} {m['server_cpu_ms_per_req']:10.3f} {m['server_cpu_cores']:6.2f}   {each}{warn}")
+
+    def rps(key: str) -> float | None:
+        return medians.get(key, {}).get("rps")
+
+    ratios = {
+        "ours_get_vs_jh_get": ratio(rps("ours_get"), rps("jh_get")),
+        "ours_list_vs_jh_list": ratio(rps("ours_list"), rps("jh_list")),
+        "ours_get_vs_bare": ratio(rps("ours_get"), rps("bare")),
+        "ours_list_vs_bare": ratio(rps("ours_list"), rps("bare")),
+        "jh_get_vs_reference_470": ratio(rps("jh_get"), REFERENCE["jh_get_rps"]),
+        "jh_list_vs_reference_190": ratio(rps("jh_list"), REFERENCE["jh_list_rps"]),
+        "bare_vs_reference_6490": ratio(rps("bare"), REFERENCE["bare_rps"]),
+    }
+    def cpu(key: str) -> float | None:
+        return medians.get(key, {}).get("server_cpu_ms_per_req")
+
+    # The same comparison in server CPU per request (how many of ours fit in one of theirs):
+    # less moved by other load on a shared machine than req/s, so a check on the req/s ratios.
+    ratios["cpu_ours_get_vs_jh_get"] = ratio(cpu("jh_get"), cpu("ours_get"))
+    ratios["cpu_ours_list_vs_jh_list"] = ratio(cpu("jh_list"), cpu("ours_list"))
+    ratios["cpu_ours_get_vs_bare"] = ratio(cpu("bare"), cpu("ours_get"))
+    p99 = medians.get("ours_get", {}).get("p99_ms")
+    goals = {}
+    if ratios["ours_get_vs_jh_get"] is not None and p99 is not None:
+        goals["get_studio"] = {
+            "ratio": ratios["ours_get_vs_jh_get"], "needed_ratio": GOAL_RATIO, "p99_ms": p99, "needed_p99_ms": GOAL_P99_MS,
+            "met": ratios["ours_get_vs_jh_get"] >= GOAL_RATIO and p99 < GOAL_P99_MS,
+        }
+    if ratios["ours_list_vs_jh_list"] is not None:
+        goals["list_studios"] = {"ratio": ratios["ours_list_vs_jh_list"], "needed_ratio": GOAL_RATIO, "met": ratios["ours_list_vs_jh_list"] >= GOAL_RATIO}
+
+    print()
+    print(f"{'ratio':47} {'req/s':>8} {'CPU/req':>8}")
+    print(f"{'ours GET /studios/{id} / JupyterHub GET user':47} {fmt_ratio(ratios['ours_get_vs_jh_get']):>8} {fmt_ratio(ratios['cpu_ours_get_vs_jh_get']):>8}")
+    print(f"{'ours GET /studios      / JupyterHub GET users':47} {fmt_ratio(ratios['ours_list_vs_jh_list']):>8} {fmt_ratio(ratios['cpu_ours_list_vs_jh_list']):>8}")
+    print(f"{'ours GET /studios/{id} / bare FastAPI':47} {fmt_ratio(ratios['ours_get_vs_bare']):>8} {fmt_ratio(ratios['cpu_ours_get_vs_bare']):>8}")
+    print(f"{'ours GET /studios      / bare FastAPI':47} {fmt_ratio(ratios['ours_list_vs_bare']):>8}")
+    print(f"anchors vs. the reference figures (470 / 190 / 6,490 req/s): JupyterHub GET {fmt_ratio(ratios['jh_get_vs_reference_470'])}, "
+          f"list {fmt_ratio(ratios['jh_list_vs_reference_190'])}, bare {fmt_ratio(ratios['bare_vs_reference_6490'])}")
+    print()
+    if "get_studio" in goals:
+        g = goals["get_studio"]
+        print(f"goal GET /studios/{{id}} >= {GOAL_RATIO:g}x JupyterHub and p99 < {GOAL_P99_MS:g} ms: "
+              f"{'MET' if g['met'] else 'NOT MET'} ({g['ratio']:.2f}x, p99 {g['p99_ms']:.2f} ms)")
+    if "list_studios" in goals:
+        g = goals["list_studios"]
+        print(f"goal GET /studios >= {GOAL_RATIO:g}x JupyterHub's list: {'MET' if g['met'] else 'NOT MET'} ({g['ratio']:.2f}x)")
+    return {"ratios": ratios, "goals": goals}
+
+
+def git_revision() -> str | None:
+    out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"], capture_output=True, text=True).stdout.strip()
+    return (out.stdout.strip() + ("+dirty-src" if dirty else "")) if out.returncode == 0 else None
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10, help="seconds of each wrk run (default 10)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported (default 3)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument("--warmup", type=float, default=2, help="seconds of unmeasured load on each target first (default 2; 0: none)")
+    parser.add_argument("--studios", type=int, default=40, help="studios seeded into ours (default 40: GET /studios returns a full page of 20)")
+    parser.add_argument("--admin-caller", action="store_true", help="measure ours with an admin's key (default: the studios' author, a regular user)")
+    parser.add_argument("--jupyterhub-token", choices=("generated", "config"), default="generated",
+                        help="JupyterHub token kind: one the Hub generated (default, as the reference figures) or the config-file service token (16,384 hash rounds per request)")
+    parser.add_argument("--jupyterhub-users", type=int, default=21, help="users in JupyterHub (default 21)")
+    parser.add_argument("--only", default="", help="comma-separated subset of: ours_get, ours_list, bare, jh_get, jh_list (default: all)")
+    parser.add_argument("--serve-only", action="store_true", help="start and seed the servers, print the targets and wait for Ctrl-C (for profiling)")
+    parser.add_argument("--keep-temp", action="store_true", help="keep the temporary directory (server logs, wrk outputs)")
+    parser.add_argument("--output", type=Path, default=None, help="JSON file for the figures (default bench/results/api_bench-<time>.json)")
+    args = parser.parse_args()
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = only - {"ours_get", "ours_list", "bare", "jh_get", "jh_list"}
+    if unknown:
+        parser.error(f"--only: unknown {', '.join(sorted(unknown))}")
+    if not Path(WRK).exists():
+        parser.error("wrk is needed: apt-get install wrk")
+
+    # Ctrl-C, kill and a closed terminal all end in the cleanup below (SIGINT explicitly: a
+    # shell that starts us in the background would otherwise leave it ignored).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupt)
+    procs = Processes()
+    tmp = Path(tempfile.mkdtemp(prefix="api_bench-"))
+    started = dt.datetime.now(dt.timezone.utc)
+    try:
+        wanted = lambda *keys: not only or bool(only & set(keys))  # noqa: E731
+        targets: list[Target] = []
+        print("starting servers ...", file=sys.stderr)
+        if wanted("ours_get", "ours_list"):
+            targets += start_ours(procs, tmp, args.studios, args.admin_caller)
+        if wanted("bare"):
+            targets += start_bare(procs, tmp)
+        if wanted("jh_get", "jh_list"):
+            targets += start_jupyterhub(procs, tmp, args.jupyterhub_token, args.jupyterhub_users)
+        targets = [t for t in targets if not only or t.key in only]
+        checks = {}
+        for t in targets:
+            checks[t.key] = check_target(t)
+            items = f", {checks[t.key]['items']} items" if "items" in checks[t.key] else ""
+            print(f"  {t.label:34} http://127.0.0.1:{t.port}{t.path}  ({checks[t.key]['body_bytes']} bytes{items})", file=sys.stderr)
+        if args.serve_only:
+            for t in targets:
+                hdrs = " ".join(f"-H '{k}: {v}'" for k, v in t.headers.items())
+                print(f"wrk -t2 -c32 -d10s --latency {hdrs} http://127.0.0.1:{t.port}{t.path}")
+            print("pids: " + ", ".join(f"{n}={p.pid}" for n, p in procs.children), flush=True)
+            print("serving; Ctrl-C to stop", file=sys.stderr, flush=True)
+            while True:
+                time.sleep(1)
+                procs.check_alive()
+
+        if args.warmup > 0:
+            print(f"warming up ({args.warmup:g} s each) ...", file=sys.stderr)
+            for t in targets:
+                run_wrk(procs, t, args.threads, args.connections, args.warmup, tmp)
+        runs: dict[str, list[dict]] = {t.key: [] for t in targets}
+        for r in range(args.rounds):
+            for t in targets:
+                result = run_wrk(procs, t, args.threads, args.connections, args.duration, tmp)
+                runs[t.key].append(result)
+                print(f"  round {r + 1}/{args.rounds}  {t.label:34} {result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms"
+                      f"  server {result['server_cpu_ms_per_req']:.3f} ms CPU/req  (other load {result['foreign_cpu_cores']:.2f} cores)", file=sys.stderr)
+        medians = {
+            key: {m: statistics.median(r[m] for r in rs) for m in ("rps", "p50_ms", "p99_ms", "server_cpu_ms_per_req", "server_cpu_cores")}
+            for key, rs in runs.items()
+        }
+        summary = report(targets, medians, runs)
+
+        out = args.output or RESULTS / f"api_bench-{started.strftime('%Y%m%d-%H%M%S')}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({
+            "bench": "api_bench",
+            "started": started.isoformat(timespec="seconds"),
+            "git": git_revision(),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "wrk": subprocess.run([WRK, "-v"], capture_output=True, text=True).stdout.splitlines()[:1],
+            "targets": {t.key: {"label": t.label, "path": t.path, **checks[t.key]} for t in targets},
+            "runs": runs,
+            "median": medians,
+            **summary,
+        }, indent=2) + "\n")
+        print(f"\nfigures written to {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+        return 0
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping everything this bench started ...", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        procs.stop_all()
+        if args.keep_temp:
+            print(f"temporary files kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
