@@ -172,16 +172,17 @@ async def test_a_missing_image_is_a_launch_error_with_the_engines_reason(runtime
 async def test_stop_takes_the_grace_not_ten_seconds(runtime: DockerRuntime, tmp_path: Path) -> None:
     spec = make_spec(tmp_path, "trap '' TERM; echo ready; while true; do sleep 1; done")
     handle = await runtime.start(spec, lambda line: None)
+    await read_all_until(runtime, handle, "ready")  # the trap is set
     began = time.monotonic()
     ended = await runtime.stop(handle, grace_seconds=1)
     took = time.monotonic() - began
     assert ended.signal == 9 and ended.message == "killed by signal 9 (SIGKILL)"
-    assert 0.9 <= took < 3, took
+    assert 0.9 <= took < 5, took  # the grace, not the 10 s default (slack for a loaded host)
 
     polite = await runtime.start(make_spec(tmp_path, "exec sleep 100"), lambda line: None)
     began = time.monotonic()
     await runtime.stop(polite, grace_seconds=10)
-    assert time.monotonic() - began < 2  # init passes SIGTERM on: no 10 s wait
+    assert time.monotonic() - began < 5  # init passes SIGTERM on at once: no 10 s wait
 
 
 @pytest.mark.docker

@@ -110,10 +110,11 @@ class DockerRuntime(Runtime):
     def client(self) -> docker.DockerClient:
         """The SDK client, made on first use (making it talks to the engine: call in a thread)."""
         if self._client is None:
+            # Two followed log streams per deployment each hold a connection: a larger pool.
             if self.base_url:
-                self._client = docker.DockerClient(base_url=self.base_url)
+                self._client = docker.DockerClient(base_url=self.base_url, max_pool_size=64)
             else:
-                self._client = docker.from_env()
+                self._client = docker.from_env(max_pool_size=64)
         return self._client
 
     async def _engine_info(self) -> dict[str, Any]:
