@@ -4,7 +4,7 @@ caller, plus small helpers every router uses to answer."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
@@ -26,10 +26,17 @@ def context(request: Request) -> Context:
     return request.app.state.ctx
 
 
-def _call(request: Request) -> Iterator[Call]:
+async def _call(request: Request) -> AsyncIterator[Call]:
+    """Runs on the event loop (no thread hop). Database calls are short and synchronous, and
+    no transaction is held across an `await`: the authentication's read transaction ends
+    before the handler starts, and writes take SQLite's write lock up front (BEGIN
+    IMMEDIATE), since a read-then-write transaction could otherwise fail at once when another
+    writer committed in between. Handlers commit before they await anything."""
     ctx: Context = request.app.state.ctx
-    with ctx.db() as session:
+    sessions = ctx.db if request.method in ("GET", "HEAD") else ctx.locking_db
+    with sessions() as session:
         caller = authenticate(session, ctx.hasher, request.headers.get("authorization"))
+        session.commit()
         yield Call(ctx, session, caller)
 
 

@@ -36,7 +36,7 @@ class Engine:
         self.runtimes = runtimes
         self.default_runtime = default_runtime
         self.box = ctx.box
-        self.logs = LogSink(ctx.db, ctx.settings.log_line_cap)
+        self.logs = LogSink(ctx.locking_db, ctx.settings.log_line_cap)
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._background: list[asyncio.Task[None]] = []
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=1.0), trust_env=False)
@@ -89,17 +89,16 @@ class Engine:
                 return []
             studio_store.get_for_update(session, dep.studio_id)
             others = [d for d in dep_store.active_of_studio(session, dep.studio_id) if d.id != deployment_id]
-            newer = [d for d in others if d.id > deployment_id]
-            if newer:
-                session.rollback()
-                self.transition(deployment_id, "terminated", f"replaced by deployment {newer[-1].id}")
-                return []
-            now = utcnow()
-            for other in others:
-                other.state, other.state_message, other.updated_at, other.ended_at = "terminated", f"replaced by deployment {deployment_id}", now, now
-                self.logs.system(session, other.id, f"replaced by deployment {deployment_id}", now)
-            session.commit()
-            return others
+            newer = max((d.id for d in others if d.id > deployment_id), default=None)
+            if newer is None:
+                now = utcnow()
+                for other in others:
+                    other.state, other.state_message, other.updated_at, other.ended_at = "terminated", f"replaced by deployment {deployment_id}", now, now
+                    self.logs.system(session, other.id, f"replaced by deployment {deployment_id}", now)
+                session.commit()
+                return others
+        self.transition(deployment_id, "terminated", f"replaced by deployment {newer}")
+        return []
 
     async def _run(self, deployment_id: int) -> None:
         try:
@@ -227,6 +226,8 @@ class Engine:
             await asyncio.sleep(POLL_EVERY)
 
     async def _ended(self, deployment_id: int, runtime: Runtime, handle: Handle, ended: Exit) -> None:
+        # Every line the app wrote is stored before the API says it has ended.
+        await self.logs.drain(deployment_id)
         self.transition(deployment_id, "terminated", ended.message)
         await self._finish(deployment_id)
 

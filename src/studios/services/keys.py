@@ -14,6 +14,7 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from studios.db.models import User, utcnow
@@ -80,8 +81,11 @@ def authenticate(session: Session, hasher: KeyHasher, header: str | None) -> Cal
     user = found[0]
     now = utcnow()
     if user.last_seen_at is None or now - user.last_seen_at > SEEN_WRITE_EVERY:
-        user_store.mark_seen(session, user.id, now)
-        session.commit()
+        try:
+            user_store.mark_seen(session, user.id, now)
+            session.commit()
+        except OperationalError:  # best effort: a busy database must not fail the request
+            session.rollback()
     return Caller(user.id, user.username, user.name, user.is_admin)
 
 

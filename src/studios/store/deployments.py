@@ -65,7 +65,7 @@ def logs(session: Session, deployment_id: int, start_at: datetime | None, end_at
     if end_at is not None:
         query = query.where(DeploymentLog.created_at <= end_at)
     if start_at is not None:
-        return list(session.execute(query.order_by(DeploymentLog.created_at, DeploymentLog.id).limit(limit)).tuples())
-    tail = list(session.execute(query.order_by(DeploymentLog.created_at.desc(), DeploymentLog.id.desc()).limit(limit)).tuples())
+        return list(session.execute(query.order_by(DeploymentLog.created_at, DeploymentLog.id).limit(limit)).all())
+    tail = list(session.execute(query.order_by(DeploymentLog.created_at.desc(), DeploymentLog.id.desc()).limit(limit)).all())
     tail.reverse()
     return tail

@@ -67,7 +67,7 @@ def levels_for(session: Session, user_id: int, studio_ids: Sequence[int]) -> dic
     if not studio_ids:
         return {}
     rows = session.execute(select(StudioShare.studio_id, StudioShare.level).where(StudioShare.user_id == user_id, StudioShare.studio_id.in_(studio_ids)))
-    return dict(rows.tuples().all())
+    return {studio_id: level for studio_id, level in rows}
 
 
 def list_visible(

@@ -1,0 +1,245 @@
+"""Deployments through the API on the real host-process runtime: small apps the tests write
+(an HTTP app printing to both streams, a crasher, a memory hog, one that never answers) are
+deployed, polled, reached, logged and stopped as a user would."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import Api, TestUser, wait_until
+
+APPS = {
+    "http": """
+import http.server, os, sys
+print("hello on stdout", flush=True)
+print("hello on stderr", file=sys.stderr, flush=True)
+print("GREETING=" + os.environ.get("GREETING", "") + " COUNT=" + os.environ.get("COUNT", ""), flush=True)
+print("API=" + os.environ.get("CIVIS_API_ENDPOINT", "") + " KEY=" + ("yes" if os.environ.get("CIVIS_API_KEY") else "no"), flush=True)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"app says hi"
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+""",
+    "crash": "import sys\nprint('about to fail', flush=True)\nsys.exit(3)\n",
+    "hog": "import time\nchunks = []\nwhile True:\n    chunks.append(bytearray(8 * 1024 * 1024))\n    time.sleep(0.01)\n",
+    "silent": "import time\nprint('not listening', flush=True)\ntime.sleep(600)\n",
+}
+
+
+@pytest.fixture
+def apps_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("apps")
+    for name, code in APPS.items():
+        (folder / f"app_{name}.py").write_text(code)
+    return folder
+
+
+@pytest.fixture
+def settings_overrides(apps_dir: Path) -> dict[str, Any]:
+    commands = {f"app-{name}": f"exec {sys.executable} {apps_dir}/app_{name}.py" for name in APPS}
+    return {"runtime": "process", "image_commands": commands, "start_timeout_seconds": 3.0, "stop_grace_seconds": 2.0}
+
+
+def studio(api: Api, image: str, **extra: Any) -> dict[str, Any]:
+    response = api.post("/studios", json={"name": f"studio {image}", "dockerImageName": image, **extra})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def deploy(api: Api, studio_id: int, body: dict | None = None) -> dict[str, Any]:
+    response = api.post(f"/studios/{studio_id}/deployments", json=body or {})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def settled(api: Api, studio_id: int, deployment_id: int, timeout: float = 15.0) -> dict[str, Any]:
+    def state() -> dict[str, Any] | None:
+        dep = api.get(f"/studios/{studio_id}/deployments/{deployment_id}").json()
+        return dep if dep["state"] != "pending" else None
+
+    return wait_until(state, timeout, f"deployment {deployment_id} to leave pending")
+
+
+def logs(api: Api, studio_id: int, deployment_id: int, **params: Any) -> list[dict[str, Any]]:
+    response = api.get(f"/studios/{studio_id}/deployments/{deployment_id}/logs", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def app_port(ctx: Any, deployment_id: int) -> int:
+    from studios.store import deployments as dep_store
+
+    with ctx.db() as session:
+        handle = dep_store.get(session, deployment_id).handle
+    return ctx.deployments.runtimes["process"].address(handle)[1]
+
+
+def test_deploy_runs_the_app_with_params_logs_and_stop(api: Api, author: TestUser, ctx: Any) -> None:
+    me = api.as_(author)
+    params = [{"name": "GREETING", "type": "string", "value": "hej"}, {"name": "COUNT", "type": "integer", "value": "7"}]
+    s = studio(me, "app-http", params=params, requiredResources={"memory": 256, "cpu": 500})
+    created = deploy(me, s["id"])
+    assert created["state"] == "pending" and created["userId"] == author.id
+    assert created["memory"] == 256 and created["cpu"] == 500 and created["dockerImageName"] == "app-http"
+
+    dep = settled(me, s["id"], created["deploymentId"])
+    assert dep["state"] == "running", logs(me, s["id"], created["deploymentId"])
+    assert httpx.get(f"http://127.0.0.1:{app_port(ctx, dep['deploymentId'])}/").text == "app says hi"
+    assert me.get(f"/studios/{s['id']}").json()["mostRecentDeployment"]["deploymentId"] == dep["deploymentId"]
+
+    lines = wait_until(lambda: (got := logs(me, s["id"], dep["deploymentId"])) and any("API=" in l["message"] for l in got) and got, 5, "app output")
+    user = {(l["stream"], l["message"]) for l in lines if l["source"] == "user"}
+    assert ("stdout", "hello on stdout") in user and ("stderr", "hello on stderr") in user
+    assert ("stdout", "GREETING=hej COUNT=7") in user
+    assert any(m.startswith("API=http") and m.endswith("KEY=yes") for _, m in user)
+    system = [l["message"] for l in lines if l["source"] == "system"]
+    assert system[0] == f"queued by {author.username}"
+    assert any(m.startswith("ready after ") for m in system)
+
+    assert me.delete(f"/studios/{s['id']}/deployments/{dep['deploymentId']}", json={}).status_code == 204
+    ended = me.get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}").json()
+    assert ended["state"] == "terminated" and ended["stateMessage"] == f"stopped by {author.username}"
+    assert ended["maxMemoryUsage"] and ended["maxMemoryUsage"] > 1
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{app_port(ctx, dep['deploymentId'])}/", timeout=1)
+    assert any(l["message"] == f"stopped by {author.username}" for l in logs(me, s["id"], dep["deploymentId"]))
+
+
+def test_the_app_key_acts_as_the_deployer_and_is_revoked_at_the_end(api: Api, author: TestUser, ctx: Any) -> None:
+    from sqlalchemy import select
+
+    from studios.db.models import ApiKey
+
+    me = api.as_(author)
+    s = studio(me, "app-http")
+    dep = settled(me, s["id"], deploy(me, s["id"])["deploymentId"])
+    with ctx.db() as session:
+        key = session.scalar(select(ApiKey).where(ApiKey.deployment_id == dep["deploymentId"]))
+        assert key.user_id == author.id and key.revoked_at is None
+    me.delete(f"/studios/{s['id']}/deployments/{dep['deploymentId']}")
+    with ctx.db() as session:
+        assert session.scalar(select(ApiKey.revoked_at).where(ApiKey.deployment_id == dep["deploymentId"])) is not None
+
+
+def test_a_crash_says_its_exit_code(api: Api, author: TestUser) -> None:
+    me = api.as_(author)
+    s = studio(me, "app-crash")
+    dep = settled(me, s["id"], deploy(me, s["id"])["deploymentId"])
+    assert dep["state"] == "terminated" and dep["stateMessage"] == "exited with code 3"
+    messages = [l["message"] for l in logs(me, s["id"], dep["deploymentId"])]
+    assert "about to fail" in messages and "exited with code 3" in messages
+
+
+def test_a_memory_hog_is_killed_at_its_limit(api: Api, author: TestUser, ctx: Any) -> None:
+    if ctx.deployments.runtimes["process"].limits_mode == "rlimit":
+        pytest.skip("cgroups are not writable here; the rlimit fallback cannot report an OOM kill")
+    me = api.as_(author)
+    s = studio(me, "app-hog", requiredResources={"memory": 64})
+    dep = settled(me, s["id"], deploy(me, s["id"])["deploymentId"])
+    dep = wait_until(lambda: (d := me.get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}").json())["state"] == "terminated" and d, 15, "the hog to be killed")
+    assert dep["stateMessage"] == "killed: out of memory (limit 64 MB)"
+    assert 40 <= dep["maxMemoryUsage"] <= 70
+
+
+def test_an_app_that_never_answers_times_out(api: Api, author: TestUser) -> None:
+    me = api.as_(author)
+    s = studio(me, "app-silent")
+    dep = settled(me, s["id"], deploy(me, s["id"])["deploymentId"])
+    assert dep["state"] == "terminated"
+    assert dep["stateMessage"].startswith("the app did not answer HTTP on port ") and "within 3 s" in dep["stateMessage"]
+
+
+def test_nothing_to_run_says_why(api: Api, author: TestUser) -> None:
+    me = api.as_(author)
+    s = studio(me, "not-mapped")
+    dep = settled(me, s["id"], deploy(me, s["id"])["deploymentId"])
+    assert dep["state"] == "terminated" and "not-mapped" in dep["stateMessage"]
+
+
+def test_snapshot_redeploy_and_one_active_per_studio(api: Api, author: TestUser) -> None:
+    me = api.as_(author)
+    s = studio(me, "app-http", params=[{"name": "GREETING", "type": "string", "value": "one"}])
+    first = settled(me, s["id"], deploy(me, s["id"])["deploymentId"])
+    assert first["state"] == "running"
+    me.patch(f"/studios/{s['id']}", json={"dockerImageName": "app-crash"})
+    # The running deployment keeps what it was deployed with.
+    assert me.get(f"/studios/{s['id']}/deployments/{first['deploymentId']}").json()["dockerImageName"] == "app-http"
+
+    second = settled(me, s["id"], deploy(me, s["id"], {"deploymentId": first["deploymentId"]})["deploymentId"])
+    assert second["state"] == "running" and second["dockerImageName"] == "app-http"
+    old = me.get(f"/studios/{s['id']}/deployments/{first['deploymentId']}").json()
+    assert old["state"] == "terminated" and old["stateMessage"] == f"replaced by deployment {second['deploymentId']}"
+
+    listed = me.get(f"/studios/{s['id']}/deployments", params={"order_dir": "asc"})
+    assert [d["deploymentId"] for d in listed.json()] == [first["deploymentId"], second["deploymentId"]]
+    assert listed.headers["x-pagination-total-entries"] == "2"
+    me.delete(f"/studios/{s['id']}/deployments/{second['deploymentId']}")
+
+
+def test_concurrent_deploys_leave_exactly_one_active(api: Api, author: TestUser) -> None:
+    me = api.as_(author)
+    s = studio(me, "app-http")
+    results: list[dict[str, Any]] = []
+    threads = [threading.Thread(target=lambda: results.append(deploy(me, s["id"]))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = sorted(r["deploymentId"] for r in results)
+    final = [settled(me, s["id"], i) for i in ids]
+    wait_until(lambda: sum(me.get(f"/studios/{s['id']}/deployments/{i}").json()["state"] == "running" for i in ids) == 1 and all(me.get(f"/studios/{s['id']}/deployments/{i}").json()["state"] in ("running", "terminated") for i in ids), 15, "exactly one running")
+    states = {i: me.get(f"/studios/{s['id']}/deployments/{i}").json() for i in ids}
+    assert states[ids[-1]]["state"] == "running"
+    for i in ids[:-1]:
+        assert states[i]["stateMessage"].startswith("replaced by deployment")
+    assert len(final) == 3
+    me.delete(f"/studios/{s['id']}/deployments/{ids[-1]}")
+
+
+def test_archived_studios_cannot_be_deployed(api: Api, author: TestUser) -> None:
+    me = api.as_(author)
+    s = studio(me, "app-http")
+    me.put(f"/studios/{s['id']}/archive", json={"status": True})
+    response = me.post(f"/studios/{s['id']}/deployments", json={})
+    assert response.status_code == 409 and "archived" in response.json()["errorDescription"]
+    assert me.get(f"/studios/{s['id']}/deployments").json() == []
+
+
+def test_read_may_look_and_write_may_deploy(api: Api, author: TestUser, other: TestUser) -> None:
+    me = api.as_(author)
+    s = studio(me, "app-crash")
+    dep = settled(me, s["id"], deploy(me, s["id"])["deploymentId"])
+    them = api.as_(other)
+    assert them.get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}").status_code == 404
+    me.put(f"/studios/{s['id']}/shares/users", json={"userIds": [other.id], "permissionLevel": "read"})
+    assert them.get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}").status_code == 200
+    assert them.get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}/logs").status_code == 200
+    assert them.post(f"/studios/{s['id']}/deployments", json={}).status_code == 403
+    assert them.delete(f"/studios/{s['id']}/deployments/{dep['deploymentId']}").status_code == 403
+    me.put(f"/studios/{s['id']}/shares/users", json={"userIds": [other.id], "permissionLevel": "write"})
+    mine = deploy(them, s["id"])
+    assert mine["userId"] == other.id
+
+
+def test_log_paging_with_start_and_end(api: Api, author: TestUser) -> None:
+    me = api.as_(author)
+    s = studio(me, "app-crash")
+    dep = settled(me, s["id"], deploy(me, s["id"])["deploymentId"])
+    every = logs(me, s["id"], dep["deploymentId"])
+    assert len(every) >= 4
+    times = [l["createdAt"] for l in every]
+    assert times == sorted(times)
+    assert logs(me, s["id"], dep["deploymentId"], limit=2) == every[-2:]
+    later = logs(me, s["id"], dep["deploymentId"], start_at=times[2])
+    assert later[0]["createdAt"] >= times[2] and later[-1] == every[-1]
+    assert logs(me, s["id"], dep["deploymentId"], start_at=times[0], limit=1) == every[:1]
+    bad = me.get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}/logs", params={"start_at": "yesterday"})
+    assert bad.status_code == 400 and "start_at" in bad.json()["errorDescription"]
