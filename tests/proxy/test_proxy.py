@@ -260,3 +260,26 @@ async def test_pipelined_requests_answered_in_order(stack: Stack):
     writer.close()
     assert data.count(b"HTTP/1.1 200") == 3
     assert data.index(b"hello /one") < data.index(b"hello /two") < data.index(b"hello /three")
+
+
+async def test_backend_failure_is_a_page(stack: Stack, client: httpx.AsyncClient, caplog):
+    async def broken(user_id: int, deployment_id: int) -> bool:
+        raise RuntimeError("database is down")
+
+    stack.backend.can_view = broken  # type: ignore[method-assign]
+    r = await client.get(stack.base + "/", headers=stack.headers())
+    assert r.status_code == 503 and "unavailable" in r.text
+    assert "database is down" in caplog.text
+
+
+async def test_client_gone_mid_download_does_not_pool_the_connection(stack: Stack):
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
+    h = stack.headers()
+    writer.write(f"GET /download?n=50000000 HTTP/1.1\r\nHost: {h['Host']}\r\nCookie: {h['Cookie']}\r\n\r\n".encode())
+    assert (await reader.read(65536)).startswith(b"HTTP/1.1 200")
+    writer.close()
+    await writer.wait_closed()
+    # a fresh request still works (a half-read upstream connection was not reused)
+    async with httpx.AsyncClient() as client:
+        r = await client.get(stack.base + "/after", headers=h)
+        assert r.status_code == 200 and "hello /after" in r.text
