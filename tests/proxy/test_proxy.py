@@ -283,3 +283,20 @@ async def test_client_gone_mid_download_does_not_pool_the_connection(stack: Stac
     async with httpx.AsyncClient() as client:
         r = await client.get(stack.base + "/after", headers=h)
         assert r.status_code == 200 and "hello /after" in r.text
+
+
+async def test_revoked_share_closes_open_websockets(stack: Stack):
+    from websockets.exceptions import ConnectionClosed
+
+    with anyio.fail_after(10):
+        async with ws_connect(f"ws://{stack.host()}/ws", host="127.0.0.1", port=stack.port,
+                              additional_headers={"Cookie": stack.cookie()}) as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "echo: hi"
+            await stack.proxy.recheck_tunnels()  # still allowed: stays open
+            await ws.send("again")
+            assert await ws.recv() == "echo: again"
+            stack.backend.revoke(USER, DEPLOYMENT)
+            await stack.proxy.recheck_tunnels()  # what the activity timer runs
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()

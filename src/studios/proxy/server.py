@@ -101,7 +101,21 @@ class ProxyServer:
     def _touch_tunnels(self) -> None:
         for deployment_id in list(self.tunnels):
             self.backend.touch(deployment_id)
+        if self.tunnels:
+            self.loop.create_task(self.recheck_tunnels())
         self._timer = self.loop.call_later(self.config.websocket_touch_interval, self._touch_tunnels)
+
+    async def recheck_tunnels(self) -> None:
+        """Close open WebSockets whose viewer may no longer view the deployment (run with the
+        activity timer, so a revoked share also ends open WebSockets within that interval)."""
+        for viewer in [v for v in self.viewers if v.tunnel is not None and v.current is not None]:
+            req = viewer.current
+            try:
+                allowed = await self.backend.can_view(req.user_id, req.deployment_id)  # type: ignore[arg-type, union-attr]
+            except Exception:
+                continue
+            if not allowed and viewer.transport is not None:
+                viewer.transport.close()
 
     # -- routing ---------------------------------------------------------------------------
     async def route(self, viewer: Viewer, req: Request) -> None:
@@ -144,6 +158,7 @@ class ProxyServer:
                 "No valid sign-in for this studio: the link or cookie is missing, expired, "
                 "or belongs to another studio."))
             return
+        req.user_id = user_id
         backend = self.backend
         if not await backend.can_view(user_id, deployment_id):
             viewer.respond(req, pages.forbidden("You do not have access to this studio."))

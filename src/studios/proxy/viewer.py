@@ -44,7 +44,7 @@ class Request:
 
     __slots__ = ("method", "url", "headers", "version", "keep_alive", "upgrade", "host",
                  "cookie", "xff", "upgrade_to", "chunked", "has_body", "complete", "pending", "pending_size",
-                 "upstream", "deployment_id")
+                 "upstream", "deployment_id", "user_id")
 
     def __init__(self) -> None:
         self.url = b""
@@ -60,6 +60,7 @@ class Request:
         self.pending_size = 0
         self.upstream: Upstream | None = None
         self.deployment_id: int | None = None
+        self.user_id: int | None = None
 
 
 class Viewer(asyncio.Protocol):
