@@ -14,26 +14,25 @@ from studios.api.paths import NormalizePath
 from studios.context import Context
 from studios.db.engine import make_engine, make_locking_sessionmaker, make_sessionmaker, upgrade
 from studios.partitions import Partitions
+from studios.proxy import DisplayLinks, ProxyConfig, ProxyServer
 from studios.runtimes.select import build_runtimes
 from studios.services.engine import Engine
 from studios.services.keys import KeyHasher
+from studios.services.proxy_backend import DatabaseProxyBackend
 from studios.services.secrets import SecretBox
 from studios.settings import Settings
 
 log = logging.getLogger("studios")
 
 
-class _Links:
-    """Deployment hosts and display URLs (replaced by the proxy's signed links)."""
-
-    def __init__(self, public_url: str) -> None:
-        self.public_url = public_url
-
-    def host_for(self, deployment_id: int) -> str:
-        return f"d-{deployment_id}.localhost"
-
-    def display_url(self, deployment_id: int, user_id: int) -> str:
-        return f"{self.public_url}/_d/{deployment_id}/"
+def proxy_config(settings: Settings) -> ProxyConfig:
+    # The proxy signs with the last key; settings list the newest first.
+    return ProxyConfig(
+        secret_keys=list(reversed(settings.secret_keys)),
+        public_url=settings.effective_proxy_url,
+        mode=settings.proxy_mode,
+        token_max_age=settings.display_token_seconds,
+    )
 
 
 def build_context(settings: Settings, *, migrate: bool = True) -> Context:
@@ -49,24 +48,31 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
         partitions=Partitions.load(settings.partitions_file),
         hasher=KeyHasher(settings.secret_keys[0]),
         box=SecretBox(settings.secret_keys),
-        links=_Links(settings.effective_public_url),
+        links=DisplayLinks(proxy_config(settings)),
     )
 
 
-def create_app(settings: Settings | None = None, ctx: Context | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, ctx: Context | None = None, *, serve_proxy: bool = True) -> FastAPI:
     ctx = ctx or build_context(settings or Settings())
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if ctx.deployments is None:
-            runtimes, default, why = build_runtimes(ctx.settings)
-            log.warning("studios: runtime %s", why)
-            ctx.deployments = Engine(ctx, runtimes, default)
-        await ctx.deployments.begin()
+        runtimes, default, why = build_runtimes(ctx.settings)
+        log.warning("studios: runtime %s", why)
+        engine = ctx.deployments = Engine(ctx, runtimes, default)
+        backend = DatabaseProxyBackend(ctx, lambda name, handle: runtimes[name].address(handle))
+        engine.on_change.append(backend.forget)
+        engine.activity = backend.activity.get
+        proxy = ProxyServer(proxy_config(ctx.settings), backend, ctx.links)  # type: ignore[arg-type]
+        await engine.begin()
+        if serve_proxy:
+            host, port = await proxy.start(ctx.settings.host, ctx.settings.effective_proxy_port)
+            log.warning("studios: display-URL proxy on http://%s:%s (public %s, %s mode)", host, port, ctx.settings.effective_proxy_url, ctx.settings.proxy_mode)
         try:
             yield
         finally:
-            await ctx.deployments.close()
+            await proxy.close()
+            await engine.close()
             ctx.deployments = None
             ctx.engine.dispose()
 

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     public_url: str | None = Field(None, description="The base URL users reach the service at (displayUrl and CIVIS_API_ENDPOINT given to apps). Default: http://localhost:<port>.")
     host: str = Field("127.0.0.1", description="Address `studios serve` listens on.")
     port: int = Field(8000, description="Port `studios serve` listens on.")
+    proxy_port: int | None = Field(None, description="Port of the display-URL proxy inside `studios serve` (default: port + 1).")
+    proxy_public_url: str | None = Field(None, description="Where browsers reach the proxy; host mode serves deployments at d-<id>.<its host>. Default: http://localhost:<proxy port>.")
+    proxy_mode: Literal["host", "path"] = Field("host", description="host: one host name per deployment (wildcard DNS; *.localhost works locally); path: <proxy URL>/_d/<id>/.")
+    display_token_seconds: int = Field(3600, description="How long a displayUrl can be exchanged for a viewer cookie.")
     runtime: Literal["auto", "process", "docker"] = Field("auto", description="How deployments run: docker when a daemon answers (auto), else host processes.")
     docker_url: str | None = Field(None, description="Docker Engine API URL (unix:///var/run/docker.sock; Podman: unix:///run/podman/podman.sock). Default: the docker SDK's environment.")
     partitions_file: Path | None = Field(None, description="TOML file declaring partitions and instance types; default: the built-in one (docs/partitions.md).")
@@ -68,6 +72,14 @@ class Settings(BaseSettings):
             return self.database_url
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{self.data_dir / 'studios.db'}"
+
+    @property
+    def effective_proxy_port(self) -> int:
+        return self.proxy_port if self.proxy_port is not None else self.port + 1
+
+    @property
+    def effective_proxy_url(self) -> str:
+        return (self.proxy_public_url or f"http://localhost:{self.effective_proxy_port}").rstrip("/")
 
     @property
     def effective_public_url(self) -> str:

@@ -10,6 +10,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -39,6 +40,10 @@ class Engine:
         self.logs = LogSink(ctx.locking_db, ctx.settings.log_line_cap)
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._background: list[asyncio.Task[None]] = []
+        self.on_change: list[Callable[[int], None]] = []
+        """Called with a deployment id after each of its state changes (cache invalidation)."""
+        self.activity: Callable[[int], float | None] = lambda _id: None
+        """Time of a deployment's last proxied traffic (set by the proxy backend)."""
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=1.0), trust_env=False)
 
     # -- the one state write ---------------------------------------------------------------
@@ -58,7 +63,9 @@ class Engine:
                 dep.ended_at = now
             self.logs.system(session, deployment_id, log_line or message, now)
             session.commit()
-            return True
+        for hook in self.on_change:
+            hook(deployment_id)
+        return True
 
     def _state(self, deployment_id: int) -> str | None:
         with self.ctx.db() as session:
@@ -103,9 +110,10 @@ class Engine:
     async def _run(self, deployment_id: int) -> None:
         try:
             for old in self._supersede(deployment_id):
-                task = self._tasks.get(old.id)
-                if task is not None:
-                    task.cancel()
+                # A replaced deployment still starting notices at its next transition and
+                # stops what it started; one already running is stopped here.
+                if old.state == "running":
+                    self._cancel(old.id)
                 await self._finish(old.id, stop=True)
             if self._state(deployment_id) != "pending":
                 return
@@ -126,7 +134,7 @@ class Engine:
             CIVIS_API_KEY=api_key,
             STUDIOS_DEPLOYMENT_ID=str(dep.id),
             STUDIOS_STUDIO_ID=str(dep.studio_id),
-            STUDIOS_BASE_PATH=f"/_d/{dep.id}/",
+            STUDIOS_BASE_PATH=self.ctx.links.prefix_for(dep.id) + "/",
         )
         return LaunchSpec(dep.id, dep.studio_id, dep.docker_image_name, dep.docker_image_tag, dep.memory, dep.cpu, dep.disk_space, env, workdir, checkout)
 
@@ -189,7 +197,7 @@ class Engine:
     async def _await_ready(self, deployment_id: int, runtime: Runtime, handle: Handle, began: float) -> None:
         host, port = runtime.address(handle)
         if not self.transition(deployment_id, "pending", f"waiting for the app on port {port}"):
-            return
+            return await self._finish(deployment_id, stop=True)
         deadline = began + self.ctx.settings.start_timeout_seconds
         delay = 0.002
         while True:
@@ -256,13 +264,20 @@ class Engine:
 
     # -- requests from the API and the proxy ------------------------------------------------
 
-    async def stop(self, deployment_id: int, by: str) -> None:
-        """DELETE: TERM, a grace period, then KILL; the record stays, terminated."""
-        if not self.transition(deployment_id, "terminated", f"stopped by {by}"):
-            return
+    def _cancel(self, deployment_id: int) -> None:
         task = self._tasks.get(deployment_id)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
+
+    async def stop(self, deployment_id: int, by: str) -> None:
+        """DELETE: TERM, a grace period, then KILL; the record stays, terminated. A deployment
+        still starting is not interrupted mid-step: its next transition fails and it stops
+        what it started."""
+        before = self._state(deployment_id)
+        if not self.transition(deployment_id, "terminated", f"stopped by {by}"):
+            return
+        if before == "running":
+            self._cancel(deployment_id)
         await self._finish(deployment_id, stop=True)
 
     async def sleep(self, deployment_id: int, reason: str) -> None:
@@ -270,9 +285,7 @@ class Engine:
             dep = dep_store.get(session, deployment_id)
         if dep is None or dep.state != "running":
             return
-        task = self._tasks.get(deployment_id)
-        if task is not None:
-            task.cancel()
+        self._cancel(deployment_id)
         runtime = self.runtimes.get(dep.runtime or "")
         if dep.handle and runtime:
             await runtime.stop(dep.handle, self.ctx.settings.stop_grace_seconds)
@@ -327,9 +340,27 @@ class Engine:
             except Exception:
                 log.exception("reconcile failed")
 
+    async def _sleep_idle_forever(self) -> None:
+        """Put running deployments to sleep after STUDIOS_IDLE_SLEEP_SECONDS without traffic."""
+        idle = self.ctx.settings.idle_sleep_seconds
+        while True:
+            await asyncio.sleep(min(max(idle / 10, 0.2), 30.0))
+            now = time.time()
+            with self.ctx.db() as session:
+                running = [(d.id, d.ready_at.timestamp() if d.ready_at else now) for d in dep_store.in_states(session, ("running",))]
+            for dep_id, ready_at in running:
+                last = max(self.activity(dep_id) or 0.0, ready_at)
+                if now - last >= idle:
+                    try:
+                        await self.sleep(dep_id, f"no traffic for {idle:g} s (STUDIOS_IDLE_SLEEP_SECONDS)")
+                    except Exception:
+                        log.exception("putting deployment %s to sleep failed", dep_id)
+
     async def begin(self) -> None:
         await self.reconcile()
         self._background.append(asyncio.create_task(self._reconcile_forever(), name="reconcile"))
+        if self.ctx.settings.idle_sleep_seconds > 0:
+            self._background.append(asyncio.create_task(self._sleep_idle_forever(), name="idle-sleep"))
 
     async def close(self) -> None:
         """Service shutdown: workloads keep running; the next start adopts them."""

@@ -14,6 +14,7 @@ from studios.errors import Invalid, NotFound
 from studios.partitions import Partitions
 from studios.schemas.studios import StudioCreateRequest, StudioUpdateRequest
 from studios.services.keys import Caller
+from studios.services import permissions
 from studios.services.permissions import require
 from studios.store import studios as studio_store
 from studios.store import users as user_store
@@ -121,6 +122,7 @@ def share(session: Session, caller: Caller, studio_id: int, user_ids: list[int],
     for user_id in user_ids:
         studio_store.set_share(session, studio_id, user_id, level)
     session.commit()
+    permissions.changed()
     return studio
 
 
@@ -131,3 +133,4 @@ def unshare(session: Session, caller: Caller, studio_id: int, user_id: int) -> N
     if not studio_store.remove_share(session, studio_id, user_id):
         raise NotFound(f"User {user_id} has no share on studio {studio_id}.")
     session.commit()
+    permissions.changed()

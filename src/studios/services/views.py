@@ -25,6 +25,8 @@ class Links(Protocol):
 
     def display_url(self, deployment_id: int, user_id: int) -> str: ...
 
+    def prefix_for(self, deployment_id: int) -> str: ...
+
 
 def user_simple(user: User) -> UserSimpleUser:
     return UserSimpleUser(id=user.id, name=user.name, username=user.username, initials=initials(user.name), online=is_online(user))
