@@ -289,7 +289,7 @@ def database_url(fresh_database: Callable[[Path], str], tmp_path: Path) -> str:
 
 def test_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settings:
     # The process runtime by default: no Docker probe per test; override with settings_overrides.
-    values: dict[str, Any] = {"data_dir": data_dir, "database_url": database_url, "secret_key": TEST_SECRET, "runtime": "process"}
+    values: dict[str, Any] = {"data_dir": data_dir, "database_url": database_url, "secret_key": TEST_SECRET, "runtime": "process", "proxy_port": free_port()}
     return Settings(**{**values, **overrides})
 
 
