@@ -1,0 +1,230 @@
+"""The published civis client and CLI, unmodified, against `studios serve` run as a process:
+users made with `studios users create`, then every studio call the issue names."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+civis = pytest.importorskip("civis", reason="the contract tests need the civis client (pip install -e '.[test]')")
+from civis.base import CivisAPIError, CivisAPIKeyError  # noqa: E402
+
+BIN = Path(sys.executable).parent
+PG_URL = os.environ.get("STUDIOS_TEST_DATABASE_URL")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def database() -> Iterator[str | None]:
+    """None (the server's default SQLite file) or a fresh PostgreSQL database."""
+    if not PG_URL:
+        yield None
+        return
+    admin_url = sa.make_url(PG_URL)
+    name = f"{admin_url.database}_contract_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}".lower()
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+class Server:
+    def __init__(self, url: str, env: dict[str, str], home: Path) -> None:
+        self.url = url
+        self.env = env
+        self.home = home
+        self.keys: dict[str, str] = {}
+        self.ids: dict[str, int] = {}
+
+    def client(self, user: str) -> Any:
+        return civis.APIClient(api_key=self.keys[user], force_refresh_api_spec=True)
+
+    def civis_cli(self, user: str, *args: str) -> subprocess.CompletedProcess[str]:
+        # A trailing slash on the base URL: the CLI then asks for //studios/<id>.
+        env = {**self.env, "HOME": str(self.home), "CIVIS_API_ENDPOINT": self.url + "/", "CIVIS_API_KEY": self.keys[user]}
+        return subprocess.run([str(BIN / "civis"), *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def studios_cli(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run([str(BIN / "studios"), *args], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"studios {' '.join(args)} failed:\n{result.stderr}"
+    return result.stdout.strip()
+
+
+def wait_for_server(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> None:
+    """Poll GET /endpoints until it answers 200; fail early if the process dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"studios serve exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{url}/endpoints", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"studios serve did not answer within {timeout} s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("contract")
+    port = free_port()
+    with database() as db_url, pytest.MonkeyPatch.context() as mp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("STUDIOS_", "CIVIS_"))}
+        env |= {"STUDIOS_DATA_DIR": str(root / "data"), "STUDIOS_RUNTIME": "process", "HOME": str(root), "STUDIOS_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+        if db_url:
+            env["STUDIOS_DATABASE_URL"] = db_url
+        srv = Server(f"http://127.0.0.1:{port}", env, root)
+        for name, extra in (("alice", []), ("bob", []), ("carol", []), ("root", ["--admin"])):
+            srv.keys[name] = studios_cli(env, "users", "create", name, *extra)
+            assert srv.keys[name] and "\n" not in srv.keys[name], "users create must print only the key on stdout"
+        log = root / "serve.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen([str(BIN / "studios"), "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_server(srv.url, process, log)
+            mp.setenv("CIVIS_API_ENDPOINT", srv.url)
+            mp.setenv("HOME", str(root))
+            mp.delenv("CIVIS_API_KEY", raising=False)
+            for name in srv.keys:
+                srv.ids[name] = httpx.get(f"{srv.url}/users/me", headers={"Authorization": f"Bearer {srv.keys[name]}"}).json()["id"]
+            yield srv
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+
+
+def test_users_me(server: Server) -> None:
+    me = server.client("alice").users.list_me()
+    assert me.id == server.ids["alice"] and me.username == "alice"
+
+
+def test_post_get_patch_put_archive(server: Server) -> None:
+    client = server.client("alice")
+    made = client.studios.post(
+        name="contract", docker_image_name="studios-test/busybox", required_resources={"disk_space": 0.5, "memory": 512},
+        params=[{"name": "GREETING", "type": "string", "value": "hi"}], git_repo_url="https://example.com/r.git", git_ref="main",
+    )
+    assert made.name == "contract" and made.docker_image_tag == "latest"
+    assert made.author.id == server.ids["alice"] and made.my_permission_level == "manage"
+    assert made.required_resources.disk_space == 0.5 and made.required_resources.memory == 512
+    assert made.most_recent_deployment is None
+
+    got = client.studios.get(made.id)
+    assert (got.name, got.git_ref, got.params[0].name, got.params[0].value) == ("contract", "main", "GREETING", "hi")
+
+    patched = client.studios.patch(made.id, name="patched")
+    assert patched.name == "patched" and patched.git_ref == "main" and patched.required_resources.memory == 512
+
+    replaced = client.studios.put(made.id, name="replaced", docker_image_tag="v2")
+    assert (replaced.name, replaced.docker_image_tag, replaced.git_ref, replaced.params, replaced.docker_image_name) == ("replaced", "v2", None, [], None)
+
+    archived = client.studios.put_archive(made.id, status=True)
+    assert archived.archived is True
+    assert made.id not in {s.id for s in client.studios.list(limit=50)}
+    assert made.id in {s.id for s in client.studios.list(archived="true", limit=50)}
+
+
+def test_list_iterator_sees_every_studio_once(server: Server) -> None:
+    client = server.client("carol")
+    made = {client.studios.post(name=f"iter-{i:02d}").id for i in range(53)}
+    seen = [s.id for s in client.studios.list(iterator=True)]
+    assert len(seen) == len(set(seen)) == 53
+    assert set(seen) == made
+    first_page = client.studios.list()
+    assert len(first_page) == 20
+
+
+def test_shares(server: Server) -> None:
+    alice, bob = server.client("alice"), server.client("bob")
+    sid = alice.studios.post(name="shared").id
+    with pytest.raises(CivisAPIError) as hidden:
+        bob.studios.get(sid)
+    assert hidden.value.status_code == 404
+
+    index = alice.studios.put_shares_users(sid, user_ids=[server.ids["bob"]], permission_level="read")
+    assert [u.id for u in index.readers.users] == [server.ids["bob"]]
+    [listed] = alice.studios.list_shares(sid)
+    assert [u.id for u in listed.owners.users] == [server.ids["alice"]]
+    assert [u.id for u in listed.readers.users] == [server.ids["bob"]]
+
+    assert bob.studios.get(sid).my_permission_level == "read"
+    with pytest.raises(CivisAPIError) as refused:
+        bob.studios.patch(sid, name="mine now")
+    assert refused.value.status_code == 403
+
+    alice.studios.delete_shares_users(sid, server.ids["bob"])
+    with pytest.raises(CivisAPIError) as gone:
+        bob.studios.get(sid)
+    assert gone.value.status_code == 404
+    assert server.client("root").studios.get(sid).my_permission_level == "manage"
+
+
+def test_cli_studios_get(server: Server) -> None:
+    sid = server.client("alice").studios.post(name="seen by the CLI").id
+    result = server.civis_cli("alice", "studios", "get", str(sid))
+    assert result.returncode == 0, result.stderr + result.stdout
+    names = re.findall(r"^name: *'?(.*?)'?$", result.stdout, re.MULTILINE)
+    assert "seen by the CLI" in names, result.stdout
+    assert re.search(rf"^id: *{sid}$", result.stdout, re.MULTILINE), result.stdout
+
+
+def test_cli_error_exits_non_zero(server: Server) -> None:
+    result = server.civis_cli("bob", "studios", "get", "999999")
+    assert result.returncode != 0
+    assert "not found" in (result.stdout + result.stderr).lower()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"required_resources": {"memory": -1}}, "requiredResources.memory"),
+        ({"params": [{"name": "1X", "type": "string"}]}, "params"),
+        ({"instance_type": "nope"}, "instanceType"),
+    ],
+)
+def test_bad_request_raises_with_our_description(server: Server, kwargs: dict[str, Any], field: str) -> None:
+    client = server.client("alice")
+    before = len(client.studios.list(archived="all", limit=50))
+    with pytest.raises(CivisAPIError) as error:
+        client.studios.post(**kwargs)
+    assert error.value.status_code == 400
+    # The field is named as the client spelled it (snake_case) or as the spec does (camelCase).
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", field).lower()
+    assert field in error.value.error_message or snake in error.value.error_message, error.value.error_message
+    assert len(client.studios.list(archived="all", limit=50)) == before
+
+
+def test_bad_key_raises_civis_key_error_not_a_crash(server: Server) -> None:
+    """Without WWW-Authenticate the client would die with a KeyError instead."""
+    with pytest.raises(CivisAPIKeyError):
+        civis.APIClient(api_key="stu_wrong", force_refresh_api_spec=True).users.list_me()
