@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Path, Query, Response
 
 from studios.api.deps import CallDep, json, pagination_headers
+from studios.schemas.common import civis_time
 from studios.schemas.deployments import LogDeploymentLogResponseSummary, StudioDeployment, StudioDeploymentCreateRequest, StudioDeploymentSummary
 from studios.services import deployments as dep_service
 from studios.services import views
@@ -44,7 +45,12 @@ async def post_deployments(call: CallDep, studio_id: StudioId, body: Annotated[S
 @router.get("/studios/{studio_id}/deployments/{deployment_id}", summary="Get details about a Studio deployment", response_model=StudioDeployment)
 async def get_deployments(call: CallDep, studio_id: StudioId, deployment_id: DeploymentId) -> Response:
     dep = dep_service.get(call.session, call.caller, studio_id, deployment_id)
-    return json(views.deployment(dep, call.caller.id, call.ctx.links))
+    headers = {}
+    sleeps_at = call.ctx.deployments.sleeps_at(dep) if call.ctx.deployments else None
+    if sleeps_at is not None:
+        # When a running deployment goes to sleep if nobody uses it (not in the spec's schema).
+        headers["X-Studios-Sleeps-At"] = civis_time(sleeps_at)
+    return json(views.deployment(dep, call.caller.id, call.ctx.links), headers=headers)
 
 
 @router.delete("/studios/{studio_id}/deployments/{deployment_id}", summary="Delete a Studio deployment", status_code=204)

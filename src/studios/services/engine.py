@@ -9,6 +9,7 @@ import asyncio
 import logging
 import shutil
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
@@ -339,6 +340,14 @@ class Engine:
                 await self.reconcile()
             except Exception:
                 log.exception("reconcile failed")
+
+    def sleeps_at(self, dep: Deployment) -> datetime | None:
+        """When a running deployment goes to sleep if it stays idle; None if it never will."""
+        idle = self.ctx.settings.idle_sleep_seconds
+        if dep.state != "running" or idle <= 0:
+            return None
+        last = max(self.activity(dep.id) or 0.0, dep.ready_at.timestamp() if dep.ready_at else time.time())
+        return datetime.fromtimestamp(last + idle, timezone.utc)
 
     async def _sleep_idle_forever(self) -> None:
         """Put running deployments to sleep after STUDIOS_IDLE_SLEEP_SECONDS without traffic."""
