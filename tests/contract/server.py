@@ -1,0 +1,303 @@
+"""`studios serve` as a real subprocess for end-to-end tests through the published `civis`
+client, plus small helpers those tests share (git repos, a Basic-auth git HTTP server,
+deployment polling, opening a displayUrl).
+
+    with studios_server(tmp_dir, runtime="process", name="deploy_process") as server:
+        key = server.create_user("alice")          # `studios users create alice`
+        server.restart()                           # SIGTERM, then the same data dir and ports
+        server.stop()
+
+The server gets its own data dir, free loopback ports (API and display-URL proxy) and an
+environment without any inherited `STUDIOS_*`/`CIVIS_*` variable. When
+`STUDIOS_TEST_DATABASE_URL` is set, `studios_server` creates a fresh PostgreSQL database for
+it (named after `name` and the xdist worker) with that URL's role, and drops it afterwards.
+Every process started here is killed in teardown, also on failure.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.server
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
+PG_URL = os.environ.get("STUDIOS_TEST_DATABASE_URL") or None
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def poll(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Call `condition()` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+# ----------------------------------------------------------------------------- database
+
+
+@contextlib.contextmanager
+def database(name: str) -> Iterator[str | None]:
+    """None (the server's own SQLite file) or the URL of a fresh PostgreSQL database."""
+    if not PG_URL:
+        yield None
+        return
+    admin_url = sa.make_url(PG_URL)
+    db = f"{admin_url.database}_{name}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}".lower()
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{db}"')
+    try:
+        yield admin_url.set(database=db).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        admin.dispose()
+
+
+# ----------------------------------------------------------------------------- the server
+
+
+class StudiosServer:
+    """One `studios serve` process; `restart()` keeps data dir, database and ports."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.port = free_port()
+        self.proxy_port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("STUDIOS_", "CIVIS_"))}
+        self.env |= {
+            "HOME": str(root),
+            "STUDIOS_DATA_DIR": str(root / "data"),
+            "STUDIOS_PORT": str(self.port),
+            "STUDIOS_PROXY_PORT": str(self.proxy_port),
+            "STUDIOS_PUBLIC_URL": self.url,
+        }
+        self.env |= env
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = root / "serve.log"
+        self.starts = 0
+
+    def studios(self, *args: str) -> str:
+        result = subprocess.run([str(BIN / "studios"), *args], env=self.env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, f"studios {' '.join(args)} failed:\n{result.stderr}"
+        return result.stdout.strip()
+
+    def create_user(self, name: str, *extra: str) -> str:
+        """`studios users create NAME`: its stdout is the new API key."""
+        key = self.studios("users", "create", name, *extra)
+        assert key and "\n" not in key, f"users create printed more than a key: {key!r}"
+        return key
+
+    def start(self, timeout: float = 30.0) -> None:
+        assert self.process is None, "already running"
+        self.starts += 1
+        with self.log.open("ab") as out:
+            out.write(f"\n===== start {self.starts} =====\n".encode())
+            out.flush()
+            self.process = subprocess.Popen([str(BIN / "studios"), "serve"], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        with httpx.Client(trust_env=False, timeout=2) as http:
+            while True:
+                if self.process.poll() is not None:
+                    code = self.process.returncode
+                    self.process = None
+                    raise AssertionError(f"studios serve exited with {code}:\n{self.log_tail()}")
+                try:
+                    if http.get(f"{self.url}/endpoints").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise AssertionError(f"studios serve did not answer within {timeout} s:\n{self.log_tail()}")
+                time.sleep(0.05)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL (of its whole session) if it does not exit in time."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+@contextlib.contextmanager
+def studios_server(root: Path, *, name: str, runtime: str = "process", env: dict[str, str] | None = None) -> Iterator[StudiosServer]:
+    """A started server on a fresh database; stopped (and its database dropped) afterwards."""
+    root.mkdir(parents=True, exist_ok=True)
+    with database(name) as db_url:
+        extra = {"STUDIOS_RUNTIME": runtime, **(env or {})}
+        if db_url:
+            extra["STUDIOS_DATABASE_URL"] = db_url
+        server = StudiosServer(root, extra)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
+
+
+# ----------------------------------------------------------------------------- deployments
+
+
+def wait_state(client: Any, studio_id: int, deployment_id: int, states: str | tuple[str, ...], timeout: float = 30.0) -> Any:
+    """Poll `get_deployments` until the deployment is in one of `states`; fail with the last
+    state seen (and leave early if it ends in another state)."""
+    wanted = (states,) if isinstance(states, str) else states
+    last: list[Any] = []
+
+    def check() -> Any:
+        dep = client.studios.get_deployments(studio_id, deployment_id)
+        last[:] = [dep]
+        if dep.state in wanted:
+            return dep
+        if dep.state == "terminated":
+            raise AssertionError(f"deployment {deployment_id} ended instead of reaching {wanted}: {dep.state_message!r}")
+        return None
+
+    try:
+        return poll(check, timeout, f"deployment {deployment_id} to be {wanted}")
+    except AssertionError as exc:
+        if last and "timed out" in str(exc):
+            raise AssertionError(f"{exc}; last: {last[0].state} {last[0].state_message!r}") from None
+        raise
+
+
+def log_lines(client: Any, studio_id: int, deployment_id: int) -> list[Any]:
+    return list(client.studios.list_deployments_logs(studio_id, deployment_id))
+
+
+def messages(lines: list[Any], source: str | None = None, stream: str | None = None) -> list[str]:
+    return [l.message for l in lines if (source is None or l.source == source) and (stream is None or l.stream == stream)]
+
+
+def open_link(url: str) -> httpx.Response:
+    """What a browser does with a displayUrl: follow the token exchange's redirect with the
+    cookie. `*.localhost` names go to 127.0.0.1 with the Host header set."""
+    parsed = httpx.URL(url)
+    host_header = f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
+    with httpx.Client(follow_redirects=False, timeout=10, trust_env=False) as http:
+        first = http.get(str(parsed.copy_with(host="127.0.0.1")), headers={"Host": host_header})
+        if first.status_code not in (302, 303, 307):
+            return first
+        cookie = first.headers["set-cookie"].split(";", 1)[0]
+        target = parsed.copy_with(host="127.0.0.1", path=httpx.URL(first.headers["location"]).path, query=None)
+        return http.get(str(target), headers={"Host": host_header, "Cookie": cookie})
+
+
+# ----------------------------------------------------------------------------- git
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_repo(path: Path, files: dict[str, str], executable: tuple[str, ...] = ()) -> Path:
+    """A git repo at `path` with `files` committed on `main`."""
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    for rel, text in files.items():
+        (path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (path / rel).write_text(text)
+        if rel in executable:
+            (path / rel).chmod(0o755)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "app")
+    return path
+
+
+class _GitHTTP(http.server.BaseHTTPRequestHandler):
+    """`git http-backend` (smart HTTP) for one project root, behind Basic auth."""
+
+    root: Path
+    user: str
+    password: str
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _serve(self) -> None:
+        expected = "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        if self.headers.get("Authorization") != expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        env = {
+            "GIT_PROJECT_ROOT": str(self.root), "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path,
+            "QUERY_STRING": query, "REQUEST_METHOD": self.command, "REMOTE_USER": self.user,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
+            "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+        }  # fmt: skip
+        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, timeout=30).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        headers = [line.split(": ", 1) for line in head.decode().split("\r\n") if ": " in line]
+        status = next((int(v.split()[0]) for k, v in headers if k.lower() == "status"), 200)
+        self.send_response(status)
+        for key, value in headers:
+            if key.lower() != "status":
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _serve
+
+
+@contextlib.contextmanager
+def git_http_server(root: Path, user: str, password: str) -> Iterator[str]:
+    """Serves the repos under `root` at http://127.0.0.1:<port>/<name>, Basic auth required."""
+    handler = type("Handler", (_GitHTTP,), {"root": root, "user": user, "password": password})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
