@@ -317,3 +317,41 @@ def test_error_bodies_are_json_documents(shared: Any) -> None:
     response = as_author.request("POST", "/studios", content=b"{", headers={"content-type": "application/json"})
     assert response.headers["content-type"].startswith("application/json")
     json.loads(response.content)
+
+
+# ----------------------------------------------------------------------------- values the database may refuse
+
+
+@pytest.mark.parametrize("author", ["2147483648", "9999999999"])
+def test_author_id_beyond_any_user_is_not_a_500(shared: Any, author: str) -> None:
+    """IDs are 32-bit: a larger author id matches nobody (200 []) or is refused naming the
+    field; it must not reach the database as an out-of-range integer (a 500 on PostgreSQL)."""
+    response = shared.as_author.get(f"/studios?author={author}")
+    if response.status_code == 200:
+        assert response.json() == []
+    else:
+        assert_civis_error(response, "author")
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "read"),
+    [
+        ({"name": "a\u0000b"}, "name", lambda s: s["name"]),
+        ({"gitRepoUrl": "https://e.com/a\u0000b.git"}, "gitRepoUrl", lambda s: s["gitRepoUrl"]),
+        ({"params": [{"name": "A", "type": "string", "value": "a\u0000b"}]}, "params", lambda s: s["params"][0]["value"]),
+        ({"params": [{"name": "A", "type": "string", "description": "a\u0000b"}]}, "params", lambda s: s["params"][0]["description"]),
+    ],
+    ids=["name", "git-url", "param-value", "param-description"],
+)
+def test_nul_character_is_kept_or_refused_never_a_500(shared: Any, body: dict[str, Any], field: str, read: Any) -> None:
+    """PostgreSQL text cannot hold NUL: the same request must behave alike on both databases
+    (stored and returned as sent, or a 400 naming the field)."""
+    as_author = shared.as_author
+    before = state(as_author)
+    response = as_author.post("/studios", json=body)
+    if response.status_code == 201:
+        assert read(response.json()) == "a\u0000b" or read(response.json()).startswith("https://e.com/a\u0000b")
+        assert read(as_author.get(f"/studios/{response.json()['id']}").json()) == read(response.json())
+    else:
+        assert_civis_error(response, field)
+        assert state(as_author) == before

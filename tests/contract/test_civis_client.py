@@ -123,9 +123,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                 process.wait(timeout=5)
 
 
+@pytest.mark.filterwarnings("ignore:The method name ``<client>.users.list_me`` is deprecated:FutureWarning")
 def test_users_me(server: Server) -> None:
-    me = server.client("alice").users.list_me()
+    client = server.client("alice")
+    me = client.users.list_me()  # GET /users/me, as the issue names it (get_me in newer clients)
     assert me.id == server.ids["alice"] and me.username == "alice"
+    assert client.users.get_me().id == me.id
 
 
 def test_post_get_patch_put_archive(server: Server) -> None:
@@ -224,6 +227,7 @@ def test_bad_request_raises_with_our_description(server: Server, kwargs: dict[st
     assert len(client.studios.list(archived="all", limit=50)) == before
 
 
+@pytest.mark.filterwarnings("ignore:The method name ``<client>.users.list_me`` is deprecated:FutureWarning")
 def test_bad_key_raises_civis_key_error_not_a_crash(server: Server) -> None:
     """Without WWW-Authenticate the client would die with a KeyError instead."""
     with pytest.raises(CivisAPIKeyError):
