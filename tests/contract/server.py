@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import http.server
+import json
 import os
 import signal
 import socket
@@ -157,6 +159,46 @@ class StudiosServer:
         self.stop()
         self.start()
 
+    def end_workloads(self) -> None:
+        """Teardown: DELETE every deployment still pending, running or sleeping (a failed test
+        may leave one), as an admin made for the purpose. Workloads outlive the server."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        key = self.create_user(f"teardown-{self.starts}-{os.getpid()}", "--admin")
+        with httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, trust_env=False, timeout=30) as http:
+
+            def every(path: str, **params: Any) -> Iterator[dict[str, Any]]:
+                for page in range(1, 1000):
+                    response = http.get(path, params={**params, "limit": 50, "page_num": page})
+                    response.raise_for_status()
+                    if not response.json():
+                        return
+                    yield from response.json()
+
+            for studio in list(every("/studios", archived="all")):
+                for dep in list(every(f"/studios/{studio['id']}/deployments")):
+                    if dep["state"] in ("pending", "running", "sleeping"):
+                        http.delete(f"/studios/{studio['id']}/deployments/{dep['deploymentId']}")
+
+    def kill_leftovers(self) -> None:
+        """Last resort after the server stopped: kill what the runtimes still run for it
+        (process supervisors and apps by their stored handles, containers by label)."""
+        data = Path(self.env["STUDIOS_DATA_DIR"])
+        for handle_file in (data / "process-runtime").glob("*.json"):
+            with contextlib.suppress(Exception):
+                handle = json.loads(handle_file.read_text())
+                for part in ("app", "supervisor"):
+                    ident = handle.get(part) or {}
+                    stat = Path(f"/proc/{ident['pid']}/stat").read_text()
+                    if int(stat.rsplit(")", 1)[1].split()[19]) == ident["start_time"]:
+                        os.killpg(ident["pid"], signal.SIGKILL)
+        if self.env.get("STUDIOS_RUNTIME") in ("docker", "auto"):
+            instance = hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:12]
+            with contextlib.suppress(Exception):
+                ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=studios.instance={instance}"], capture_output=True, text=True, timeout=30).stdout.split()
+                if ids:
+                    subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=60)
+
     def log_tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
@@ -174,7 +216,11 @@ def studios_server(root: Path, *, name: str, runtime: str = "process", env: dict
             server.start()
             yield server
         finally:
-            server.stop()
+            try:
+                server.end_workloads()
+            finally:
+                server.stop()
+                server.kill_leftovers()
 
 
 # ----------------------------------------------------------------------------- deployments

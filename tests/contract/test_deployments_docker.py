@@ -1,0 +1,180 @@
+"""Deployments end to end on the Docker runtime: the published `civis` client against
+`studios serve` run as a subprocess (STUDIOS_RUNTIME=docker), with the locally built test
+image `studios-test/busybox:latest` (it runs the shell code in the `APP_CMD` param; default
+`httpd -f -p $PORT`). Skipped, with the reason, only when `docker info` fails."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .server import REPO, StudiosServer, git_http_server, log_lines, make_repo, messages, open_link, poll, studios_server, wait_state
+
+civis = pytest.importorskip("civis", reason="the contract tests need the civis client (pip install -e '.[test]')")
+from civis.base import CivisAPIError  # noqa: E402
+
+pytestmark = pytest.mark.docker
+
+IMAGE = "studios-test/busybox"
+GIT_USER, GIT_PASSWORD = "gitter", "pr1vate-Pa55"
+
+
+@pytest.fixture(scope="module")
+def docker_ready() -> None:
+    info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60)
+    if info.returncode != 0:
+        pytest.skip(f"`docker info` failed, no Docker engine to test against (run scripts/start-dockerd.sh): {info.stderr.strip()[-300:]}")
+    built = subprocess.run([str(REPO / "scripts" / "build-test-images.sh")], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, f"scripts/build-test-images.sh failed:\n{built.stdout}\n{built.stderr}"
+
+
+@pytest.fixture(scope="module")
+def server(docker_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudiosServer]:
+    root = tmp_path_factory.mktemp("deploy-docker")
+    env = {"STUDIOS_START_TIMEOUT_SECONDS": "30", "STUDIOS_STOP_GRACE_SECONDS": "2", "STUDIOS_IDLE_SLEEP_SECONDS": "0"}
+    if os.environ.get("DOCKER_HOST"):
+        env["STUDIOS_DOCKER_URL"] = os.environ["DOCKER_HOST"]
+    with studios_server(root / "server", name="deploy_docker", runtime="docker", env=env) as srv:
+        srv.keys = {name: srv.create_user(name) for name in ("alice", "bob")}  # type: ignore[attr-defined]
+        yield srv
+
+
+def as_user(server: StudiosServer, user: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("CIVIS_API_ENDPOINT", server.url)
+    monkeypatch.setenv("CIVIS_API_KEY", server.keys[user])  # type: ignore[attr-defined]
+    return civis.APIClient()
+
+
+@pytest.fixture
+def client(server: StudiosServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return as_user(server, "alice", monkeypatch)
+
+
+def image_studio(client: Any, name: str, app_cmd: str | None = None, **extra: Any) -> int:
+    params = [{"name": "APP_CMD", "type": "string", "value": app_cmd}] if app_cmd else []
+    return client.studios.post(name=name, docker_image_name=IMAGE, docker_image_tag="latest", params=params, **extra).id
+
+
+def deploy(client: Any, studio_id: int) -> int:
+    dep = client.studios.post_deployments(studio_id)
+    assert dep.state == "pending", dep
+    return dep.deployment_id
+
+
+def test_image_studio_runs_reaches_logs_and_usage(client: Any) -> None:
+    sid = image_studio(client, "busybox httpd", "echo out-line; echo err-line >&2; exec httpd -f -p $PORT")
+    did = deploy(client, sid)
+    dep = wait_state(client, sid, did, "running")
+    page = open_link(dep.display_url)
+    assert page.status_code == 200 and page.text.strip() == "hello from studios-test", (page.status_code, page.text[:300])
+
+    lines = poll(lambda: (ls := log_lines(client, sid, did)) and {"out-line", "err-line"} <= set(messages(ls, "user")) and ls, 10, "the app's lines")
+    user = [(l.message, l.stream) for l in lines if l.source == "user"]
+    assert ("out-line", "stdout") in user and ("err-line", "stderr") in user
+    assert ("out-line", "stderr") not in user and ("err-line", "stdout") not in user
+    assert any(m.startswith("ready after ") for m in messages(lines, "system"))
+
+    client.studios.delete_deployments(sid, did)
+    ended = wait_state(client, sid, did, "terminated", timeout=15)
+    assert ended.state_message == "stopped by alice"
+    assert ended.max_memory_usage is not None and ended.max_memory_usage > 0, ended.max_memory_usage
+
+
+def test_memory_hog_is_killed_at_its_limit(client: Any) -> None:
+    sid = image_studio(client, "hog", "head -c 200m /dev/zero | tail", required_resources={"memory": 32})
+    did = deploy(client, sid)
+    dep = wait_state(client, sid, did, "terminated")
+    assert dep.state_message == "killed: out of memory (limit 32 MB)"
+    assert dep.state_message in messages(log_lines(client, sid, did), "system")
+
+
+def test_bad_image_name(client: Any) -> None:
+    sid = client.studios.post(name="no image", docker_image_name="studios-test/no-such-image", docker_image_tag="v0").id
+    did = deploy(client, sid)
+    dep = wait_state(client, sid, did, "terminated", timeout=60)
+    assert dep.state_message.startswith("image studios-test/no-such-image:v0 could not be pulled: "), dep.state_message
+    assert len(dep.state_message) > len("image studios-test/no-such-image:v0 could not be pulled: ")
+    assert dep.state_message in messages(log_lines(client, sid, did), "system")
+
+
+@pytest.fixture
+def private_repo(tmp_path: Path) -> Iterator[str]:
+    root = tmp_path / "git-root"
+    make_repo(root / "private", {"index.html": "private content\n"})
+    with git_http_server(root, GIT_USER, GIT_PASSWORD) as base:
+        yield f"{base}/private"
+
+
+def test_private_git_repo_needs_the_credential(client: Any, server: StudiosServer, private_repo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = "exec httpd -f -p $PORT -h /workspace"
+    # No credential at all: git's authentication failure.
+    refused = image_studio(client, "private, no credential", app, git_repo_url=private_repo, git_ref="main")
+    did = deploy(client, refused)
+    dep = wait_state(client, refused, did, "terminated")
+    assert dep.state_message.startswith("git clone failed: "), dep.state_message
+    assert "terminal prompts disabled" in dep.state_message or "Authentication failed" in dep.state_message, dep.state_message
+    assert GIT_PASSWORD not in dep.state_message
+    assert dep.state_message in messages(log_lines(client, refused, did), "system")
+
+    cred = client.credentials.post(type="Git", username=GIT_USER, password=GIT_PASSWORD, name="private git")
+    assert not hasattr(cred, "password") or cred.password in (None, "")
+
+    # Named by the studio, then the fallback: the user's first Git credential.
+    named = image_studio(client, "private, named credential", app, git_repo_url=private_repo, git_ref="main", git_credential_id=cred.id)
+    for sid in (named, refused):
+        did = deploy(client, sid)
+        dep = wait_state(client, sid, did, "running")
+        page = open_link(dep.display_url)
+        assert page.status_code == 200 and page.text == "private content\n", (sid, page.status_code, page.text[:300])
+        assert GIT_PASSWORD not in " ".join(m.message for m in log_lines(client, sid, did))
+        client.studios.delete_deployments(sid, did)
+        wait_state(client, sid, did, "terminated", timeout=15)
+
+    # Someone else deploying a studio that names alice's credential is refused at the POST.
+    bob_id = as_user(server, "bob", monkeypatch).users.get_me().id
+    monkeypatch.setenv("CIVIS_API_KEY", server.keys["alice"])  # type: ignore[attr-defined]
+    client.studios.put_shares_users(named, user_ids=[bob_id], permission_level="write")
+    bob = as_user(server, "bob", monkeypatch)
+    with pytest.raises(CivisAPIError) as error:
+        bob.studios.post_deployments(named)
+    assert error.value.status_code == 400
+    assert str(cred.id) in error.value.error_message, error.value.error_message
+
+
+def test_restart_adopts_a_running_container(client: Any, server: StudiosServer) -> None:
+    sid = image_studio(client, "adopt me")
+    did = deploy(client, sid)
+    wait_state(client, sid, did, "running")
+    server.restart()
+    dep = client.studios.get_deployments(sid, did)
+    assert dep.state == "running", (dep.state, dep.state_message)
+    assert "adopted after a service restart" in messages(log_lines(client, sid, did), "system")
+    page = open_link(dep.display_url)
+    assert page.status_code == 200 and page.text.strip() == "hello from studios-test"
+    client.studios.delete_deployments(sid, did)
+    assert wait_state(client, sid, did, "terminated", timeout=15).state_message == "stopped by alice"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"partition_label": "no-such-partition"}, ["no-such-partition"]),
+        ({"instance_type": "huge"}, ["huge", "small", "medium", "large"]),
+        ({"required_resources": {"memory": 999999}}, ["999999", "2048"]),
+    ],
+    ids=["partition", "instance-type", "memory-ceiling"],
+)
+def test_partition_and_instance_type_validation(client: Any, kwargs: dict[str, Any], named: list[str]) -> None:
+    with pytest.raises(CivisAPIError) as error:
+        client.studios.post(name="invalid", docker_image_name=IMAGE, **kwargs)
+    assert error.value.status_code == 400
+    for word in named:
+        assert word in error.value.error_message, (word, error.value.error_message)
