@@ -178,3 +178,28 @@ def test_partition_and_instance_type_validation(client: Any, kwargs: dict[str, A
     assert error.value.status_code == 400
     for word in named:
         assert word in error.value.error_message, (word, error.value.error_message)
+
+
+def test_two_services_on_one_engine_keep_their_usage_apart(tmp_path: Path, docker_ready: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two services sharing an engine (the `studios.instance` label keeps their containers
+    apart) both number their deployments from 1: one's peak memory must not be the other's."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    env = {"STUDIOS_STOP_GRACE_SECONDS": "2", "STUDIOS_IDLE_SLEEP_SECONDS": "0"}
+    with studios_server(tmp_path / "a", name="deploy_docker_a", runtime="docker", env=env) as first, studios_server(tmp_path / "b", name="deploy_docker_b", runtime="docker", env=env) as second:
+        monkeypatch.setenv("CIVIS_API_ENDPOINT", second.url)
+        monkeypatch.setenv("CIVIS_API_KEY", second.create_user("hog"))
+        hog = civis.APIClient()
+        hog_sid = image_studio(hog, "hog then serve", "head -c 150m /dev/zero | tail >/dev/null; exec httpd -f -p $PORT")
+        hog_did = deploy(hog, hog_sid)
+        wait_state(hog, hog_sid, hog_did, "running")
+
+        monkeypatch.setenv("CIVIS_API_ENDPOINT", first.url)
+        monkeypatch.setenv("CIVIS_API_KEY", first.create_user("quiet"))
+        quiet = civis.APIClient()
+        sid = image_studio(quiet, "idle httpd")
+        did = deploy(quiet, sid)
+        assert did == hog_did == 1
+        wait_state(quiet, sid, did, "running")
+        quiet.studios.delete_deployments(sid, did)
+        ended = wait_state(quiet, sid, did, "terminated", timeout=15)
+        assert ended.max_memory_usage is not None and 0 < ended.max_memory_usage < 50, f"an idle httpd peaked at {ended.max_memory_usage} MB: the other service's deployment 1 was counted"

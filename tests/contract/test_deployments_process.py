@@ -109,6 +109,7 @@ def test_deploy_reach_logs_delete(client: Any, repos: dict[str, str]) -> None:
     client.studios.delete_deployments(sid, did)
     ended = wait_state(client, sid, did, "terminated", timeout=15)
     assert ended.state_message == "stopped by alice"
+    assert ended.max_memory_usage is not None and ended.max_memory_usage > 0, ended.max_memory_usage
     assert "stopped by alice" in messages(log_lines(client, sid, did), "system")
     assert open_link(dep.display_url).status_code != 200
 
