@@ -360,8 +360,11 @@ def app_command(kind: str, tmp: Path) -> str:
         app = tmp / "tiny_app.py"
         app.write_text(TINY_APP)
         return f"exec {REAL_PYTHON} -I -S {app}"
+    www = tmp / "www"
+    www.mkdir(exist_ok=True)
+    (www / "index.html").write_text("ok\n")
     busybox = shutil.which("busybox") or "/bin/busybox"
-    return f"exec {busybox} httpd -f -p 127.0.0.1:$PORT -h {tmp}"
+    return f"exec {busybox} httpd -f -p 127.0.0.1:$PORT -h {www}"
 
 
 def by_hand(procs: Processes, command: str, timeout: float) -> dict[str, float]:
