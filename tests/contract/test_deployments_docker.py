@@ -5,6 +5,7 @@ image `studios-test/busybox:latest` (it runs the shell code in the `APP_CMD` par
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -150,15 +151,29 @@ def test_private_git_repo_needs_the_credential(client: Any, server: StudiosServe
 
 
 def test_restart_adopts_a_running_container(client: Any, server: StudiosServer) -> None:
-    sid = image_studio(client, "adopt me")
+    ticker = 'httpd -p $PORT; i=0; while true; do echo "tick $i"; i=$((i+1)); usleep 50000; done'
+    sid = image_studio(client, "adopt me", ticker)
     did = deploy(client, sid)
     wait_state(client, sid, did, "running")
-    server.restart()
+
+    def ticks() -> list[int]:
+        return [int(m.split()[1]) for m in messages(log_lines(client, sid, did), "user", "stdout") if m.startswith("tick ")]
+
+    poll(lambda: len(ticks()) >= 5, 10, "ticks before the restart")
+    server.stop()
+    instance = hashlib.sha256(str(Path(server.env["STUDIOS_DATA_DIR"]).resolve()).encode()).hexdigest()[:12]
+    printed = lambda: subprocess.run(["docker", "logs", f"studios-{instance}-d{did}"], capture_output=True, text=True).stdout.count("tick ")  # noqa: E731
+    down_from = printed()
+    poll(lambda: printed() >= down_from + 10, 10, "lines printed while the service is down", interval=0.05)
+    server.start()
+
     dep = client.studios.get_deployments(sid, did)
     assert dep.state == "running", (dep.state, dep.state_message)
     assert "adopted after a service restart" in messages(log_lines(client, sid, did), "system")
     page = open_link(dep.display_url)
     assert page.status_code == 200 and page.text.strip() == "hello from studios-test"
+    after = poll(lambda: (t := ticks()) and max(t) >= down_from + 10 and t, 10, "the ticks printed while the service was down")
+    assert after == list(range(len(after))), f"gaps or duplicates around the restart: {sorted(set(range(max(after) + 1)) - set(after))[:10]} missing, {len(after) - len(set(after))} repeated"
     client.studios.delete_deployments(sid, did)
     assert wait_state(client, sid, did, "terminated", timeout=15).state_message == "stopped by alice"
 
