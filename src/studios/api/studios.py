@@ -68,6 +68,8 @@ async def list_studios(
         if not re.fullmatch(r"\s*\d{1,10}\s*(,\s*\d{1,10}\s*)*", author):
             raise Invalid(f"author: {author!r} is not a comma-separated list of user IDs.")
         authors = [int(a) for a in author.split(",")]
+        if max(authors) > 2**31 - 1:
+            raise Invalid(f"author: {max(authors)} is not a user ID (too large).")
     page = studio_service.page(call.session, call.caller, flag, authors, order, order_dir, limit, page_num)
     body = views.studios(call.session, page.studios, call.caller, call.ctx.links)
     return json(body, headers=pagination_headers(page_num, limit, page.total))
