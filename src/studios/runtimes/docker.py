@@ -128,7 +128,7 @@ class DockerRuntime(Runtime):
         info = await self._engine_info()
         version = 2 if str(info.get("CgroupVersion", "1")) == "2" else 1
         driver = str(info.get("CgroupDriver") or "cgroupfs")
-        return cgroups.CgroupLayout(driver=driver, version=version, root=self.cgroup_root)
+        return cgroups.CgroupLayout(driver=driver, version=version, root=self.cgroup_root, instance=self.instance)
 
     def container_name(self, deployment_id: int) -> str:
         instance = re.sub(r"[^a-zA-Z0-9_.-]", "-", self.instance)

@@ -34,19 +34,21 @@ class CgroupLayout:
     driver: str = "cgroupfs"
     version: int = 1
     root: Path = Path("/sys/fs/cgroup")
+    instance: str = "default"
+    """The service instance: two services on one engine never share a parent cgroup."""
 
     def parent_for(self, deployment_id: int) -> str:
         """The `cgroup_parent` value handed to the engine for one deployment."""
         if self.driver == "systemd":
             # systemd nests "studios-d5.slice" under "studios.slice" by its naming rule.
-            return f"studios-d{deployment_id}.slice"
-        return f"/studios/d-{deployment_id}"
+            return f"studios-{self.instance}-d{deployment_id}.slice"
+        return f"/studios/{self.instance}/d-{deployment_id}"
 
     def relative_path(self, deployment_id: int) -> str:
         """The parent cgroup's path below each hierarchy's mount point."""
         if self.driver == "systemd":
-            return f"studios.slice/studios-d{deployment_id}.slice"
-        return f"studios/d-{deployment_id}"
+            return f"studios.slice/studios-{self.instance}.slice/studios-{self.instance}-d{deployment_id}.slice"
+        return f"studios/{self.instance}/d-{deployment_id}"
 
     def paths(self, deployment_id: int) -> dict[str, str]:
         """Directories holding the counters: {"memory", "cpu"} (both the same dir on v2)."""
