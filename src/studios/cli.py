@@ -140,17 +140,15 @@ def keys_list(username: Annotated[str | None, typer.Argument(help="Only this use
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: int) -> None:
-    """Revoke a key by id; requests with it get 401 from then on."""
-    from studios.store import users as user_store
+    """Revoke a key by id; a running server refuses it within seconds."""
+    from studios.services.keys import KeyHasher, revoke
 
     ctx = _context()
     with ctx.db() as session:
-        key = user_store.revoke_key(session, key_id)
-        if key is None:
+        if not revoke(session, ctx.hasher, key_id):
             err.print(f"no key with id {key_id}")
             raise typer.Exit(1)
-        session.commit()
-    err.print(f"revoked key {key_id}")
+    err.print(f"revoked key {key_id}; a running server refuses it within {KeyHasher.VERIFIED_SECONDS:g} s")
 
 
 @db_app.command("upgrade")

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from studios.services import keys as key_service
+
 from studios.store import users as user_store
 
 LEVELS = [None, "read", "write", "manage"]
@@ -203,8 +205,7 @@ def test_revoked_key_is_refused_and_other_keys_still_work(api: Any, ctx: Any, au
     second_key, _ = make_key(author)
     assert api.as_(author).get("/users/me").status_code == 200
     with ctx.db() as session:
-        assert user_store.revoke_key(session, author.key_id) is not None
-        session.commit()
+        assert key_service.revoke(session, ctx.hasher, author.key_id)
     revoked = api.as_(author).get("/users/me")
     assert revoked.status_code == 401 and "WWW-Authenticate" in revoked.headers
     assert api.get("/users/me", headers={"Authorization": f"Bearer {second_key}"}).json()["id"] == author.id

@@ -12,7 +12,6 @@ from studios.errors import Invalid
 from studios.schemas.studios import ArchiveUpdateRequest30, Studio, StudioCreateRequest, StudioUpdateRequest
 from studios.services import studios as studio_service
 from studios.services import views
-from studios.services.permissions import require
 
 router = APIRouter()
 
@@ -23,31 +22,30 @@ OrderDir = Annotated[Literal["asc", "desc"], Query(description="Direction in whi
 @router.post("/studios", summary="Create a Studio", status_code=201, response_model=Studio)
 async def post_studio(call: CallDep, body: Annotated[StudioCreateRequest | None, Body(title="StudioCreateRequest")] = None) -> Response:
     studio = studio_service.create(call.session, call.ctx.partitions, call.caller, body or StudioCreateRequest())
-    return json(views.one_studio(call.session, studio, "manage", call.caller, call.ctx.links), 201)
+    return json(views.studio_for(call.session, call.caller, studio.id, call.ctx.links), 201)
 
 
 @router.get("/studios/{id}", summary="Get a Studio", response_model=Studio)
 async def get_studio(call: CallDep, id: StudioId) -> Response:
-    studio, level = require(call.session, call.caller, id, "read")
-    return json(views.one_studio(call.session, studio, level, call.caller, call.ctx.links))
+    return json(views.studio_for(call.session, call.caller, id, call.ctx.links))
 
 
 @router.put("/studios/{id}", summary="Replace all attributes of this Studio", response_model=Studio)
 async def put_studio(call: CallDep, id: StudioId, body: Annotated[StudioUpdateRequest | None, Body(title="StudioUpdateRequest")] = None) -> Response:
-    studio, level = studio_service.update(call.session, call.ctx.partitions, call.caller, id, body or StudioUpdateRequest(), replace=True)
-    return json(views.one_studio(call.session, studio, level, call.caller, call.ctx.links))
+    studio, _ = studio_service.update(call.session, call.ctx.partitions, call.caller, id, body or StudioUpdateRequest(), replace=True)
+    return json(views.studio_for(call.session, call.caller, studio.id, call.ctx.links))
 
 
 @router.patch("/studios/{id}", summary="Update some attributes of this Studio", response_model=Studio)
 async def patch_studio(call: CallDep, id: StudioId, body: Annotated[StudioUpdateRequest | None, Body(title="StudioUpdateRequest")] = None) -> Response:
-    studio, level = studio_service.update(call.session, call.ctx.partitions, call.caller, id, body or StudioUpdateRequest(), replace=False)
-    return json(views.one_studio(call.session, studio, level, call.caller, call.ctx.links))
+    studio, _ = studio_service.update(call.session, call.ctx.partitions, call.caller, id, body or StudioUpdateRequest(), replace=False)
+    return json(views.studio_for(call.session, call.caller, studio.id, call.ctx.links))
 
 
 @router.put("/studios/{id}/archive", summary="Update the archive status of this object", response_model=Studio)
 async def put_studio_archive(call: CallDep, id: Annotated[int, Path(description="The ID of the object.", gt=0, le=2**31 - 1)], body: ArchiveUpdateRequest30) -> Response:
-    studio, level = studio_service.archive(call.session, call.caller, id, body.status)
-    return json(views.one_studio(call.session, studio, level, call.caller, call.ctx.links))
+    studio, _ = studio_service.archive(call.session, call.caller, id, body.status)
+    return json(views.studio_for(call.session, call.caller, studio.id, call.ctx.links))
 
 
 @router.get("/studios", summary="List Studios", response_model=list[Studio])

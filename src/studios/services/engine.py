@@ -254,7 +254,7 @@ class Engine:
         with self.ctx.db() as session:
             dep = dep_store.get(session, deployment_id)
             handle, runtime = (dep.handle, self.runtimes.get(dep.runtime or "")) if dep else (None, None)
-            user_store.revoke_deployment_keys(session, deployment_id)
+            self.ctx.hasher.forget(user_store.revoke_deployment_keys(session, deployment_id))
             session.commit()
         if handle and runtime:
             if stop:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from studios.db.models import Credential, Studio
@@ -26,7 +27,8 @@ DEFAULTS: dict[str, Any] = {"name": DEFAULT_NAME, "docker_image_tag": "latest"}
 
 @dataclasses.dataclass(frozen=True)
 class Page:
-    studios: list[Studio]
+    studios: list[Row]
+    """View rows (`studios.store.studios.view_row` shape)."""
     total: int
 
 

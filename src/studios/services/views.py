@@ -8,14 +8,16 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from studios.db.models import Deployment, Studio, User
+from sqlalchemy import Row
+
+from studios.db.models import Deployment, User, utcnow
+from studios.errors import NotFound
 from studios.schemas.deployments import StudioDeployment, StudioDeploymentSummary
 from studios.schemas.studios import Studio as StudioOut
 from studios.schemas.studios import StudioParam, StudioRequiredResources
 from studios.schemas.users import UserSimpleUser
-from studios.services.keys import Caller, initials, is_online
+from studios.services.keys import ONLINE_WINDOW, Caller, initials, is_online
 from studios.store import studios as studio_store
-from studios.store import users as user_store
 
 
 class Links(Protocol):
@@ -62,41 +64,46 @@ def deployment_summary(dep: Deployment, links: Links) -> StudioDeploymentSummary
     return StudioDeploymentSummary(**_deployment_fields(dep, links))
 
 
-def studio(
-    studio: Studio, author: User, level: str, latest: Deployment | None, caller: Caller, links: Links
-) -> StudioOut:
+def author(row: Row) -> UserSimpleUser:
+    """The `author` block of a studio view row (`studios.store.studios` view rows)."""
+    seen = row.author_seen
+    online = seen is not None and utcnow() - seen < ONLINE_WINDOW
+    return UserSimpleUser(id=row.author_id, name=row.author_name, username=row.author_username, initials=initials(row.author_name), online=online)
+
+
+def studio(row: Row, level: str, latest: Row | None, caller: Caller, links: Links) -> StudioOut:
     return StudioOut(
-        id=studio.id,
-        author=user_simple(author),
-        name=studio.name,
-        docker_image_name=studio.docker_image_name,
-        docker_image_tag=studio.docker_image_tag,
-        instance_type=studio.instance_type,
-        required_resources=StudioRequiredResources(memory=studio.memory, disk_space=studio.disk_space, cpu=studio.cpu),
-        created_at=studio.created_at,
-        updated_at=studio.updated_at,
+        id=row.id,
+        author=author(row),
+        name=row.name,
+        docker_image_name=row.docker_image_name,
+        docker_image_tag=row.docker_image_tag,
+        instance_type=row.instance_type,
+        required_resources=StudioRequiredResources(memory=row.memory, disk_space=row.disk_space, cpu=row.cpu),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
         most_recent_deployment=deployment(latest, caller.id, links) if latest is not None else None,
-        git_credential_id=studio.git_credential_id,
-        params=[StudioParam(name=p["name"], description=p.get("description"), type=p["type"], value=p.get("value")) for p in studio.params or []],
-        git_repo_id=studio.git_repo_id,
-        git_repo_url=studio.git_repo_url,
-        git_ref=studio.git_ref,
-        partition_label=studio.partition_label,
+        git_credential_id=row.git_credential_id,
+        params=[StudioParam(name=p["name"], description=p.get("description"), type=p["type"], value=p.get("value")) for p in row.params or []],
+        git_repo_id=row.git_repo_id,
+        git_repo_url=row.git_repo_url,
+        git_ref=row.git_ref,
+        partition_label=row.partition_label,
         my_permission_level=level,
-        archived=studio.archived,
+        archived=row.archived,
     )
 
 
-def studios(session: Session, rows: Sequence[Studio], caller: Caller, links: Links) -> list[StudioOut]:
-    """Many studios in a constant number of queries."""
-    ids = [s.id for s in rows]
-    authors = user_store.by_ids(session, {s.author_id for s in rows})
-    levels = {i: "manage" for i in ids} if caller.is_admin else studio_store.levels_for(session, caller.id, ids)
-    latest = studio_store.latest_deployments(session, ids)
-    return [studio(s, authors[s.author_id], levels[s.id], latest.get(s.id), caller, links) for s in rows]
+def studios(session: Session, rows: Sequence[Row], caller: Caller, links: Links) -> list[StudioOut]:
+    """A page of view rows in one more query (their newest deployments)."""
+    latest = studio_store.latest_deployments(session, [r.id for r in rows])
+    return [studio(r, "manage" if caller.is_admin else r.level, latest.get(r.id), caller, links) for r in rows]
 
 
-def one_studio(session: Session, row: Studio, level: str, caller: Caller, links: Links) -> StudioOut:
-    author = user_store.get(session, row.author_id)
-    assert author is not None
-    return studio(row, author, level, studio_store.latest_deployments(session, [row.id]).get(row.id), caller, links)
+def studio_for(session: Session, caller: Caller, studio_id: int, links: Links) -> StudioOut:
+    """The studio as `caller` sees it; NotFound when it doesn't exist or they have no access."""
+    row = studio_store.view_row(session, studio_id, caller.id)
+    level = ("manage" if caller.is_admin else row.level) if row is not None else None
+    if row is None or level is None:
+        raise NotFound(f"Studio {studio_id} was not found.")
+    return studio(row, level, studio_store.latest_deployments(session, [studio_id]).get(studio_id), caller, links)

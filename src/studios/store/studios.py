@@ -6,10 +6,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Row, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from studios.db.models import Deployment, GitRepo, Studio, StudioShare, User, utcnow
+
+AUTHOR_COLUMNS = (User.name.label("author_name"), User.username.label("author_username"), User.last_seen_at.label("author_seen"))
+"""A view row is a studio's columns, its author's (`author_*`) and the caller's `level`."""
+
+_VIEW_ONE = (
+    select(Studio.__table__, *AUTHOR_COLUMNS, StudioShare.level)
+    .join(User, User.id == Studio.author_id)
+    .outerjoin(StudioShare, and_(StudioShare.studio_id == Studio.id, StudioShare.user_id == bindparam("uid")))
+    .where(Studio.id == bindparam("sid"))
+)
+_LATEST_ONE = select(Deployment.__table__).where(Deployment.studio_id == bindparam("sid")).order_by(Deployment.id.desc()).limit(1)
+_LATEST_MANY = select(Deployment.__table__).where(
+    Deployment.id.in_(select(func.max(Deployment.id)).where(Deployment.studio_id.in_(bindparam("sids", expanding=True))).group_by(Deployment.studio_id))
+)
 
 ORDER_COLUMNS = {"updated_at": Studio.updated_at, "name": Studio.name, "created_at": Studio.created_at}
 
@@ -20,6 +34,11 @@ def get(session: Session, studio_id: int) -> Studio | None:
 
 def get_for_update(session: Session, studio_id: int) -> Studio | None:
     return session.scalar(select(Studio).where(Studio.id == studio_id).with_for_update())
+
+
+def view_row(session: Session, studio_id: int, user_id: int) -> Row | None:
+    """The studio's view row for this user (level None: no share), or None if no studio."""
+    return session.execute(_VIEW_ONE, {"sid": studio_id, "uid": user_id}).first()
 
 
 def create(session: Session, author_id: int, values: dict[str, Any]) -> Studio:
@@ -63,13 +82,6 @@ def remove_share(session: Session, studio_id: int, user_id: int) -> bool:
     return True
 
 
-def levels_for(session: Session, user_id: int, studio_ids: Sequence[int]) -> dict[int, str]:
-    if not studio_ids:
-        return {}
-    rows = session.execute(select(StudioShare.studio_id, StudioShare.level).where(StudioShare.user_id == user_id, StudioShare.studio_id.in_(studio_ids)))
-    return {studio_id: level for studio_id, level in rows}
-
-
 def list_visible(
     session: Session,
     user_id: int,
@@ -80,27 +92,32 @@ def list_visible(
     descending: bool,
     limit: int,
     offset: int,
-) -> tuple[list[Studio], int]:
-    """A page of studios the user may see, and the total count."""
-    query = select(Studio)
-    if not see_all:
-        query = query.join(StudioShare, and_(StudioShare.studio_id == Studio.id, StudioShare.user_id == user_id))
+) -> tuple[list[Row], int]:
+    """A page of view rows of the studios the user may see, and the total count."""
+    share = and_(StudioShare.studio_id == Studio.id, StudioShare.user_id == user_id)
+    query = select(Studio.__table__, *AUTHOR_COLUMNS, StudioShare.level, func.count().over().label("total")).join(User, User.id == Studio.author_id)
+    query = query.outerjoin(StudioShare, share) if see_all else query.join(StudioShare, share)
     if archived is not None:
         query = query.where(Studio.archived.is_(archived))
     if authors:
         query = query.where(Studio.author_id.in_(authors))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     column = ORDER_COLUMNS[order]
     query = query.order_by(column.desc() if descending else column.asc(), Studio.id.desc() if descending else Studio.id.asc())
-    return list(session.scalars(query.limit(limit).offset(offset))), total
+    rows = list(session.execute(query.limit(limit).offset(offset)))
+    if rows:
+        return rows, rows[0].total
+    counted = select(func.count()).select_from(query.with_only_columns(Studio.id).order_by(None).subquery())
+    return rows, session.scalar(counted) or 0
 
 
-def latest_deployments(session: Session, studio_ids: Sequence[int]) -> dict[int, Deployment]:
+def latest_deployments(session: Session, studio_ids: Sequence[int]) -> dict[int, Row]:
     """The newest deployment of each studio that has one."""
     if not studio_ids:
         return {}
-    newest = select(func.max(Deployment.id)).where(Deployment.studio_id.in_(studio_ids)).group_by(Deployment.studio_id)
-    return {d.studio_id: d for d in session.scalars(select(Deployment).where(Deployment.id.in_(newest)))}
+    if len(studio_ids) == 1:
+        row = session.execute(_LATEST_ONE, {"sid": studio_ids[0]}).first()
+        return {row.studio_id: row} if row else {}
+    return {d.studio_id: d for d in session.execute(_LATEST_MANY, {"sids": list(studio_ids)})}
 
 
 def git_repo_id(session: Session, url: str) -> int:
