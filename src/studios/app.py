@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from studios.api import credentials, deployments, discovery, errors, platform, shares, studios, users
+from studios.api.deps import CloseSessions
 from studios.api.paths import NormalizePath
 from studios.context import Context
 from studios.db.engine import make_engine, make_locking_sessionmaker, make_sessionmaker, upgrade
@@ -81,5 +82,6 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None, *, 
     errors.install(api)
     for router in (studios.router, deployments.router, shares.router, credentials.router, users.router, platform.router, discovery.router):
         api.include_router(router)
+    api.add_middleware(CloseSessions)
     api.add_middleware(NormalizePath)
     return api

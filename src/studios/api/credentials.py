@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
-from studios.api.deps import CallDep, json, pagination_headers
+from studios.api.deps import CallDep, ReadCallDep, json, pagination_headers
 from studios.db.models import Credential as CredentialRow
 from studios.errors import Invalid
 from studios.schemas.credentials import CREDENTIAL_TYPES, Credential, CredentialCreateRequest, CredentialPatchRequest, CredentialType, CredentialUpdateRequest
@@ -26,13 +26,13 @@ def _out(call: CallDep, cred: CredentialRow) -> Credential:
 
 
 @router.get("/credentials/types", summary="Get list of Credential Types", response_model=CredentialType)
-async def list_credentials_types(call: CallDep) -> Response:
+async def list_credentials_types(call: ReadCallDep) -> Response:
     return json(CredentialType(types=list(CREDENTIAL_TYPES)))
 
 
 @router.get("/credentials", summary="List credentials", response_model=list[Credential])
 async def list_credentials(
-    call: CallDep,
+    call: ReadCallDep,
     type: Annotated[str | None, Query(description="The type (or types) of credentials to return, comma-separated.", max_length=1000)] = None,
     name: Annotated[str | None, Query(description="Return credentials whose name contains this.", max_length=255)] = None,
     limit: Annotated[int, Query(description="Number of results to return. Defaults to its maximum of 1000.", ge=1, le=1000)] = 1000,
@@ -54,7 +54,7 @@ async def post_credentials(call: CallDep, body: CredentialCreateRequest) -> Resp
 
 
 @router.get("/credentials/{id}", summary="Get a credential", response_model=Credential)
-async def get_credentials(call: CallDep, id: CredentialId) -> Response:
+async def get_credentials(call: ReadCallDep, id: CredentialId) -> Response:
     return json(_out(call, cred_service.get(call.session, call.caller, id)))
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response
 
-from studios.api.deps import CallDep, json, pagination_headers
+from studios.api.deps import CallDep, ReadCallDep, json, pagination_headers
 from studios.schemas.common import civis_time
 from studios.schemas.deployments import LogDeploymentLogResponseSummary, StudioDeployment, StudioDeploymentCreateRequest, StudioDeploymentSummary
 from studios.services import deployments as dep_service
@@ -22,7 +22,7 @@ DeploymentId = Annotated[int, Path(description="The ID for this deployment", **I
 
 @router.get("/studios/{studio_id}/deployments", summary="List deployments for a Studio", response_model=list[StudioDeploymentSummary])
 async def list_deployments(
-    call: CallDep,
+    call: ReadCallDep,
     studio_id: StudioId,
     deployment_id: Annotated[int | None, Query(description="The ID for this deployment", **Int32)] = None,
     limit: Annotated[int, Query(description="Number of results to return. Defaults to 20. Maximum allowed is 50.", ge=1, le=50)] = 20,
@@ -43,7 +43,7 @@ async def post_deployments(call: CallDep, studio_id: StudioId, body: Annotated[S
 
 
 @router.get("/studios/{studio_id}/deployments/{deployment_id}", summary="Get details about a Studio deployment", response_model=StudioDeployment)
-async def get_deployments(call: CallDep, studio_id: StudioId, deployment_id: DeploymentId) -> Response:
+async def get_deployments(call: ReadCallDep, studio_id: StudioId, deployment_id: DeploymentId) -> Response:
     dep = dep_service.get(call.session, call.caller, studio_id, deployment_id)
     headers = {}
     sleeps_at = call.ctx.deployments.sleeps_at(dep) if call.ctx.deployments else None
@@ -63,7 +63,7 @@ async def delete_deployments(call: CallDep, studio_id: StudioId, deployment_id: 
 
 @router.get("/studios/{id}/deployments/{deployment_id}/logs", summary="Get the logs for a Studio deployment", response_model=list[LogDeploymentLogResponseSummary])
 async def list_deployments_logs(
-    call: CallDep,
+    call: ReadCallDep,
     id: Annotated[int, Path(description="The ID of the owning Studio.", **Int32)],
     deployment_id: Annotated[int, Path(description="The ID for this deployment.", **Int32)],
     start_at: Annotated[datetime | None, Query(description="Log entries with a lower timestamp will be omitted.")] = None,

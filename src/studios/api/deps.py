@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 from pydantic import BaseModel
+from starlette.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy.orm import Session
 
 from studios.context import Context
@@ -40,7 +41,38 @@ async def _call(request: Request) -> AsyncIterator[Call]:
         yield Call(ctx, session, caller)
 
 
+SESSIONS_KEY = "studios.sessions"
+
+
+async def _read_call(request: Request) -> Call:
+    """GET and HEAD: a plain (cheap) dependency. Its session only reads, and is closed by
+    `CloseSessions` once the response is out; a read transaction held that long blocks no
+    writer (SQLite WAL, PostgreSQL MVCC)."""
+    ctx: Context = request.app.state.ctx
+    session = ctx.db()
+    request.scope.setdefault(SESSIONS_KEY, []).append(session)
+    caller = authenticate(session, ctx.hasher, request.headers.get("authorization"))
+    return Call(ctx, session, caller)
+
+
+class CloseSessions:
+    """ASGI middleware: closes the sessions `_read_call` opened for a request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            for session in scope.get(SESSIONS_KEY, ()):
+                session.close()
+
+
 CallDep = Annotated[Call, Depends(_call, scope="function")]
+"""For routes that write (commit before they await anything)."""
+ReadCallDep = Annotated[Call, Depends(_read_call)]
+"""For GET routes."""
 
 
 def json(model: BaseModel | list[BaseModel], status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from studios.api.deps import CallDep
+from studios.api.deps import ReadCallDep
 from studios.errors import NotFound
 
 router = APIRouter()
@@ -24,15 +24,15 @@ def _absent(kind: str, object_id: int) -> NotFound:
 
 
 @router.get("/files/{id}", summary="Get a file (Studios stores none)", status_code=200)
-async def get_file(call: CallDep, id: ObjectId) -> None:
+async def get_file(call: ReadCallDep, id: ObjectId) -> None:
     raise _absent("File", id)
 
 
 @router.get("/notebooks/{id}", summary="Get a notebook (Studios stores none)", status_code=200)
-async def get_notebook(call: CallDep, id: ObjectId) -> None:
+async def get_notebook(call: ReadCallDep, id: ObjectId) -> None:
     raise _absent("Notebook", id)
 
 
 @router.get("/jobs/{id}", summary="Get a job (Studios stores none)", status_code=200)
-async def get_job(call: CallDep, id: ObjectId) -> None:
+async def get_job(call: ReadCallDep, id: ObjectId) -> None:
     raise _absent("Job", id)

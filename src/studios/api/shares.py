@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from sqlalchemy.orm import Session
 
-from studios.api.deps import CallDep, json
+from studios.api.deps import CallDep, ReadCallDep, json
 from studios.schemas.shares import ShareGroupSummary, ShareIndex, ShareUserSetSummary, ShareUsersUpdateRequest, ShareUserSummary
 from studios.services import studios as studio_service
 from studios.services.permissions import require
@@ -33,7 +33,7 @@ def _index(session: Session, studio_id: int) -> ShareIndex:
 
 
 @router.get("/studios/{id}/shares", summary="List users and groups permissioned on this object", response_model=list[ShareIndex])
-async def list_studio_shares(call: CallDep, id: ObjectId) -> Response:
+async def list_studio_shares(call: ReadCallDep, id: ObjectId) -> Response:
     require(call.session, call.caller, id, "read")
     return json([_index(call.session, id)])
 

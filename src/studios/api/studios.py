@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response
 
-from studios.api.deps import CallDep, json, pagination_headers
+from studios.api.deps import CallDep, ReadCallDep, json, pagination_headers
 from studios.errors import Invalid
 from studios.schemas.studios import ArchiveUpdateRequest30, Studio, StudioCreateRequest, StudioUpdateRequest
 from studios.services import studios as studio_service
@@ -26,7 +26,7 @@ async def post_studio(call: CallDep, body: Annotated[StudioCreateRequest | None,
 
 
 @router.get("/studios/{id}", summary="Get a Studio", response_model=Studio)
-async def get_studio(call: CallDep, id: StudioId) -> Response:
+async def get_studio(call: ReadCallDep, id: StudioId) -> Response:
     return json(views.studio_for(call.session, call.caller, id, call.ctx.links))
 
 
@@ -50,7 +50,7 @@ async def put_studio_archive(call: CallDep, id: Annotated[int, Path(description=
 
 @router.get("/studios", summary="List Studios", response_model=list[Studio])
 async def list_studios(
-    call: CallDep,
+    call: ReadCallDep,
     archived: Annotated[str, Query(description="The archival status of the items to return. One of: true, false, all. A blank value is read as 'false', which is also the default.", max_length=16)] = "false",
     author: Annotated[str | None, Query(description="If specified, return items from any of these authors. It accepts a comma-separated list of user IDs.", max_length=2000)] = None,
     limit: Annotated[int, Query(description="Number of results to return. Defaults to 20. Maximum allowed is 50.", ge=1, le=50)] = 20,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from studios.api.deps import CallDep, json
+from studios.api.deps import ReadCallDep, json
 from studios.schemas.users import UserMe
 from studios.services.keys import initials
 from studios.store import users as user_store
@@ -13,7 +13,7 @@ router = APIRouter()
 
 
 @router.get("/users/me", summary="Show info about the logged-in user", response_model=UserMe)
-async def get_users_me(call: CallDep) -> Response:
+async def get_users_me(call: ReadCallDep) -> Response:
     user = user_store.get(call.session, call.caller.id)
     assert user is not None
     roles = ["admin"] if user.is_admin else []

@@ -1,5 +1,7 @@
-"""ORM rows to wire models: the one place that knows how a studio or deployment is shown
-(author block, caller's permission level, newest deployment, host and displayUrl)."""
+"""Stored rows to wire models: the one place that knows how a studio or deployment is shown
+(author block, caller's permission level, newest deployment, host and displayUrl). The rows
+were validated on the way in, so models are built with `model_construct` (no re-validation:
+this is the API's hot path)."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ class Links(Protocol):
 
 
 def user_simple(user: User) -> UserSimpleUser:
-    return UserSimpleUser(id=user.id, name=user.name, username=user.username, initials=initials(user.name), online=is_online(user))
+    return UserSimpleUser.model_construct(id=user.id, name=user.name, username=user.username, initials=initials(user.name), online=is_online(user))
 
 
 def _deployment_fields(dep: Deployment, links: Links) -> dict:
@@ -57,34 +59,34 @@ def _deployment_fields(dep: Deployment, links: Links) -> dict:
 
 def deployment(dep: Deployment, viewer_id: int, links: Links) -> StudioDeployment:
     url = links.display_url(dep.id, viewer_id) if dep.state in ("running", "sleeping", "pending") else None
-    return StudioDeployment(display_url=url, **_deployment_fields(dep, links))
+    return StudioDeployment.model_construct(display_url=url, **_deployment_fields(dep, links))
 
 
 def deployment_summary(dep: Deployment, links: Links) -> StudioDeploymentSummary:
-    return StudioDeploymentSummary(**_deployment_fields(dep, links))
+    return StudioDeploymentSummary.model_construct(**_deployment_fields(dep, links))
 
 
 def author(row: Row) -> UserSimpleUser:
     """The `author` block of a studio view row (`studios.store.studios` view rows)."""
     seen = row.author_seen
     online = seen is not None and utcnow() - seen < ONLINE_WINDOW
-    return UserSimpleUser(id=row.author_id, name=row.author_name, username=row.author_username, initials=initials(row.author_name), online=online)
+    return UserSimpleUser.model_construct(id=row.author_id, name=row.author_name, username=row.author_username, initials=initials(row.author_name), online=online)
 
 
 def studio(row: Row, level: str, latest: Row | None, caller: Caller, links: Links) -> StudioOut:
-    return StudioOut(
+    return StudioOut.model_construct(
         id=row.id,
         author=author(row),
         name=row.name,
         docker_image_name=row.docker_image_name,
         docker_image_tag=row.docker_image_tag,
         instance_type=row.instance_type,
-        required_resources=StudioRequiredResources(memory=row.memory, disk_space=row.disk_space, cpu=row.cpu),
+        required_resources=StudioRequiredResources.model_construct(memory=row.memory, disk_space=row.disk_space, cpu=row.cpu),
         created_at=row.created_at,
         updated_at=row.updated_at,
         most_recent_deployment=deployment(latest, caller.id, links) if latest is not None else None,
         git_credential_id=row.git_credential_id,
-        params=[StudioParam(name=p["name"], description=p.get("description"), type=p["type"], value=p.get("value")) for p in row.params or []],
+        params=[StudioParam.model_construct(name=p["name"], description=p.get("description"), type=p["type"], value=p.get("value")) for p in row.params or []],
         git_repo_id=row.git_repo_id,
         git_repo_url=row.git_repo_url,
         git_ref=row.git_ref,

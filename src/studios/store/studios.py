@@ -3,10 +3,11 @@ Return objects or None; never commit; know nothing of permissions' meaning."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, func, select
+from sqlalchemy import Row, Select, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from studios.db.models import Deployment, GitRepo, Studio, StudioShare, User, utcnow
@@ -38,7 +39,9 @@ def get_for_update(session: Session, studio_id: int) -> Studio | None:
 
 def view_row(session: Session, studio_id: int, user_id: int) -> Row | None:
     """The studio's view row for this user (level None: no share), or None if no studio."""
-    return session.execute(_VIEW_ONE, {"sid": studio_id, "uid": user_id}).first()
+    # Core statements go straight to the connection: the ORM's execute machinery costs
+    # more than the query itself on this hot path.
+    return session.connection().execute(_VIEW_ONE, {"sid": studio_id, "uid": user_id}).first()
 
 
 def create(session: Session, author_id: int, values: dict[str, Any]) -> Studio:
@@ -82,6 +85,21 @@ def remove_share(session: Session, studio_id: int, user_id: int) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=64)
+def _page_query(see_all: bool, archived: bool | None, by_author: bool, order: str, descending: bool) -> Select:
+    """One prebuilt statement per shape of list request (values are bound at execution)."""
+    share = and_(StudioShare.studio_id == Studio.id, StudioShare.user_id == bindparam("uid"))
+    query = select(Studio.__table__, *AUTHOR_COLUMNS, StudioShare.level, func.count().over().label("total")).join(User, User.id == Studio.author_id)
+    query = query.outerjoin(StudioShare, share) if see_all else query.join(StudioShare, share)
+    if archived is not None:
+        query = query.where(Studio.archived.is_(archived))
+    if by_author:
+        query = query.where(Studio.author_id.in_(bindparam("authors", expanding=True)))
+    column = ORDER_COLUMNS[order]
+    query = query.order_by(column.desc() if descending else column.asc(), Studio.id.desc() if descending else Studio.id.asc())
+    return query.limit(bindparam("limit")).offset(bindparam("offset"))
+
+
 def list_visible(
     session: Session,
     user_id: int,
@@ -94,20 +112,14 @@ def list_visible(
     offset: int,
 ) -> tuple[list[Row], int]:
     """A page of view rows of the studios the user may see, and the total count."""
-    share = and_(StudioShare.studio_id == Studio.id, StudioShare.user_id == user_id)
-    query = select(Studio.__table__, *AUTHOR_COLUMNS, StudioShare.level, func.count().over().label("total")).join(User, User.id == Studio.author_id)
-    query = query.outerjoin(StudioShare, share) if see_all else query.join(StudioShare, share)
-    if archived is not None:
-        query = query.where(Studio.archived.is_(archived))
-    if authors:
-        query = query.where(Studio.author_id.in_(authors))
-    column = ORDER_COLUMNS[order]
-    query = query.order_by(column.desc() if descending else column.asc(), Studio.id.desc() if descending else Studio.id.asc())
-    rows = list(session.execute(query.limit(limit).offset(offset)))
-    if rows:
-        return rows, rows[0].total
-    counted = select(func.count()).select_from(query.with_only_columns(Studio.id).order_by(None).subquery())
-    return rows, session.scalar(counted) or 0
+    query = _page_query(see_all, archived, bool(authors), order, descending)
+    params = {"uid": user_id, "limit": limit, "offset": offset, **({"authors": authors} if authors else {})}
+    rows = list(session.connection().execute(query, params))
+    if rows or offset == 0:
+        return rows, rows[0].total if rows else 0
+    # Past the last page: count the rows the same filters select.
+    counted = select(func.count()).select_from(query.limit(None).offset(None).order_by(None).subquery())
+    return rows, session.connection().execute(counted, params).scalar() or 0
 
 
 def latest_deployments(session: Session, studio_ids: Sequence[int]) -> dict[int, Row]:
@@ -115,9 +127,9 @@ def latest_deployments(session: Session, studio_ids: Sequence[int]) -> dict[int,
     if not studio_ids:
         return {}
     if len(studio_ids) == 1:
-        row = session.execute(_LATEST_ONE, {"sid": studio_ids[0]}).first()
+        row = session.connection().execute(_LATEST_ONE, {"sid": studio_ids[0]}).first()
         return {row.studio_id: row} if row else {}
-    return {d.studio_id: d for d in session.execute(_LATEST_MANY, {"sids": list(studio_ids)})}
+    return {d.studio_id: d for d in session.connection().execute(_LATEST_MANY, {"sids": list(studio_ids)})}
 
 
 def git_repo_id(session: Session, url: str) -> int:
