@@ -43,20 +43,32 @@ class LogSink:
                 return
             room = max(self.cap - dep.log_lines, 0)
             kept, dropped = lines[:room], len(lines) - min(room, len(lines))
-            rows = [{"deployment_id": deployment_id, "created_at": line.time, "stream": line.stream, "source": "user", "message": line.message} for line in kept]
+            dep_store.add_user_logs(session, deployment_id, kept)
             if dropped and dep.logs_dropped == 0:
-                rows.append({"deployment_id": deployment_id, "created_at": utcnow(), "stream": "stderr", "source": "system", "message": f"log cap of {self.cap} lines reached: further lines are dropped (STUDIOS_LOG_LINE_CAP)"})
-            dep_store.add_logs(session, rows)
+                dep_store.add_logs(session, [{"deployment_id": deployment_id, "created_at": utcnow(), "stream": "stderr", "source": "system", "message": f"log cap of {self.cap} lines reached: further lines are dropped (STUDIOS_LOG_LINE_CAP)"}])
             dep.log_lines += len(kept)
             dep.logs_dropped += dropped
             dep.log_cursor = cursor
             session.commit()
 
     async def _pump(self, deployment_id: int, runtime: Runtime, handle: Handle, cursor: dict | None) -> None:
+        """Reading the next batch overlaps with storing the previous one (a queue of two)."""
+        batches: asyncio.Queue[tuple[list[LogLine], dict] | None] = asyncio.Queue(maxsize=2)
+
+        async def store() -> None:
+            while (batch := await batches.get()) is not None:
+                await asyncio.to_thread(self._store, deployment_id, *batch)
+
+        writer = asyncio.create_task(store())
         try:
             async for lines, new_cursor in runtime.logs(handle, cursor):
-                await asyncio.to_thread(self._store, deployment_id, lines, new_cursor)
+                if writer.done():
+                    break
+                await batches.put((lines, new_cursor))
+            await batches.put(None)
+            await writer
         except asyncio.CancelledError:
+            writer.cancel()
             raise
         except Exception:
             log.exception("log pump of deployment %s failed", deployment_id)
@@ -68,7 +80,7 @@ class LogSink:
             return
         self._pumps[deployment_id] = asyncio.create_task(self._pump(deployment_id, runtime, handle, cursor), name=f"logs-{deployment_id}")
 
-    async def drain(self, deployment_id: int, timeout: float = 10.0) -> None:
+    async def drain(self, deployment_id: int, timeout: float = 300.0) -> None:
         """Wait until the pump has read every line of an ended workload."""
         task = self._pumps.get(deployment_id)
         if task is None:

@@ -4,14 +4,15 @@ commit; know nothing of runtimes or of what a state means."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import String, func, insert, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from studios.db.models import Deployment, DeploymentLog
 from studios.lifecycle import ACTIVE
+from studios.schemas.common import civis_time
 
 
 def get(session: Session, deployment_id: int) -> Deployment | None:
@@ -55,17 +56,52 @@ def add_logs(session: Session, rows: list[dict[str, Any]]) -> None:
         session.execute(insert(DeploymentLog), rows)
 
 
-def logs(session: Session, deployment_id: int, start_at: datetime | None, end_at: datetime | None, limit: int) -> list[tuple[datetime, str, str, str]]:
-    """Lines in time order (ties in arrival order). With `start_at`: the first `limit` lines at or
-    after it; without: the newest `limit` lines (the tail). `end_at` bounds both."""
-    cols = (DeploymentLog.created_at, DeploymentLog.stream, DeploymentLog.source, DeploymentLog.message)
-    query = select(*cols).where(DeploymentLog.deployment_id == deployment_id)
+_INSERT_SQLITE = "INSERT INTO deployment_logs (deployment_id, created_at, stream, source, message) VALUES (?, ?, ?, ?, ?)"
+
+
+def _sqlite_time(value: datetime) -> str:
+    """SQLAlchemy's SQLite DATETIME text for a UTC time (what the ORM would store)."""
+    value = value.astimezone(timezone.utc) if value.tzinfo else value
+    return f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
+
+
+def add_user_logs(session: Session, deployment_id: int, lines: Sequence[Any]) -> None:
+    """Insert an app's lines (objects with time, stream, message) in one executemany. On
+    SQLite the rows go to the driver directly, each distinct time formatted once: this is the
+    ingestion hot path (a chunk of lines shares one time)."""
+    if not lines:
+        return
+    conn = session.connection()
+    if conn.dialect.name != "sqlite":
+        conn.execute(insert(DeploymentLog.__table__), [{"deployment_id": deployment_id, "created_at": l.time, "stream": l.stream, "source": "user", "message": l.message} for l in lines])
+        return
+    texts: dict[datetime, str] = {}
+    rows = []
+    for line in lines:
+        text = texts.get(line.time)
+        if text is None:
+            text = texts[line.time] = _sqlite_time(line.time)
+        rows.append((deployment_id, text, line.stream, "user", line.message))
+    conn.exec_driver_sql(_INSERT_SQLITE, rows)
+
+
+def logs(session: Session, deployment_id: int, start_at: datetime | None, end_at: datetime | None, limit: int) -> list[tuple[str, str, str, str]]:
+    """Lines as (civis time text, stream, source, message), in time order (ties in arrival
+    order). With `start_at`: the first `limit` lines at or after it; without: the newest
+    `limit` lines (the tail). `end_at` bounds both."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    # On SQLite the stored text is reformatted by slicing instead of parsing 10,000 datetimes.
+    time_col = type_coerce(DeploymentLog.created_at, String) if sqlite else DeploymentLog.created_at
+    query = select(time_col, DeploymentLog.stream, DeploymentLog.source, DeploymentLog.message).where(DeploymentLog.deployment_id == deployment_id)
     if start_at is not None:
         query = query.where(DeploymentLog.created_at >= start_at)
     if end_at is not None:
         query = query.where(DeploymentLog.created_at <= end_at)
     if start_at is not None:
-        return list(session.execute(query.order_by(DeploymentLog.created_at, DeploymentLog.id).limit(limit)).all())
-    tail = list(session.execute(query.order_by(DeploymentLog.created_at.desc(), DeploymentLog.id.desc()).limit(limit)).all())
-    tail.reverse()
-    return tail
+        rows = list(session.connection().execute(query.order_by(DeploymentLog.created_at, DeploymentLog.id).limit(limit)))
+    else:
+        rows = list(session.connection().execute(query.order_by(DeploymentLog.created_at.desc(), DeploymentLog.id.desc()).limit(limit)))
+        rows.reverse()
+    if sqlite:
+        return [(f"{t[:10]}T{t[11:23]}Z", stream, source, message) for t, stream, source, message in rows]
+    return [(civis_time(t), stream, source, message) for t, stream, source, message in rows]
