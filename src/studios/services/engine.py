@@ -200,11 +200,15 @@ class Engine:
         if not self.transition(deployment_id, "pending", f"waiting for the app on port {port}"):
             return await self._finish(deployment_id, stop=True)
         deadline = began + self.ctx.settings.start_timeout_seconds
-        delay = 0.002
+        # Probe often (an app answering a few ms after start is seen a few ms later), but ask
+        # the runtime whether it has exited only every 100 ms: on Docker that is an API call.
+        delay, next_poll = 0.002, 0.0
         while True:
-            ended = await runtime.poll(handle)
-            if ended is not None:
-                return await self._ended(deployment_id, runtime, handle, ended)
+            if time.monotonic() >= next_poll:
+                ended = await runtime.poll(handle)
+                if ended is not None:
+                    return await self._ended(deployment_id, runtime, handle, ended)
+                next_poll = time.monotonic() + 0.1
             try:
                 await self._http.get(f"http://{host}:{port}/")
                 break
@@ -215,7 +219,8 @@ class Engine:
                 self.transition(deployment_id, "terminated", f"the app did not answer HTTP on port {port} within {limit:g} s (STUDIOS_START_TIMEOUT_SECONDS)")
                 return await self._finish(deployment_id, stop=True)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.1)
+            if time.monotonic() - began > 2.0:
+                delay = min(delay * 2, 0.1)
         ms = (time.monotonic() - began) * 1000
         if self.transition(deployment_id, "running", "running", log_line=f"ready after {ms:.0f} ms: the app answers on port {port}", ready_at=utcnow(), last_activity_at=utcnow()):
             await self._watch(deployment_id, runtime, handle)
