@@ -4,6 +4,7 @@ caller, plus small helpers every router uses to answer."""
 from __future__ import annotations
 
 import dataclasses
+import json as stdlib_json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -75,9 +76,12 @@ ReadCallDep = Annotated[Call, Depends(_read_call)]
 """For GET routes."""
 
 
-def json(model: BaseModel | list[BaseModel], status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """Serialise a wire model straight to a response (skips FastAPI's re-validation)."""
-    if isinstance(model, list):
+def json(model: BaseModel | list[BaseModel] | dict | list[dict], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Serialise a wire model, or a wire dict from `studios.services.views`, straight to a
+    response (skips FastAPI's re-validation)."""
+    if isinstance(model, dict) or (isinstance(model, list) and (not model or isinstance(model[0], dict))):
+        body = stdlib_json.dumps(model, ensure_ascii=False, separators=(",", ":")).encode()
+    elif isinstance(model, list):
         body = b"[" + b",".join(m.model_dump_json(by_alias=True).encode() for m in model) + b"]"
     else:
         body = model.model_dump_json(by_alias=True).encode()
