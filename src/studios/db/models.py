@@ -28,7 +28,11 @@ def utcnow() -> datetime:
 
 
 class UTCDateTime(TypeDecorator):
-    """Timezone-aware UTC datetimes on both SQLite (which drops the zone) and PostgreSQL."""
+    """Timezone-aware UTC datetimes on both SQLite (which drops the zone) and PostgreSQL.
+
+    On SQLite the value is stored as SQLAlchemy's DATETIME text (`2026-11-26 06:11:22.497000`)
+    but read with `datetime.fromisoformat` (C) instead of the dialect's regex: times are on
+    every row of every list."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -37,6 +41,13 @@ class UTCDateTime(TypeDecorator):
         if value is not None:
             value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
         return value
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        if dialect.name == "sqlite":
+            parse = datetime.fromisoformat
+            utc = timezone.utc
+            return lambda value: None if value is None else parse(value).replace(tzinfo=utc)
+        return super().result_processor(dialect, coltype)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is None:

@@ -11,9 +11,10 @@ from pydantic.alias_generators import to_camel
 
 
 def civis_time(value: datetime) -> str:
-    """`2026-04-17T18:36:28.000Z`, as the platform writes times."""
-    value = value.astimezone(timezone.utc) if value.tzinfo else value
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    """`2026-04-17T18:36:28.000Z`, as the platform writes times (naive times are UTC)."""
+    if value.tzinfo is not None and value.utcoffset():
+        value = value.astimezone(timezone.utc)
+    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 Time = Annotated[datetime, PlainSerializer(civis_time, return_type=str, when_used="json")]
