@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None, *, 
             await proxy.close()
             await engine.close()
             ctx.deployments = None
-            ctx.engine.dispose()
+            ctx.close()
 
     api = FastAPI(title="Studios", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     api.state.ctx = ctx

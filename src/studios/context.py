@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from studios.partitions import Partitions
@@ -29,3 +29,19 @@ class Context:
     links: Links
     deployments: Any = None
     """The lifecycle engine (`studios.services.engine.Engine`), once started."""
+    _reader: Connection | None = None
+
+    def reader(self) -> Connection:
+        """A Core connection in autocommit mode for the event loop's own reads (GET routes'
+        hot path): no pool checkout, no transaction to open or close per request, and none
+        held across an `await`. Only ever used from the event-loop thread."""
+        conn = self._reader
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._reader = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return conn
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self.engine.dispose()

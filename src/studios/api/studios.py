@@ -22,30 +22,30 @@ OrderDir = Annotated[Literal["asc", "desc"], Query(description="Direction in whi
 @router.post("/studios", summary="Create a Studio", status_code=201, response_model=Studio)
 async def post_studio(call: CallDep, body: Annotated[StudioCreateRequest | None, Body(title="StudioCreateRequest")] = None) -> Response:
     studio = studio_service.create(call.session, call.ctx.partitions, call.caller, body or StudioCreateRequest())
-    return json(views.studio_for(call.session, call.caller, studio.id, call.ctx.links), 201)
+    return json(views.studio_for(call.session.connection(), call.caller, studio.id, call.ctx.links), 201)
 
 
 @router.get("/studios/{id}", summary="Get a Studio", response_model=Studio)
 async def get_studio(call: ReadCallDep, id: StudioId) -> Response:
-    return json(views.studio_for(call.session, call.caller, id, call.ctx.links))
+    return json(views.studio_for(call.ctx.reader(), call.caller, id, call.ctx.links))
 
 
 @router.put("/studios/{id}", summary="Replace all attributes of this Studio", response_model=Studio)
 async def put_studio(call: CallDep, id: StudioId, body: Annotated[StudioUpdateRequest | None, Body(title="StudioUpdateRequest")] = None) -> Response:
     studio, _ = studio_service.update(call.session, call.ctx.partitions, call.caller, id, body or StudioUpdateRequest(), replace=True)
-    return json(views.studio_for(call.session, call.caller, studio.id, call.ctx.links))
+    return json(views.studio_for(call.session.connection(), call.caller, studio.id, call.ctx.links))
 
 
 @router.patch("/studios/{id}", summary="Update some attributes of this Studio", response_model=Studio)
 async def patch_studio(call: CallDep, id: StudioId, body: Annotated[StudioUpdateRequest | None, Body(title="StudioUpdateRequest")] = None) -> Response:
     studio, _ = studio_service.update(call.session, call.ctx.partitions, call.caller, id, body or StudioUpdateRequest(), replace=False)
-    return json(views.studio_for(call.session, call.caller, studio.id, call.ctx.links))
+    return json(views.studio_for(call.session.connection(), call.caller, studio.id, call.ctx.links))
 
 
 @router.put("/studios/{id}/archive", summary="Update the archive status of this object", response_model=Studio)
 async def put_studio_archive(call: CallDep, id: Annotated[int, Path(description="The ID of the object.", gt=0, le=2**31 - 1)], body: ArchiveUpdateRequest30) -> Response:
     studio, _ = studio_service.archive(call.session, call.caller, id, body.status)
-    return json(views.studio_for(call.session, call.caller, studio.id, call.ctx.links))
+    return json(views.studio_for(call.session.connection(), call.caller, studio.id, call.ctx.links))
 
 
 @router.get("/studios", summary="List Studios", response_model=list[Studio])
@@ -68,6 +68,7 @@ async def list_studios(
         authors = [int(a) for a in author.split(",")]
         if max(authors) > 2**31 - 1:
             raise Invalid(f"author: {max(authors)} is not a user ID (too large).")
-    page = studio_service.page(call.session, call.caller, flag, authors, order, order_dir, limit, page_num)
-    body = views.studios(call.session, page.studios, call.caller, call.ctx.links)
+    reader = call.ctx.reader()
+    page = studio_service.page(reader, call.caller, flag, authors, order, order_dir, limit, page_num)
+    body = views.studios(reader, page.studios, call.caller, call.ctx.links)
     return json(body, headers=pagination_headers(page_num, limit, page.total))

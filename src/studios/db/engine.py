@@ -32,7 +32,9 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn) -> None:  # noqa: ANN001
-            conn.exec_driver_sql("BEGIN " + conn.get_execution_options().get("sqlite_begin", ""))
+            options = conn.get_execution_options()
+            if options.get("isolation_level") != "AUTOCOMMIT":
+                conn.exec_driver_sql("BEGIN " + options.get("sqlite_begin", ""))
 
         return engine
     return create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)

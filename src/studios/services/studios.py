@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import Connection, Row
 from sqlalchemy.orm import Session
 
 from studios.db.models import Credential, Studio
@@ -107,9 +107,9 @@ def archive(session: Session, caller: Caller, studio_id: int, status: bool) -> t
     return studio, level
 
 
-def page(session: Session, caller: Caller, archived: str, authors: list[int] | None, order: str, order_dir: str, limit: int, page_num: int) -> Page:
+def page(conn: Connection, caller: Caller, archived: str, authors: list[int] | None, order: str, order_dir: str, limit: int, page_num: int) -> Page:
     flag = {"true": True, "false": False, "all": None}[archived]
-    rows, total = studio_store.list_visible(session, caller.id, caller.is_admin, flag, authors, order, order_dir == "desc", limit, (page_num - 1) * limit)
+    rows, total = studio_store.list_visible(conn, caller.id, caller.is_admin, flag, authors, order, order_dir == "desc", limit, (page_num - 1) * limit)
     return Page(rows, total)
 
 

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from sqlalchemy import Row
+from sqlalchemy import Connection, Row
 
 from studios.db.models import Deployment, User, utcnow
 from studios.errors import NotFound
@@ -101,16 +101,16 @@ def studio(row: Row, level: str, latest: Row | None, caller: Caller, links: Link
     }
 
 
-def studios(session: Session, rows: Sequence[Row], caller: Caller, links: Links) -> list[WireDict]:
+def studios(conn: Connection, rows: Sequence[Row], caller: Caller, links: Links) -> list[WireDict]:
     """A page of view rows in one more query (their newest deployments)."""
-    latest = studio_store.latest_deployments(session, [r.id for r in rows])
+    latest = studio_store.latest_deployments(conn, [r.id for r in rows])
     return [studio(r, "manage" if caller.is_admin else r.level, latest.get(r.id), caller, links) for r in rows]
 
 
-def studio_for(session: Session, caller: Caller, studio_id: int, links: Links) -> WireDict:
+def studio_for(conn: Connection, caller: Caller, studio_id: int, links: Links) -> WireDict:
     """The studio as `caller` sees it; NotFound when it doesn't exist or they have no access."""
-    row = studio_store.view_row(session, studio_id, caller.id)
+    row = studio_store.view_row(conn, studio_id, caller.id)
     level = ("manage" if caller.is_admin else row.level) if row is not None else None
     if row is None or level is None:
         raise NotFound(f"Studio {studio_id} was not found.")
-    return studio(row, level, studio_store.latest_deployments(session, [studio_id]).get(studio_id), caller, links)
+    return studio(row, level, studio_store.latest_deployments(conn, [studio_id]).get(studio_id), caller, links)

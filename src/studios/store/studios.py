@@ -7,7 +7,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, bindparam, func, select
+from sqlalchemy import Connection, Row, Select, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from studios.db.models import Deployment, GitRepo, Studio, StudioShare, User, utcnow
@@ -37,11 +37,12 @@ def get_for_update(session: Session, studio_id: int) -> Studio | None:
     return session.scalar(select(Studio).where(Studio.id == studio_id).with_for_update())
 
 
-def view_row(session: Session, studio_id: int, user_id: int) -> Row | None:
-    """The studio's view row for this user (level None: no share), or None if no studio."""
-    # Core statements go straight to the connection: the ORM's execute machinery costs
-    # more than the query itself on this hot path.
-    return session.connection().execute(_VIEW_ONE, {"sid": studio_id, "uid": user_id}).first()
+def view_row(conn: Connection, studio_id: int, user_id: int) -> Row | None:
+    """The studio's view row for this user (level None: no share), or None if no studio.
+
+    The view functions take a Core `Connection` (`session.connection()` inside a write, or the
+    context's reader on GET): the ORM's session machinery costs more than these queries."""
+    return conn.execute(_VIEW_ONE, {"sid": studio_id, "uid": user_id}).first()
 
 
 def create(session: Session, author_id: int, values: dict[str, Any]) -> Studio:
@@ -101,7 +102,7 @@ def _page_query(see_all: bool, archived: bool | None, by_author: bool, order: st
 
 
 def list_visible(
-    session: Session,
+    conn: Connection,
     user_id: int,
     see_all: bool,
     archived: bool | None,
@@ -114,22 +115,22 @@ def list_visible(
     """A page of view rows of the studios the user may see, and the total count."""
     query = _page_query(see_all, archived, bool(authors), order, descending)
     params = {"uid": user_id, "limit": limit, "offset": offset, **({"authors": authors} if authors else {})}
-    rows = list(session.connection().execute(query, params))
+    rows = list(conn.execute(query, params))
     if rows or offset == 0:
         return rows, rows[0].total if rows else 0
     # Past the last page: count the rows the same filters select.
     counted = select(func.count()).select_from(query.limit(None).offset(None).order_by(None).subquery())
-    return rows, session.connection().execute(counted, params).scalar() or 0
+    return rows, conn.execute(counted, params).scalar() or 0
 
 
-def latest_deployments(session: Session, studio_ids: Sequence[int]) -> dict[int, Row]:
+def latest_deployments(conn: Connection, studio_ids: Sequence[int]) -> dict[int, Row]:
     """The newest deployment of each studio that has one."""
     if not studio_ids:
         return {}
     if len(studio_ids) == 1:
-        row = session.connection().execute(_LATEST_ONE, {"sid": studio_ids[0]}).first()
+        row = conn.execute(_LATEST_ONE, {"sid": studio_ids[0]}).first()
         return {row.studio_id: row} if row else {}
-    return {d.studio_id: d for d in session.connection().execute(_LATEST_MANY, {"sids": list(studio_ids)})}
+    return {d.studio_id: d for d in conn.execute(_LATEST_MANY, {"sids": list(studio_ids)})}
 
 
 def git_repo_id(session: Session, url: str) -> int:
