@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import hashlib
 import hmac
 import secrets
@@ -132,6 +133,7 @@ def is_online(user: User, now: datetime | None = None) -> bool:
     return user.last_seen_at is not None and (now or utcnow()) - user.last_seen_at < ONLINE_WINDOW
 
 
+@functools.lru_cache(maxsize=4096)
 def initials(name: str) -> str:
     parts = [p for p in name.replace("_", " ").replace(".", " ").split() if p]
     return "".join(p[0] for p in parts[:3]).upper() or name[:1].upper()

@@ -103,7 +103,7 @@ def studio(row: Row, level: str, latest: Row | None, caller: Caller, links: Link
 
 def studios(conn: Connection, rows: Sequence[Row], caller: Caller, links: Links) -> list[WireDict]:
     """A page of view rows in one more query (their newest deployments)."""
-    latest = studio_store.latest_deployments(conn, [r.id for r in rows])
+    latest = studio_store.latest_deployments(conn, rows)
     return [studio(r, "manage" if caller.is_admin else r.level, latest.get(r.id), caller, links) for r in rows]
 
 
@@ -113,4 +113,4 @@ def studio_for(conn: Connection, caller: Caller, studio_id: int, links: Links) -
     level = ("manage" if caller.is_admin else row.level) if row is not None else None
     if row is None or level is None:
         raise NotFound(f"Studio {studio_id} was not found.")
-    return studio(row, level, studio_store.latest_deployments(conn, [studio_id]).get(studio_id), caller, links)
+    return studio(row, level, studio_store.latest_deployments(conn, [row]).get(studio_id), caller, links)

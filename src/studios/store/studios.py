@@ -15,16 +15,16 @@ from studios.db.models import Deployment, GitRepo, Studio, StudioShare, User, ut
 AUTHOR_COLUMNS = (User.name.label("author_name"), User.username.label("author_username"), User.last_seen_at.label("author_seen"))
 """A view row is a studio's columns, its author's (`author_*`) and the caller's `level`."""
 
+LATEST_ID = select(func.max(Deployment.id)).where(Deployment.studio_id == Studio.id).scalar_subquery().label("latest_id")
+"""The id of the studio's newest deployment (the `ix_deployments_studio_id_id` index answers it)."""
+
 _VIEW_ONE = (
-    select(Studio.__table__, *AUTHOR_COLUMNS, StudioShare.level)
+    select(Studio.__table__, *AUTHOR_COLUMNS, StudioShare.level, LATEST_ID)
     .join(User, User.id == Studio.author_id)
     .outerjoin(StudioShare, and_(StudioShare.studio_id == Studio.id, StudioShare.user_id == bindparam("uid")))
     .where(Studio.id == bindparam("sid"))
 )
-_LATEST_ONE = select(Deployment.__table__).where(Deployment.studio_id == bindparam("sid")).order_by(Deployment.id.desc()).limit(1)
-_LATEST_MANY = select(Deployment.__table__).where(
-    Deployment.id.in_(select(func.max(Deployment.id)).where(Deployment.studio_id.in_(bindparam("sids", expanding=True))).group_by(Deployment.studio_id))
-)
+_DEPLOYMENTS_BY_ID = select(Deployment.__table__).where(Deployment.id.in_(bindparam("ids", expanding=True)))
 
 ORDER_COLUMNS = {"updated_at": Studio.updated_at, "name": Studio.name, "created_at": Studio.created_at}
 
@@ -90,7 +90,7 @@ def remove_share(session: Session, studio_id: int, user_id: int) -> bool:
 def _page_query(see_all: bool, archived: bool | None, by_author: bool, order: str, descending: bool) -> Select:
     """One prebuilt statement per shape of list request (values are bound at execution)."""
     share = and_(StudioShare.studio_id == Studio.id, StudioShare.user_id == bindparam("uid"))
-    query = select(Studio.__table__, *AUTHOR_COLUMNS, StudioShare.level, func.count().over().label("total")).join(User, User.id == Studio.author_id)
+    query = select(Studio.__table__, *AUTHOR_COLUMNS, StudioShare.level, LATEST_ID, func.count().over().label("total")).join(User, User.id == Studio.author_id)
     query = query.outerjoin(StudioShare, share) if see_all else query.join(StudioShare, share)
     if archived is not None:
         query = query.where(Studio.archived.is_(archived))
@@ -123,14 +123,12 @@ def list_visible(
     return rows, conn.execute(counted, params).scalar() or 0
 
 
-def latest_deployments(conn: Connection, studio_ids: Sequence[int]) -> dict[int, Row]:
-    """The newest deployment of each studio that has one."""
-    if not studio_ids:
+def latest_deployments(conn: Connection, rows: Sequence[Row]) -> dict[int, Row]:
+    """The newest deployment of each view row's studio that has one (by its `latest_id`)."""
+    ids = [r.latest_id for r in rows if r.latest_id is not None]
+    if not ids:
         return {}
-    if len(studio_ids) == 1:
-        row = conn.execute(_LATEST_ONE, {"sid": studio_ids[0]}).first()
-        return {row.studio_id: row} if row else {}
-    return {d.studio_id: d for d in conn.execute(_LATEST_MANY, {"sids": list(studio_ids)})}
+    return {d.studio_id: d for d in conn.execute(_DEPLOYMENTS_BY_ID, {"ids": ids})}
 
 
 def git_repo_id(session: Session, url: str) -> int:
