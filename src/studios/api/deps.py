@@ -24,10 +24,6 @@ class Call:
     caller: Caller
 
 
-def context(request: Request) -> Context:
-    return request.app.state.ctx
-
-
 async def _call(request: Request) -> AsyncIterator[Call]:
     """Runs on the event loop (no thread hop). Database calls are short and synchronous, and
     no transaction is held across an `await`: the authentication's read transaction ends
