@@ -36,7 +36,10 @@ Session-scoped factories, for fixtures of a wider scope:
                      (settings, ctx, app, api, make_user) on a fresh database.
 
 Helpers importable by other test modules: `TestUser`, `Api`, `basic_auth(key)`,
-`bearer_auth(key)`, `free_port()`, `wait_until(condition, timeout, what)`.
+`bearer_auth(key)`, `free_port()`, `wait_until(condition, timeout, what)`,
+`TEST_DATABASE_URL` (the URL above, or None), and `pg_database(suffix)`: a context manager of
+the URL of a new, empty (unmigrated) PostgreSQL database `<db>_<suffix>_<worker>`, made with
+`TEST_DATABASE_URL`'s role and dropped afterwards (only when `TEST_DATABASE_URL` is set).
 """
 
 from __future__ import annotations

@@ -4,11 +4,8 @@ behind a tiny HTTP server that requires Basic auth (so the askpass path is exerc
 from __future__ import annotations
 
 import asyncio
-import base64
-import http.server
 import os
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,8 @@ import pytest
 
 from studios.services import checkout as checkout_module
 from studios.services.checkout import CheckoutError, checkout, split_credentials
+
+from gitserver import git_http_server
 
 pytestmark = pytest.mark.anyio
 
@@ -105,59 +104,11 @@ def test_credentials_are_split_from_the_url():
     assert split_credentials("file:///srv/r") == ("file:///srv/r", None, None)
 
 
-class _GitHTTP(http.server.BaseHTTPRequestHandler):
-    """Serves `git http-backend` (smart HTTP) for one project root, behind Basic auth."""
-
-    root: Path
-    seen_auth: list[str]
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _serve(self) -> None:
-        expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-        auth = self.headers.get("Authorization")
-        self.seen_auth.append(auth or "")
-        if auth != expected:
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="git"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        path, _, query = self.path.partition("?")
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        env = {
-            "GIT_PROJECT_ROOT": str(self.root), "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path,
-            "QUERY_STRING": query, "REQUEST_METHOD": self.command, "REMOTE_USER": USER,
-            "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
-            "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
-            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
-        }  # fmt: skip
-        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
-        head, _, payload = out.partition(b"\r\n\r\n")
-        headers = [line.split(": ", 1) for line in head.decode().split("\r\n") if ": " in line]
-        status = next((int(v.split()[0]) for k, v in headers if k.lower() == "status"), 200)
-        self.send_response(status)
-        for key, value in headers:
-            if key.lower() != "status":
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = _serve
-
-
 @pytest.fixture
 def git_server(origin) -> Iterator[tuple[str, list[str]]]:
     seen: list[str] = []
-    handler = type("Handler", (_GitHTTP,), {"root": origin["path"].parent, "seen_auth": seen})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/origin", seen
-    server.shutdown()
-    server.server_close()
+    with git_http_server(origin["path"].parent, USER, PASSWORD, seen_auth=seen) as base:
+        yield f"{base}/origin", seen
 
 
 @pytest.fixture

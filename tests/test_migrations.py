@@ -20,8 +20,9 @@ from alembic.script import ScriptDirectory
 from studios.db.engine import alembic_config, upgrade
 from studios.db.models import Base
 
-PG_URL = os.environ.get("STUDIOS_TEST_DATABASE_URL")
-BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+from conftest import TEST_DATABASE_URL, pg_database
+
+BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
 
 
 @contextlib.contextmanager
@@ -29,18 +30,8 @@ def empty_database(backend: str, tmp_path: Path, suffix: str) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    admin_url = sa.make_url(PG_URL)
-    name = f"{admin_url.database}_{suffix}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}".lower()
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with pg_database(suffix) as url:
+        yield url
 
 
 def differences(url: str) -> list[Any]:

@@ -1,6 +1,5 @@
 """`studios serve` as a real subprocess for end-to-end tests through the published `civis`
-client, plus small helpers those tests share (git repos, a Basic-auth git HTTP server,
-deployment polling, opening a displayUrl).
+client, plus small helpers those tests share (git repos, deployment polling, opening a displayUrl).
 
     with studios_server(tmp_dir, runtime="process", name="deploy_process") as server:
         key = server.create_user("alice")          # `studios users create alice`
@@ -10,76 +9,37 @@ deployment polling, opening a displayUrl).
 The server gets its own data dir, free loopback ports (API and display-URL proxy) and an
 environment without any inherited `STUDIOS_*`/`CIVIS_*` variable. When
 `STUDIOS_TEST_DATABASE_URL` is set, `studios_server` creates a fresh PostgreSQL database for
-it (named after `name` and the xdist worker) with that URL's role, and drops it afterwards.
+it with conftest's `pg_database(name)` (named after `name` and the xdist worker, made with that
+URL's role), and drops it afterwards.
 Every process started here is killed in teardown, also on failure.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
-import http.server
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
+
+from conftest import TEST_DATABASE_URL, free_port, pg_database, wait_until
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
-PG_URL = os.environ.get("STUDIOS_TEST_DATABASE_URL") or None
 GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def poll(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Call `condition()` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-# ----------------------------------------------------------------------------- database
-
-
-@contextlib.contextmanager
-def database(name: str) -> Iterator[str | None]:
-    """None (the server's own SQLite file) or the URL of a fresh PostgreSQL database."""
-    if not PG_URL:
-        yield None
-        return
-    admin_url = sa.make_url(PG_URL)
-    db = f"{admin_url.database}_{name}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}".lower()
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        conn.exec_driver_sql(f'CREATE DATABASE "{db}"')
-    try:
-        yield admin_url.set(database=db).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        admin.dispose()
+    """conftest's `wait_until`, checking every 0.1 s unless told otherwise."""
+    return wait_until(condition, timeout, what, interval)
 
 
 # ----------------------------------------------------------------------------- the server
@@ -207,7 +167,7 @@ class StudiosServer:
 def studios_server(root: Path, *, name: str, runtime: str = "process", env: dict[str, str] | None = None) -> Iterator[StudiosServer]:
     """A started server on a fresh database; stopped (and its database dropped) afterwards."""
     root.mkdir(parents=True, exist_ok=True)
-    with database(name) as db_url:
+    with pg_database(name) if TEST_DATABASE_URL else contextlib.nullcontext() as db_url:
         extra = {"STUDIOS_RUNTIME": runtime, **(env or {})}
         if db_url:
             extra["STUDIOS_DATABASE_URL"] = db_url
@@ -290,60 +250,3 @@ def make_repo(path: Path, files: dict[str, str], executable: tuple[str, ...] = (
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "app")
     return path
-
-
-class _GitHTTP(http.server.BaseHTTPRequestHandler):
-    """`git http-backend` (smart HTTP) for one project root, behind Basic auth."""
-
-    root: Path
-    user: str
-    password: str
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _serve(self) -> None:
-        expected = "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
-        if self.headers.get("Authorization") != expected:
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="git"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        path, _, query = self.path.partition("?")
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        env = {
-            "GIT_PROJECT_ROOT": str(self.root), "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path,
-            "QUERY_STRING": query, "REQUEST_METHOD": self.command, "REMOTE_USER": self.user,
-            "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
-            "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
-            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
-        }  # fmt: skip
-        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, timeout=30).stdout
-        head, _, payload = out.partition(b"\r\n\r\n")
-        headers = [line.split(": ", 1) for line in head.decode().split("\r\n") if ": " in line]
-        status = next((int(v.split()[0]) for k, v in headers if k.lower() == "status"), 200)
-        self.send_response(status)
-        for key, value in headers:
-            if key.lower() != "status":
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    do_GET = do_POST = _serve
-
-
-@contextlib.contextmanager
-def git_http_server(root: Path, user: str, password: str) -> Iterator[str]:
-    """Serves the repos under `root` at http://127.0.0.1:<port>/<name>, Basic auth required."""
-    handler = type("Handler", (_GitHTTP,), {"root": root, "user": user, "password": password})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

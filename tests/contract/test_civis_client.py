@@ -3,60 +3,29 @@ users made with `studios users create`, then every studio call the issue names."
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 civis = pytest.importorskip("civis", reason="the contract tests need the civis client (pip install -e '.[test]')")
 from civis.base import CivisAPIError, CivisAPIKeyError  # noqa: E402
 
-BIN = Path(sys.executable).parent
-PG_URL = os.environ.get("STUDIOS_TEST_DATABASE_URL")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def database() -> Iterator[str | None]:
-    """None (the server's default SQLite file) or a fresh PostgreSQL database."""
-    if not PG_URL:
-        yield None
-        return
-    admin_url = sa.make_url(PG_URL)
-    name = f"{admin_url.database}_contract_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}".lower()
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+from .server import BIN, StudiosServer, studios_server  # noqa: E402
 
 
 class Server:
-    def __init__(self, url: str, env: dict[str, str], home: Path) -> None:
-        self.url = url
-        self.env = env
-        self.home = home
+    """The running `studios serve` (a `StudiosServer`), the users' keys and ids by name, and
+    the civis CLI as each user."""
+
+    def __init__(self, studios: StudiosServer) -> None:
+        self.studios = studios
+        self.url = studios.url
+        self.env = studios.env
+        self.home = studios.root
         self.keys: dict[str, str] = {}
         self.ids: dict[str, int] = {}
 
@@ -69,58 +38,20 @@ class Server:
         return subprocess.run([str(BIN / "civis"), *args], env=env, capture_output=True, text=True, timeout=120)
 
 
-def studios_cli(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run([str(BIN / "studios"), *args], env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, f"studios {' '.join(args)} failed:\n{result.stderr}"
-    return result.stdout.strip()
-
-
-def wait_for_server(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> None:
-    """Poll GET /endpoints until it answers 200; fail early if the process dies."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"studios serve exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/endpoints", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"studios serve did not answer within {timeout} s:\n{log.read_text()[-4000:]}")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("contract")
-    port = free_port()
-    with database() as db_url, pytest.MonkeyPatch.context() as mp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("STUDIOS_", "CIVIS_"))}
-        env |= {"STUDIOS_DATA_DIR": str(root / "data"), "STUDIOS_RUNTIME": "process", "HOME": str(root), "STUDIOS_PUBLIC_URL": f"http://127.0.0.1:{port}"}
-        if db_url:
-            env["STUDIOS_DATABASE_URL"] = db_url
-        srv = Server(f"http://127.0.0.1:{port}", env, root)
+    with studios_server(root, name="contract", runtime="process") as studios, pytest.MonkeyPatch.context() as mp:
+        srv = Server(studios)
         for name, extra in (("alice", []), ("bob", []), ("carol", []), ("root", ["--admin"])):
-            srv.keys[name] = studios_cli(env, "users", "create", name, *extra)
+            srv.keys[name] = studios.studios("users", "create", name, *extra)
             assert srv.keys[name] and "\n" not in srv.keys[name], "users create must print only the key on stdout"
-        log = root / "serve.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen([str(BIN / "studios"), "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_for_server(srv.url, process, log)
-            mp.setenv("CIVIS_API_ENDPOINT", srv.url)
-            mp.setenv("HOME", str(root))
-            mp.delenv("CIVIS_API_KEY", raising=False)
-            for name in srv.keys:
-                srv.ids[name] = httpx.get(f"{srv.url}/users/me", headers={"Authorization": f"Bearer {srv.keys[name]}"}).json()["id"]
-            yield srv
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        mp.setenv("CIVIS_API_ENDPOINT", srv.url)
+        mp.setenv("HOME", str(root))
+        mp.delenv("CIVIS_API_KEY", raising=False)
+        for name in srv.keys:
+            srv.ids[name] = httpx.get(f"{srv.url}/users/me", headers={"Authorization": f"Bearer {srv.keys[name]}"}).json()["id"]
+        yield srv
 
 
 @pytest.mark.filterwarnings("ignore:The method name ``<client>.users.list_me`` is deprecated:FutureWarning")

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from .server import REPO, StudiosServer, git_http_server, log_lines, make_repo, messages, open_link, poll, studios_server, wait_state
+from gitserver import git_http_server
+
+from .server import REPO, StudiosServer, log_lines, make_repo, messages, open_link, poll, studios_server, wait_state
 
 civis = pytest.importorskip("civis", reason="the contract tests need the civis client (pip install -e '.[test]')")
 from civis.base import CivisAPIError  # noqa: E402
