@@ -26,30 +26,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import datetime as dt
 import http.client
 import json
 import os
-import platform
-import re
 import secrets
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
+from common import (
+    BENCH, OUR_VENV_BIN, REPO, Processes, bench_session, create_user, free_port, median_of, parse_wrk, settings, tail, write_results,
+)
+
 ANCHORS = BENCH / "anchors"
-RESULTS = BENCH / "results"
-OUR_VENV_BIN = Path(sys.executable).parent
 JH_VENV = BENCH / ".venvs" / "jupyterhub"
 JH_VERSION = "6.1.1"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
@@ -62,73 +54,7 @@ FOREIGN_CPU_WARN = 0.15  # cores used by processes that are not ours during a ru
 
 
 # ---------------------------------------------------------------------------------------------
-# Processes: every child is recorded here and stopped on the way out, whatever the way out is.
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: the child gets SIGTERM if this script dies without cleaning up (SIGKILL)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Processes:
-    def __init__(self) -> None:
-        self.children: list[tuple[str, subprocess.Popen]] = []
-
-    def start(self, name: str, argv: list[str], *, log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen:
-        out = open(log, "wb")  # noqa: SIM115 (closed with the process)
-        proc = subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=cwd,
-            start_new_session=True,  # its own process group: Ctrl-C reaches us, we stop it
-            preexec_fn=_die_with_parent,
-        )
-        out.close()
-        self.children.append((name, proc))
-        return proc
-
-    def check_alive(self) -> None:
-        """Servers must live through the whole run: one that died makes its figures meaningless."""
-        for name, proc in self.children:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} (pid {proc.pid}) exited with {proc.returncode} during the run")
-
-    def stop_all(self) -> None:
-        """SIGTERM each child's process group, wait up to 5 s, then SIGKILL what is left."""
-        for _, proc in self.children:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for _, proc in self.children:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(max(0.0, deadline - time.monotonic()))
-        for name, proc in self.children:
-            # The group may outlive its leader (a grandchild): kill the group in any case.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            if proc.poll() is None:
-                proc.wait(5)
-                print(f"  killed {name} (pid {proc.pid}) after it ignored SIGTERM", file=sys.stderr)
-        self.children.clear()
-
-
-def _raise_interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-# ---------------------------------------------------------------------------------------------
 # HTTP helpers (stdlib only: the bench must not need anything our venv lacks).
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(port: int, method: str, path: str, headers: dict[str, str] | None = None, body: object = None, timeout: float = 10) -> tuple[int, bytes]:
@@ -156,13 +82,6 @@ def wait_http(port: int, path: str, proc: subprocess.Popen, log: Path, what: str
     raise RuntimeError(f"{what} did not answer 200 on {path} within {timeout:.0f} s; its log:\n{tail(log)}")
 
 
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 # ---------------------------------------------------------------------------------------------
 # The servers.
 
@@ -185,11 +104,7 @@ def start_ours(procs: Processes, tmp: Path, n_studios: int, admin: bool) -> list
     env = {**os.environ, "STUDIOS_DATA_DIR": str(data)}
     for var in ("STUDIOS_DATABASE_URL", "STUDIOS_ACCESS_LOG", "STUDIOS_SECRET_KEY", "STUDIOS_HOST", "STUDIOS_PORT"):
         env.pop(var, None)  # "as it runs by default"
-    argv = [studios_cmd, "users", "create", "bench"] + (["--admin"] if admin else [])
-    made = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
-    if made.returncode != 0:
-        raise RuntimeError(f"`studios users create` failed:\n{made.stderr}")
-    key = made.stdout.strip().splitlines()[-1]
+    key = create_user(env, admin)
     auth = {"Authorization": f"Bearer {key}"}
 
     port = free_port()
@@ -284,35 +199,6 @@ def check_target(t: Target) -> dict:
 # ---------------------------------------------------------------------------------------------
 # wrk.
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
-    if not m:
-        raise ValueError(f"unreadable wrk latency {text!r}")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def parse_wrk(out: str) -> dict:
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
-    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.M)
-    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M)
-    total = re.search(r"^\s+(\d+) requests in", out, re.M)
-    if not (rps and p50 and p99 and total):
-        raise RuntimeError(f"could not read wrk's output:\n{out}")
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {
-        "rps": float(rps.group(1)),
-        "p50_ms": _ms(p50.group(1)),
-        "p99_ms": _ms(p99.group(1)),
-        "requests": int(total.group(1)),
-        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-        "socket_errors": sum(int(g) for g in errors.groups()) if errors else 0,
-    }
-
-
 def _busy_jiffies() -> int:
     """CPU time spent by the whole machine (all cores), in clock ticks."""
     fields = open("/proc/stat").readline().split()[1:]
@@ -364,7 +250,7 @@ def run_wrk(procs: Processes, t: Target, threads: int, connections: int, duratio
         wrk_jiffies = max(wrk_jiffies, _tree_jiffies([proc.pid]))
         time.sleep(min(0.25, max(0.01, duration - (time.monotonic() - t0) - 0.05)))
     proc.wait(max(1.0, duration + 60 - (time.monotonic() - t0)))  # on a timeout or Ctrl-C, stop_all() ends it
-    procs.children.remove((f"wrk {t.key}", proc))
+    procs.forget(proc)
     busy1, ours1, server1, elapsed = _busy_jiffies(), _tree_jiffies(ours), _tree_jiffies([t.pid]), time.monotonic() - t0
     out = log.read_text()
     if proc.returncode != 0:
@@ -455,12 +341,6 @@ def report(targets: list[Target], medians: dict[str, dict], runs: dict[str, list
     return {"ratios": ratios, "goals": goals}
 
 
-def git_revision() -> str | None:
-    out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"], capture_output=True, text=True).stdout.strip()
-    return (out.stdout.strip() + ("+dirty-src" if dirty else "")) if out.returncode == 0 else None
-
-
 # ---------------------------------------------------------------------------------------------
 
 
@@ -488,14 +368,10 @@ def main() -> int:
     if not Path(WRK).exists():
         parser.error("wrk is needed: apt-get install wrk")
 
-    # Ctrl-C, kill and a closed terminal all end in the cleanup below (SIGINT explicitly: a
-    # shell that starts us in the background would otherwise leave it ignored).
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_interrupt)
-    procs = Processes()
-    tmp = Path(tempfile.mkdtemp(prefix="api_bench-"))
-    started = dt.datetime.now(dt.timezone.utc)
-    try:
+    # Ctrl-C, SIGTERM and SIGHUP end in bench_session's cleanup: every server stopped (SIGTERM,
+    # then SIGKILL after 5 s), the temporary directory deleted.
+    with bench_session("api_bench", args.keep_temp, grace=5) as session:
+        procs, tmp = session.procs, session.tmp
         wanted = lambda *keys: not only or bool(only & set(keys))  # noqa: E731
         targets: list[Target] = []
         print("starting servers ...", file=sys.stderr)
@@ -533,39 +409,21 @@ def main() -> int:
                 print(f"  round {r + 1}/{args.rounds}  {t.label:34} {result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms"
                       f"  server {result['server_cpu_ms_per_req']:.3f} ms CPU/req  (other load {result['foreign_cpu_cores']:.2f} cores)", file=sys.stderr)
         medians = {
-            key: {m: statistics.median(r[m] for r in rs) for m in ("rps", "p50_ms", "p99_ms", "server_cpu_ms_per_req", "server_cpu_cores")}
+            key: {m: median_of(rs, m, digits=None) for m in ("rps", "p50_ms", "p99_ms", "server_cpu_ms_per_req", "server_cpu_cores")}
             for key, rs in runs.items()
         }
         summary = report(targets, medians, runs)
 
-        out = args.output or RESULTS / f"api_bench-{started.strftime('%Y%m%d-%H%M%S')}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({
-            "bench": "api_bench",
-            "started": started.isoformat(timespec="seconds"),
-            "git": git_revision(),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        write_results("api_bench", session.started, {
+            "settings": settings(args),
             "wrk": subprocess.run([WRK, "-v"], capture_output=True, text=True).stdout.splitlines()[:1],
             "targets": {t.key: {"label": t.label, "path": t.path, **checks[t.key]} for t in targets},
             "runs": runs,
             "median": medians,
             **summary,
-        }, indent=2) + "\n")
-        print(f"\nfigures written to {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+        }, args.output)
         return 0
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping everything this bench started ...", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        procs.stop_all()
-        if args.keep_temp:
-            print(f"temporary files kept in {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-
+    return 130  # interrupted (bench_session reported it and cleaned up)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -30,21 +30,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import hashlib
 import secrets
 import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from deploy_bench import (  # noqa: E402
-    Processes, Studios, ignore_signals, install_signal_handlers, ms, via_api, wait_status_200, write_results,
-)
+from common import Studios, bench_session, median_of, ms, settings, via_api, wait_status_200, write_results
 
 GOAL_RATIO = 1.2
 REFERENCE_DOCKER_RUN_MS = 267.0
@@ -122,15 +116,14 @@ def main() -> int:
         print(f"docker_deploy_bench: skipped: {problem}. Start one with scripts/start-dockerd.sh.", file=sys.stderr)
         return 0
 
-    install_signal_handlers()
-    procs = Processes()
-    tmp = Path(tempfile.mkdtemp(prefix="docker_deploy_bench-"))
-    started = dt.datetime.now(dt.timezone.utc)
-    srv: Studios | None = None
-    containers = Containers()
     service_label = None
-    try:
+    with bench_session("docker_deploy_bench", args.keep_temp) as session:
+        procs, tmp = session.procs, session.tmp
+        containers = Containers()
+        # After the service stopped: every container of this run, and any the service left.
+        session.after_stop.append(lambda: containers.remove_all(service_label))
         srv = Studios(procs, tmp, {"STUDIOS_RUNTIME": "docker"})
+        srv.cleanup_with(session, kill_leftovers=False)
         # The label the service's docker runtime puts on its containers (runtimes/select.py).
         service_label = f"studios.instance={hashlib.sha256(str(srv.data.resolve()).encode()).hexdigest()[:12]}"
         studio_id = srv.create_studio(dockerImageName=IMAGE)
@@ -152,12 +145,8 @@ def main() -> int:
                   f"   via API: running {a['deploy_to_running_ms']:7.1f} ms, 200 via displayUrl {a['deploy_to_200_via_display_url_ms']:7.1f} ms"
                   f" (POST {a['post_ms']:.1f} ms, engine 'ready after' {a['engine_ready_after_ms']} ms)", file=sys.stderr)
 
-        def med(rs: list[dict], key: str) -> float | None:
-            values = [x[key] for x in rs if x.get(key) is not None]
-            return round(statistics.median(values), 2) if values else None
-
-        medians = {k: med(runs, k) for k in ("docker_run_returns_ms", "port_known_ms", "run_to_200_ms")}
-        medians |= {k: med(api_runs, k) for k in ("post_ms", "deploy_to_running_ms", "deploy_to_200_via_display_url_ms", "engine_ready_after_ms")}
+        medians = {k: median_of(runs, k) for k in ("docker_run_returns_ms", "port_known_ms", "run_to_200_ms")}
+        medians |= {k: median_of(api_runs, k) for k in ("post_ms", "deploy_to_running_ms", "deploy_to_200_via_display_url_ms", "engine_ready_after_ms")}
         base = medians["run_to_200_ms"]
         ratio = round(medians["deploy_to_running_ms"] / base, 3)
         ratio_200 = round(medians["deploy_to_200_via_display_url_ms"] / base, 3)
@@ -170,8 +159,8 @@ def main() -> int:
         if medians["engine_ready_after_ms"] is not None:
             print(f"  {'  engine log: ready after':44} {medians['engine_ready_after_ms']:8.1f} ms   (runtime start -> app answered, server-side)")
         print(f"goal: deploy -> running <= {GOAL_RATIO:g}x docker run -> 200: {'MET' if ok else 'NOT MET'} ({ratio:.2f}x)")
-        write_results("docker_deploy_bench", started, {
-            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        write_results("docker_deploy_bench", session.started, {
+            "settings": settings(args),
             "image": IMAGE,
             "runs": {"docker_run": runs, "via_api": api_runs},
             "median": medians,
@@ -179,19 +168,7 @@ def main() -> int:
             "goal": {"max_ratio": GOAL_RATIO, "met": ok},
         }, args.output)
         return 0 if ok else 1
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping everything this bench started ...", file=sys.stderr)
-        return 130
-    finally:
-        ignore_signals()
-        if srv is not None:
-            srv.close()
-        procs.stop_all()
-        containers.remove_all(service_label)
-        if args.keep_temp:
-            print(f"temporary files kept in {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    return 130  # interrupted (bench_session reported it and cleaned up)
 
 
 if __name__ == "__main__":

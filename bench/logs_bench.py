@@ -34,21 +34,13 @@ import argparse
 import datetime as dt
 import json
 import os
-import shutil
 import sqlite3
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from deploy_bench import (  # noqa: E402
-    REAL_PYTHON, Processes, Studios, ignore_signals, install_signal_handlers, ms, write_results,
-)
+from common import REAL_PYTHON, SERVE_200_SOURCE, Studios, bench_session, median_of, ms, settings, write_results
 
 GOAL_LINES_PER_S = 100_000
 GOAL_READ_MS = 100.0
@@ -59,26 +51,8 @@ REFERENCE = {"sqlite_insert_rows_per_s": 400_000, "sqlite_read_10k_ms": 15.0}
 CHATTY_APP = r"""
 import os, socket, sys, threading, time
 n = int(sys.argv[1]); timing = sys.argv[2]
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(os.environ["PORT"])))
-s.listen(128)
 reply = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
-def serve(c):
-    buf = b""
-    try:
-        while True:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-            while b"\r\n\r\n" in buf:
-                _, _, buf = buf.partition(b"\r\n\r\n")
-                c.sendall(reply)
-    except OSError:
-        pass
-    finally:
-        c.close()
+""" + SERVE_200_SOURCE + r"""
 def accept():
     while True:
         c, _ = s.accept()
@@ -279,12 +253,8 @@ def main() -> int:
 
     import civis  # the real client, as users run it
 
-    install_signal_handlers()
-    procs = Processes()
-    tmp = Path(tempfile.mkdtemp(prefix="logs_bench-"))
-    started = dt.datetime.now(dt.timezone.utc)
-    srv: Studios | None = None
-    try:
+    with bench_session("logs_bench", args.keep_temp) as session:
+        procs, tmp = session.procs, session.tmp
         app = tmp / "chatty_app.py"
         app.write_text(CHATTY_APP)
         timing_dir = tmp / "timing"
@@ -293,6 +263,7 @@ def main() -> int:
         command = f"exec {REAL_PYTHON} -I -S {app} {args.lines} {timing_dir}"
         cap = max(2 * args.lines, 2_000_000)
         srv = Studios(procs, tmp, {"STUDIOS_RUNTIME": "process", "STUDIOS_IMAGE_COMMANDS": json.dumps({image: command}), "STUDIOS_LOG_LINE_CAP": str(cap)})
+        srv.cleanup_with(session)
         studio_id = srv.create_studio(dockerImageName=image)
 
         print(f"(a) ingest of {args.lines:,} lines, {args.ingest_rounds} round(s), interleaved with the SQLite anchor", file=sys.stderr)
@@ -324,7 +295,7 @@ def main() -> int:
             x = reads[-1]
             print(f"  round {r + 1:2}/{args.read_rounds}  civis client {x['civis_client_ms']:7.1f} ms   httpx {x['httpx_ms']:7.1f} ms   SQLite {x['sqlite_ms']:6.1f} ms", file=sys.stderr)
 
-        med = lambda rs, k: round(statistics.median(r[k] for r in rs), 3)  # noqa: E731
+        med = lambda rs, k: median_of(rs, k, 3)  # noqa: E731
         medians = {
             "anchor_rows_per_s": med(anchors, "rows_per_s"),
             "ingest_lines_per_s": med(ingests, "lines_per_s"),
@@ -350,8 +321,8 @@ def main() -> int:
         print(f"  {'raw httpx, keep-alive, JSON parsed':42} {medians['httpx_ms']:8.1f} ms   ({medians['httpx_ms'] / medians['sqlite_ms']:.1f}x the anchor)")
         print(f"  {'civis client list_deployments_logs':42} {medians['civis_client_ms']:8.1f} ms   ({medians['civis_client_ms'] / medians['sqlite_ms']:.1f}x the anchor)")
         print(f"  goal < {GOAL_READ_MS:g} ms end to end (civis client): {'MET' if read_ok else 'NOT MET'}")
-        write_results("logs_bench", started, {
-            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        write_results("logs_bench", session.started, {
+            "settings": settings(args),
             "progress_counted_by": "read-only SQLite: deployments.log_lines polled every 5 ms; final check count(*)/count(DISTINCT)/min/max of the rows"
                                    + ("; the whole log paged back through GET .../logs with start_at" if args.verify_api else ""),
             "log_line_cap": cap,
@@ -360,20 +331,7 @@ def main() -> int:
             "goals": {"ingest_lines_per_s": GOAL_LINES_PER_S, "ingest_met": ingest_ok, "none_lost": none_lost, "read_ms": GOAL_READ_MS, "read_met": read_ok},
         }, args.output)
         return 0 if ingest_ok and read_ok else 1
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping everything this bench started ...", file=sys.stderr)
-        return 130
-    finally:
-        ignore_signals()
-        if srv is not None:
-            srv.close()
-        procs.stop_all()
-        if srv is not None:
-            srv.kill_leftover_workloads()
-        if args.keep_temp:
-            print(f"temporary files kept in {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    return 130  # interrupted (bench_session reported it and cleaned up)
 
 
 if __name__ == "__main__":

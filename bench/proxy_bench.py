@@ -33,16 +33,11 @@ HERE = ROOT / "bench" / "proxy"
 PY = sys.executable
 sys.path.insert(0, str(ROOT / "src"))
 
+from common import RESULTS, free_port, parse_wrk  # noqa: E402
 from studios.proxy.config import ProxyConfig  # noqa: E402
 from studios.proxy.tokens import DisplayLinks  # noqa: E402
 
 CHP = HERE / "node_modules" / "configurable-http-proxy" / "bin" / "configurable-http-proxy"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, proc: subprocess.Popen, name: str, timeout: float = 20) -> None:
@@ -72,14 +67,11 @@ def wrk(url: str, duration: int, headers: dict[str, str]) -> dict[str, float]:
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    if bad:
-        raise SystemExit(f"{url}: {bad.group(1)} non-2xx responses\n{out}")
-    return {"rps": rps, "p99_ms": float(p99.group(1)) * scale,
+    parsed = parse_wrk(out)
+    if parsed["non_2xx"]:
+        raise SystemExit(f"{url}: {parsed['non_2xx']} non-2xx responses\n{out}")
+    errors = re.search(r"Socket errors: (.*)", out)  # kept as wrk wrote it: printed per round
+    return {"rps": parsed["rps"], "p99_ms": parsed["p99_ms"],
             "socket_errors": errors.group(1) if errors else ""}
 
 
@@ -147,9 +139,8 @@ def main() -> None:
         print(f"  studios / direct  req/s {s['rps'] / d['rps']:.2f}x")
         goal = s["rps"] >= c["rps"] and s["p99_ms"] <= c["p99_ms"]
         print(f"  goal (>= CHP req/s and <= CHP p99): {'met' if goal else 'NOT met'}")
-        out = ROOT / "bench" / "results"
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "proxy_bench.json").write_text(json.dumps({"runs": runs, "median": med}, indent=2))
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "proxy_bench.json").write_text(json.dumps({"runs": runs, "median": med}, indent=2))
     finally:
         for proc in procs:
             proc.terminate()
