@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from studios.schemas.deployments import StudioDeployment, StudioDeploymentSummary
+from studios.schemas.deployments import LogDeploymentLogResponseSummary, StudioDeployment, StudioDeploymentSummary
 from studios.schemas.studios import Studio
 
 
@@ -34,3 +34,7 @@ def test_studio_and_deployment_bodies_match_their_models(api: Any, author: Any) 
     for item in me.get(f"/studios/{created['id']}/deployments").json():
         same_shape(StudioDeploymentSummary, item)
     assert got["createdAt"].endswith("Z") and got["author"]["username"] == author.username
+    lines = me.get(f"/studios/{created['id']}/deployments/{dep['deploymentId']}/logs").json()
+    assert lines and lines[0]["message"] == f"queued by {author.username}"
+    for line in lines:
+        same_shape(LogDeploymentLogResponseSummary, line)

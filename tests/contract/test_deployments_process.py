@@ -116,7 +116,7 @@ def test_deploy_reach_logs_delete(client: Any, repos: dict[str, str]) -> None:
 
 def test_restart_adopts_a_live_app_and_loses_no_line(client: Any, server: StudiosServer, repos: dict[str, str]) -> None:
     sid, did = deploy(client, "counter", repos["counter"])
-    dep = wait_state(client, sid, did, "running")
+    wait_state(client, sid, did, "running")
 
     def ticks() -> list[int]:
         return [int(m.split()[1]) for m in messages(log_lines(client, sid, did), "user", "stdout") if re.fullmatch(r"tick \d+", m)]

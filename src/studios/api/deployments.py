@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json as stdlib_json
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
@@ -74,7 +73,4 @@ async def list_deployments_logs(
     # Times without a zone are read as UTC, as the platform writes them.
     start_at, end_at = (t.replace(tzinfo=timezone.utc) if t is not None and t.tzinfo is None else t for t in (start_at, end_at))
     rows = dep_service.logs(call.session, call.caller, id, deployment_id, start_at, end_at, limit)
-    # 10,000 lines: serialised in one go from plain tuples (the wire model is the contract in
-    # GET /endpoints; building 10,000 of them would triple the time).
-    body = stdlib_json.dumps([{"message": m, "stream": st, "createdAt": t, "source": so} for t, st, so, m in rows], ensure_ascii=False, separators=(",", ":"))
-    return Response(body.encode(), media_type="application/json")
+    return json(views.log_lines(rows))

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from studios.db.models import User, utcnow
+from studios.db.models import utcnow
 from studios.errors import Unauthorized
 from studios.store import users as user_store
 
@@ -129,8 +129,9 @@ def authenticate(session: Session, hasher: KeyHasher, header: str | None) -> Cal
     return caller
 
 
-def is_online(user: User, now: datetime | None = None) -> bool:
-    return user.last_seen_at is not None and (now or utcnow()) - user.last_seen_at < ONLINE_WINDOW
+def is_online(last_seen_at: datetime | None) -> bool:
+    """Seen (made an authenticated request) within the last few minutes."""
+    return last_seen_at is not None and utcnow() - last_seen_at < ONLINE_WINDOW
 
 
 @functools.lru_cache(maxsize=4096)

@@ -9,14 +9,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy.orm import Session
 
 from sqlalchemy import Connection, Row
 
-from studios.db.models import Deployment, User, utcnow
+from studios.db.models import Deployment, User
 from studios.errors import NotFound
 from studios.schemas.common import civis_time
-from studios.services.keys import ONLINE_WINDOW, Caller, initials, is_online
+from studios.services.keys import Caller, initials, is_online
 from studios.store import studios as studio_store
 
 
@@ -41,7 +40,7 @@ def _time(value: datetime | None) -> str | None:
 
 
 def user_simple(user: User) -> WireDict:
-    return {"id": user.id, "name": user.name, "username": user.username, "initials": initials(user.name), "online": is_online(user)}
+    return {"id": user.id, "name": user.name, "username": user.username, "initials": initials(user.name), "online": is_online(user.last_seen_at)}
 
 
 def deployment_summary(dep: Deployment | Row, links: Links) -> WireDict:
@@ -73,9 +72,7 @@ def deployment(dep: Deployment | Row, viewer_id: int, links: Links) -> WireDict:
 
 def author(row: Row) -> WireDict:
     """The `author` block of a studio view row (`studios.store.studios` view rows)."""
-    seen = row.author_seen
-    online = seen is not None and utcnow() - seen < ONLINE_WINDOW
-    return {"id": row.author_id, "name": row.author_name, "username": row.author_username, "initials": initials(row.author_name), "online": online}
+    return {"id": row.author_id, "name": row.author_name, "username": row.author_username, "initials": initials(row.author_name), "online": is_online(row.author_seen)}
 
 
 def studio(row: Row, level: str, latest: Row | None, caller: Caller, links: Links) -> WireDict:
@@ -105,6 +102,11 @@ def studios(conn: Connection, rows: Sequence[Row], caller: Caller, links: Links)
     """A page of view rows in one more query (their newest deployments)."""
     latest = studio_store.latest_deployments(conn, rows)
     return [studio(r, "manage" if caller.is_admin else r.level, latest.get(r.id), caller, links) for r in rows]
+
+
+def log_lines(rows: Sequence[tuple[str, str, str, str]]) -> list[WireDict]:
+    """Log lines (time text, stream, source, message) as `LogDeploymentLogResponseSummary`s."""
+    return [{"message": message, "stream": stream, "createdAt": time, "source": source} for time, stream, source, message in rows]
 
 
 def studio_for(conn: Connection, caller: Caller, studio_id: int, links: Links) -> WireDict:
