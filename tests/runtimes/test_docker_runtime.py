@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from studios.runtimes import docker_logs
+from studios.runtimes.docker import logs as docker_logs
 from studios.runtimes.base import Exit, LaunchError, LaunchSpec, LogLine
 from studios.runtimes.docker import DockerRuntime, docker_available
-from studios.runtimes.docker_images import _Progress, image_reference
+from studios.runtimes.docker.images import _Progress, image_reference
 
 IMAGE = "studios-test/busybox"
 REPO = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ import pytest
 from studios.runtimes import cgroups
 from studios.runtimes.base import LaunchError
 from studios.runtimes.process import ProcessRuntime
-from studios.runtimes.process_command import NO_START_COMMAND
+from studios.runtimes.process.command import NO_START_COMMAND
 
 pytestmark = pytest.mark.anyio
 

@@ -24,7 +24,7 @@ import docker
 import docker.errors
 
 from studios.runtimes.base import LogCursor, LogLine
-from studios.runtimes.docker_streams import read_in_threads
+from studios.runtimes.docker.streams import read_in_threads
 
 Stream = Literal["stdout", "stderr"]
 STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")

@@ -18,7 +18,7 @@ import docker.errors
 from docker.utils import parse_repository_tag
 
 from studios.runtimes.base import LaunchError, Reporter
-from studios.runtimes.docker_streams import read_in_threads
+from studios.runtimes.docker.streams import read_in_threads
 
 # Storage drivers that accept `--storage-opt size=...` (overlay2 only on xfs with pquota).
 _SIZED_DRIVERS = {"btrfs", "zfs", "devicemapper", "windowsfilter"}

@@ -1,6 +1,6 @@
 """The supervisor of one host-process deployment: starts the app, keeps its logs, records its end.
 
-Started detached by `ProcessRuntime.start` as `python -I -S process_supervisor.py CONFIG` in a
+Started detached by `ProcessRuntime.start` as `python -I -S process/supervisor.py CONFIG` in a
 session of its own, it outlives the service: it is the app's parent, so only it can collect the
 exit status. It owns the files it writes in the deployment's workdir and nothing else:
 

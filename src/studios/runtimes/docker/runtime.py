@@ -6,14 +6,14 @@ deployment's env plus `PORT` (the app listens on `container_port`, 8080 by defau
 on 127.0.0.1 at a random host port: that address is what the proxy and the readiness probe
 use), the git checkout mounted read-write at `/workspace` (also the working directory), the
 engine enforcing memory (no swap beyond it), cpu and, where the storage driver can, disk.
-Peak usage comes from a per-deployment parent cgroup (`docker_cgroups`), logs from the engine
-(`docker_logs`), images from `docker_images`, exit messages from `docker_exits`. Blocking SDK calls run in threads.
+Peak usage comes from a per-deployment parent cgroup (`docker/cgroups.py`), logs from the engine
+(`docker/logs.py`), images from `docker/images.py`, exit messages from `docker/exits.py`. Blocking SDK calls run in threads.
 
 Handle (JSON, stored by the service):
     {"container_id", "container_name", "host", "port", "image", "memory_mb",
      "cgroup": {"parent", "root", "relative", "paths": {"memory", "cpu"}, "leaf"},
      "state_file"}   # state_file: cpu samples, peak and final Exit, in the deployment workdir
-Log cursor: see `docker_logs` ({"stdout": {"ns", "n"}, "stderr": {"ns", "n"}}).
+Log cursor: see `docker/logs.py` ({"stdout": {"ns", "n"}, "stderr": {"ns", "n"}}).
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ import docker
 import docker.errors
 from docker.types import LogConfig
 
-from studios.runtimes import docker_cgroups as cgroups
-from studios.runtimes import docker_logs
+from studios.runtimes.docker import cgroups
+from studios.runtimes.docker import logs as docker_logs
 from studios.runtimes.base import (
     Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, Usage,
 )
-from studios.runtimes.docker_exits import exit_of, to_json
-from studios.runtimes.docker_images import (
+from studios.runtimes.docker.exits import exit_of, to_json
+from studios.runtimes.docker.images import (
     disk_limit_refusal, ensure_image, image_reference, is_storage_opt_refusal,
 )
 

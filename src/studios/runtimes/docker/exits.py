@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal as signals
 from typing import Any
 
-from studios.runtimes import docker_cgroups as cgroups
+from studios.runtimes.docker import cgroups
 from studios.runtimes.base import Exit
 
 

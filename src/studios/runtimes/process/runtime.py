@@ -2,7 +2,7 @@
 
 `ProcessRuntime` owns the deployment's processes, its cgroup and the state files in the
 deployment's workdir; it never touches the database or the workdir's other contents. It starts a
-detached supervisor (`process_supervisor.py`, its own session) that starts the app, so apps keep
+detached supervisor (`process/supervisor.py`, its own session) that starts the app, so apps keep
 running when the service exits or restarts; everything the runtime later says (alive, exit,
 logs, usage) is read from files and /proc, never from memory, so a new instance can adopt a
 handle made by an old one. See docs/runtimes/process.md for the conventions.
@@ -33,7 +33,10 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from studios.runtimes import cgroups, process_command, process_logs, process_supervisor
+from studios.runtimes import cgroups
+from studios.runtimes.process import command as process_command
+from studios.runtimes.process import logs as process_logs
+from studios.runtimes.process import supervisor as process_supervisor
 from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, Usage
 
 MIB = 1024 * 1024
