@@ -37,9 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import (
-    BENCH, OUR_VENV_BIN, REPO, Processes, bench_session, create_user, free_port, median_of, parse_wrk, settings, tail, write_results,
-)
+from common import BENCH, OUR_VENV_BIN, REPO, Processes, bench_session, create_user, free_port, median_of, parse_wrk, settings, tail, write_results
 
 ANCHORS = BENCH / "anchors"
 JH_VENV = BENCH / ".venvs" / "jupyterhub"
@@ -201,7 +199,8 @@ def check_target(t: Target) -> dict:
 
 def _busy_jiffies() -> int:
     """CPU time spent by the whole machine (all cores), in clock ticks."""
-    fields = open("/proc/stat").readline().split()[1:]
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
     return user + nice + system + irq + softirq + steal
 
@@ -211,7 +210,7 @@ def _tree_jiffies(pids: list[int]) -> int:
     total = 0
     for pid in _descendants(pids):
         with contextlib.suppress(OSError, IndexError, ValueError):
-            stat = open(f"/proc/{pid}/stat").read()
+            stat = Path(f"/proc/{pid}/stat").read_text()
             after = stat[stat.rindex(")") + 2 :].split()
             total += int(after[11]) + int(after[12])  # utime, stime
     return total
@@ -222,7 +221,7 @@ def _descendants(pids: list[int]) -> set[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
-                stat = open(f"/proc/{entry}/stat").read()
+                stat = Path(f"/proc/{entry}/stat").read_text()
                 ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
                 children.setdefault(ppid, []).append(int(entry))
     seen, todo = set(), list(pids)

@@ -175,7 +175,7 @@ def bench_session(name: str, keep_temp: bool, grace: float = 8.0) -> Iterator[Se
     install_signal_handlers()
     procs = Processes(grace)
     tmp = Path(tempfile.mkdtemp(prefix=f"{name}-"))
-    session = Session(procs, tmp, dt.datetime.now(dt.timezone.utc))
+    session = Session(procs, tmp, dt.datetime.now(dt.UTC))
     try:
         yield session
     except KeyboardInterrupt:
@@ -390,7 +390,7 @@ class Studios:
 
     def system_lines(self, studio_id: int, did: int) -> list[str]:
         r = self.http.get(f"/studios/{studio_id}/deployments/{did}/logs", params={"limit": 200})
-        return [l["message"] for l in r.json() if l["source"] == "system"] if r.status_code == 200 else []
+        return [line["message"] for line in r.json() if line["source"] == "system"] if r.status_code == 200 else []
 
     def ready_after_ms(self, studio_id: int, did: int) -> float | None:
         """The engine's own figure: "ready after N ms" (runtime start -> the app answered)."""

@@ -32,10 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import (
-    REAL_PYTHON, SERVE_200_SOURCE, Processes, Studios, bench_session, free_port, kill_group, median_of, ms, settings, via_api,
-    wait_status_200, write_results,
-)
+from common import REAL_PYTHON, SERVE_200_SOURCE, Processes, Studios, bench_session, free_port, kill_group, median_of, ms, settings, via_api, wait_status_200, write_results
 
 GOAL_EXTRA_MS = 50.0
 REFERENCE_SPAWN_MS = 2.2

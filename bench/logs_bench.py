@@ -76,7 +76,7 @@ threading.Event().wait()
 
 
 def line_text(i: int) -> str:
-    return "line %07d of the flood, printed as fast as possible" % i
+    return f"line {i:07d} of the flood, printed as fast as possible"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def anchor_insert(tmp: Path, n: int, batch: int = 1000) -> dict[str, float]:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(ANCHOR_SCHEMA)
-    base = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    base = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     # Rows made up front: the anchor is the database's cost, as the server's rows exist before it inserts.
     rows = [(1, (base + dt.timedelta(microseconds=i // 1200 * 600)).isoformat(sep=" "), "stdout", "user", line_text(i)) for i in range(1, n + 1)]
     t0 = time.perf_counter()

@@ -66,7 +66,7 @@ def wrk(url: str, duration: int, headers: dict[str, str]) -> dict[str, float]:
     cmd = ["wrk", "-t2", "-c32", f"-d{duration}s", "--latency"]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
-    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
     parsed = parse_wrk(out)
     if parsed["non_2xx"]:
         raise SystemExit(f"{url}: {parsed['non_2xx']} non-2xx responses\n{out}")
@@ -118,7 +118,7 @@ def main() -> None:
                 "Host": links.host_for(1), "Cookie": f"studios_session={links.make_cookie(1, 7)}"}),
             "chp": (f"http://127.0.0.1:{chp_port}/", {}),
         }
-        for name, (url, headers) in targets.items():  # warm up (JIT, pools), and check 200s
+        for url, headers in targets.values():  # warm up (JIT, pools), and check 200s
             wrk(url, 2, headers)
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
         for rnd in range(args.rounds):

@@ -17,10 +17,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from conftest import TEST_DATABASE_URL, pg_database
 from studios.db.engine import alembic_config, upgrade
 from studios.db.models import Base
-
-from conftest import TEST_DATABASE_URL, pg_database
 
 BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,7 +21,7 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _context():  # noqa: ANN202
+def _context():
     from studios.app import build_context
 
     return build_context(Settings())
@@ -37,7 +37,7 @@ def serve(
 
     from studios.app import create_app
 
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}  # field name -> value
     settings = Settings(**overrides)
     application = create_app(settings)
     err.print(f"studios: database {settings.effective_database_url.split('@')[-1]}")

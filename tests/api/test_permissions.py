@@ -10,7 +10,6 @@ import pytest
 
 from studios.services import keys as key_service
 
-
 LEVELS = [None, "read", "write", "manage"]
 # Expected status for the other user at each level (None: no share at all).
 MATRIX: dict[str, dict[str | None, int]] = {

@@ -214,7 +214,7 @@ def log_lines(client: Any, studio_id: int, deployment_id: int) -> list[Any]:
 
 
 def messages(lines: list[Any], source: str | None = None, stream: str | None = None) -> list[str]:
-    return [l.message for l in lines if (source is None or l.source == source) and (stream is None or l.stream == stream)]
+    return [line.message for line in lines if (source is None or line.source == source) and (stream is None or line.stream == stream)]
 
 
 def open_link(url: str) -> httpx.Response:

@@ -80,7 +80,7 @@ def test_image_studio_runs_reaches_logs_and_usage(client: Any) -> None:
     assert page.status_code == 200 and page.text.strip() == "hello from studios-test", (page.status_code, page.text[:300])
 
     lines = poll(lambda: (ls := log_lines(client, sid, did)) and {"out-line", "err-line"} <= set(messages(ls, "user")) and ls, 10, "the app's lines")
-    user = [(l.message, l.stream) for l in lines if l.source == "user"]
+    user = [(line.message, line.stream) for line in lines if line.source == "user"]
     assert ("out-line", "stdout") in user and ("err-line", "stderr") in user
     assert ("out-line", "stderr") not in user and ("err-line", "stdout") not in user
     assert any(m.startswith("ready after ") for m in messages(lines, "system"))

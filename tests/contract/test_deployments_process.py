@@ -100,7 +100,7 @@ def test_deploy_reach_logs_delete(client: Any, repos: dict[str, str]) -> None:
     assert page.status_code == 200 and page.text == "app says hi", (page.status_code, page.text[:300])
 
     lines = poll(lambda: (ls := log_lines(client, sid, did)) and {"hello on stdout", "hello on stderr"} <= set(messages(ls, "user")) and ls, 10, "the app's lines")
-    user = {(l.message, l.stream) for l in lines if l.source == "user"}
+    user = {(line.message, line.stream) for line in lines if line.source == "user"}
     assert ("hello on stdout", "stdout") in user and ("hello on stderr", "stderr") in user
     system = messages(lines, "system")
     assert any(m.startswith(f"cloning {repos['http']} at main") for m in system), system
@@ -176,6 +176,6 @@ def test_crasher_exit_code(client: Any, repos: dict[str, str]) -> None:
     dep = wait_state(client, sid, did, "terminated")
     assert dep.state_message == "exited with code 3"
     lines = log_lines(client, sid, did)
-    user = {(l.message, l.stream) for l in lines if l.source == "user"}
+    user = {(line.message, line.stream) for line in lines if line.source == "user"}
     assert user == {("about to fail", "stdout"), ("failing now", "stderr")}
     assert "exited with code 3" in messages(lines, "system")

@@ -44,7 +44,7 @@ def open_link(url: str) -> httpx.Response:
         if first.status_code not in (302, 303, 307):
             return first
         cookie = first.headers["set-cookie"].split(";", 1)[0]
-        target = httpx.URL(url).copy_with(path=httpx.URL(first.headers["location"]).path if first.headers["location"].startswith("/") else httpx.URL(first.headers["location"]).path, query=None)
+        target = httpx.URL(url).copy_with(path=httpx.URL(first.headers["location"]).path, query=None)
         return client.get(str(target).replace(host, "127.0.0.1", 1), headers={"Host": f"{host}:{httpx.URL(url).port}", "Cookie": cookie})
 
 
@@ -77,14 +77,14 @@ def test_idle_sleep_then_the_link_wakes_it(api: Api, author: TestUser) -> None:
     assert sleeps_at > dep["updatedAt"]
     asleep = wait_until(lambda: (d := me.get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}").json())["state"] == "sleeping" and d, 15, "sleeping")
     assert asleep["stateMessage"] == "sleeping"
-    lines = [l["message"] for l in me.get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}/logs").json()]
+    lines = [line["message"] for line in me.get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}/logs").json()]
     assert any(m.startswith("sleeping: no traffic for 2 s") for m in lines)
 
     page = open_link(asleep["displayUrl"])
     assert page.status_code == 503 and "starting" in page.text.lower()  # the "starting" page, which polls until running
     awake = running(me, s["id"], dep["deploymentId"])
     assert open_link(awake["displayUrl"]).text.startswith("hello from the app")
-    lines = [l["message"] for l in me.get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}/logs").json()]
+    lines = [line["message"] for line in me.get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}/logs").json()]
     assert "waking up: the display URL was opened" in lines
     me.delete(f"/studios/{s['id']}/deployments/{dep['deploymentId']}")
 

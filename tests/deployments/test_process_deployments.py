@@ -95,12 +95,12 @@ def test_deploy_runs_the_app_with_params_logs_and_stop(api: Api, author: TestUse
     assert httpx.get(f"http://127.0.0.1:{app_port(ctx, dep['deploymentId'])}/").text == "app says hi"
     assert me.get(f"/studios/{s['id']}").json()["mostRecentDeployment"]["deploymentId"] == dep["deploymentId"]
 
-    lines = wait_until(lambda: (got := logs(me, s["id"], dep["deploymentId"])) and any("API=" in l["message"] for l in got) and got, 5, "app output")
-    user = {(l["stream"], l["message"]) for l in lines if l["source"] == "user"}
+    lines = wait_until(lambda: (got := logs(me, s["id"], dep["deploymentId"])) and any("API=" in line["message"] for line in got) and got, 5, "app output")
+    user = {(line["stream"], line["message"]) for line in lines if line["source"] == "user"}
     assert ("stdout", "hello on stdout") in user and ("stderr", "hello on stderr") in user
     assert ("stdout", "GREETING=hej COUNT=7") in user
     assert any(m.startswith("API=http") and m.endswith("KEY=yes") for _, m in user)
-    system = [l["message"] for l in lines if l["source"] == "system"]
+    system = [line["message"] for line in lines if line["source"] == "system"]
     assert system[0] == f"queued by {author.username}"
     assert any(m.startswith("ready after ") for m in system)
 
@@ -110,7 +110,7 @@ def test_deploy_runs_the_app_with_params_logs_and_stop(api: Api, author: TestUse
     assert ended["maxMemoryUsage"] and ended["maxMemoryUsage"] > 1
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{app_port(ctx, dep['deploymentId'])}/", timeout=1)
-    assert any(l["message"] == f"stopped by {author.username}" for l in logs(me, s["id"], dep["deploymentId"]))
+    assert any(line["message"] == f"stopped by {author.username}" for line in logs(me, s["id"], dep["deploymentId"]))
 
 
 def test_the_app_key_acts_as_the_deployer_and_is_revoked_at_the_end(api: Api, author: TestUser, ctx: Any) -> None:
@@ -134,7 +134,7 @@ def test_a_crash_says_its_exit_code(api: Api, author: TestUser) -> None:
     s = studio(me, "app-crash")
     dep = settled(me, s["id"], deploy(me, s["id"])["deploymentId"])
     assert dep["state"] == "terminated" and dep["stateMessage"] == "exited with code 3"
-    messages = [l["message"] for l in logs(me, s["id"], dep["deploymentId"])]
+    messages = [line["message"] for line in logs(me, s["id"], dep["deploymentId"])]
     assert "about to fail" in messages and "exited with code 3" in messages
 
 
@@ -235,7 +235,7 @@ def test_log_paging_with_start_and_end(api: Api, author: TestUser) -> None:
     dep = settled(me, s["id"], deploy(me, s["id"])["deploymentId"])
     every = logs(me, s["id"], dep["deploymentId"])
     assert len(every) >= 4
-    times = [l["createdAt"] for l in every]
+    times = [line["createdAt"] for line in every]
     assert times == sorted(times)
     assert logs(me, s["id"], dep["deploymentId"], limit=2) == every[-2:]
     later = logs(me, s["id"], dep["deploymentId"], start_at=times[2])

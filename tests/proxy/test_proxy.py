@@ -254,7 +254,10 @@ async def test_bad_request_is_400(stack: Stack):
 async def test_pipelined_requests_answered_in_order(stack: Stack):
     reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
     h = stack.headers()
-    req = lambda p: f"GET {p} HTTP/1.1\r\nHost: {h['Host']}\r\nCookie: {h['Cookie']}\r\n\r\n".encode()
+
+    def req(p: str) -> bytes:
+        return f"GET {p} HTTP/1.1\r\nHost: {h['Host']}\r\nCookie: {h['Cookie']}\r\n\r\n".encode()
+
     writer.write(req("/one") + req("/two") + req("/three").replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
     data = await reader.read()
     writer.close()

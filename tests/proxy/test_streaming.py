@@ -12,8 +12,8 @@ import anyio
 import httpx
 import pytest
 
-from studios.proxy.tokens import DisplayLinks
 from studios.proxy.config import ProxyConfig
+from studios.proxy.tokens import DisplayLinks
 
 from .apps import UpstreamApp
 from .conftest import listening_socket, serve_upstream

@@ -52,7 +52,7 @@ def test_host_for_and_parse():
 def test_tampered_token_rejected():
     ln = links()
     token = ln.make_token(1, 7)
-    payload, ts, sig = token.split(".")
+    _payload, ts, sig = token.split(".")
     forged = ln.make_token(1, 8).split(".")[0]
     assert ln.verify_token(f"{forged}.{ts}.{sig}") is None
     assert ln.verify_token(token[:-2] + ("AA" if not token.endswith("AA") else "BB")) is None

@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from studios.runtimes.docker import logs as docker_logs
 from studios.runtimes.base import Exit, LaunchError, LaunchSpec, LogLine
 from studios.runtimes.docker import DockerRuntime, docker_available
+from studios.runtimes.docker import logs as docker_logs
 from studios.runtimes.docker.images import _Progress, image_reference
 
 IMAGE = "studios-test/busybox"
@@ -113,8 +113,8 @@ async def test_app_answers_logs_apart_and_peak_usage(runtime: DockerRuntime, tmp
     assert await runtime.poll(handle) == ended
 
     lines = [line for batch, _ in await read_all(runtime, handle) for line in batch]
-    assert [(l.stream, l.message) for l in lines if l.stream == "stderr"] == [("stderr", "to-err")]
-    assert [l.message for l in lines if l.stream == "stdout"] == ["to-out", "port=8080 x=from-params"]
+    assert [(line.stream, line.message) for line in lines if line.stream == "stderr"] == [("stderr", "to-err")]
+    assert [line.message for line in lines if line.stream == "stdout"] == ["to-out", "port=8080 x=from-params"]
     used = await runtime.usage(handle)
     assert used.max_memory_mb and used.max_memory_mb > 0
     assert used.max_cpu_millicores and used.max_cpu_millicores > 0
@@ -129,15 +129,15 @@ async def test_logs_resume_from_every_cursor_exactly_once(runtime: DockerRuntime
     spec = make_spec(tmp_path, 'for i in $(seq 1 40); do echo out$i; echo err$i >&2; done; exit 3')
     handle = await runtime.start(spec, lambda line: None)
     batches = await read_all(runtime, handle)
-    everything = [(l.stream, l.message) for batch, _ in batches for l in batch]
+    everything = [(line.stream, line.message) for batch, _ in batches for line in batch]
     assert [m for s, m in everything if s == "stdout"] == [f"out{i}" for i in range(1, 41)]
     assert [m for s, m in everything if s == "stderr"] == [f"err{i}" for i in range(1, 41)]
     ended = await eventually(lambda: runtime.poll(handle), 10, "the exit")
     assert ended == Exit(code=3, signal=None, oom_killed=False, message="exited with code 3")
 
     for index, (_, cursor) in enumerate(batches):
-        rest = [(l.stream, l.message) for batch, _ in await read_all(runtime, handle, cursor) for l in batch]
-        expected = [(l.stream, l.message) for batch, _ in batches[index + 1:] for l in batch]
+        rest = [(line.stream, line.message) for batch, _ in await read_all(runtime, handle, cursor) for line in batch]
+        expected = [(line.stream, line.message) for batch, _ in batches[index + 1:] for line in batch]
         assert sorted(rest) == sorted(expected)
     assert await read_all(runtime, handle, batches[-1][1]) == []
 
@@ -201,7 +201,7 @@ async def test_a_new_runtime_adopts_running_containers(runtime: DockerRuntime, t
         assert (await http_get(again.address(handle))).status_code == 200
         assert (await again.usage(handle)).max_memory_mb
         await again.stop(handle, 2)
-        rest = [l.message for batch, _ in await read_all(again, handle, first) for l in batch]
+        rest = [line.message for batch, _ in await read_all(again, handle, first) for line in batch]
         assert "before" not in rest
         assert not await again.adopt(handle)  # ended
         await again.cleanup(handle)
@@ -249,7 +249,7 @@ async def test_the_checkout_is_mounted_at_workspace(runtime: DockerRuntime, tmp_
     assert response.text == "from the checkout\n"
     assert (checkout / "made-here.txt").read_text() == "made\n"
     await runtime.stop(handle, 2)
-    lines = [l.message for batch, _ in await read_all(runtime, handle) for l in batch]
+    lines = [line.message for batch, _ in await read_all(runtime, handle) for line in batch]
     assert lines[0] == "/workspace"
 
 
@@ -285,10 +285,10 @@ async def test_a_cursor_inside_lines_with_one_timestamp_skips_exactly_those_seen
         "stderr": [(base - 7, "e")],
     })
     cursor = {"stdout": {"ns": base, "n": 2}, "stderr": {"ns": base - 7, "n": 1}}
-    got = [l.message async for batch, _ in docker_logs.follow(api, "c", cursor) for l in batch]
+    got = [line.message async for batch, _ in docker_logs.follow(api, "c", cursor) for line in batch]
     assert got == ["c", "d"]
     first = [(b, c) async for b, c in docker_logs.follow(api, "c", None)]
-    assert sorted(l.message for b, _ in first for l in b) == ["a", "b", "c", "d", "e"]
+    assert sorted(line.message for b, _ in first for line in b) == ["a", "b", "c", "d", "e"]
     assert docker_logs.parse_timestamp("2026-11-26T06:02:35.6887996Z") % 10**9 == 688_799_600
 
 

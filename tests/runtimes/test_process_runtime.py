@@ -218,7 +218,7 @@ async def test_nothing_to_run(process_runtime, make_spec, tmp_path):
     with pytest.raises(LaunchError) as error:
         await runtime.start(make_spec(empty), lambda line: None)
     assert str(error.value) == NO_START_COMMAND
-    with pytest.raises(LaunchError, match="image jupyter:4 has no host command.*map"):
+    with pytest.raises(LaunchError, match=r"image jupyter:4 has no host command.*map"):
         await runtime.start(make_spec(image="jupyter", tag="4"), lambda line: None)
 
 
@@ -236,7 +236,7 @@ async def test_unstartable_program_is_a_launch_error(process_runtime, make_spec,
     repo.mkdir()
     (repo / "start").write_text("#!/nonexistent/interpreter\n")
     (repo / "start").chmod(0o755)
-    with pytest.raises(LaunchError, match="cannot start .*start.*No such file"):
+    with pytest.raises(LaunchError, match=r"cannot start .*start.*No such file"):
         await runtime.start(make_spec(repo), lambda line: None)
     assert not list(runtime.state_dir.glob("*.json"))
 
@@ -324,7 +324,7 @@ async def test_a_million_lines_none_lost(process_runtime, make_repo, make_spec):
     began = time.monotonic()
     handle = await runtime.start(make_spec(make_repo(app)), lambda line: None)
     count, batches = 0, 0
-    async for batch, cursor in runtime.logs(handle, None):
+    async for batch, cursor in runtime.logs(handle, None):  # noqa: B007 (the last cursor is checked after the loop)
         batches += 1
         for line in batch:
             assert line.message == f"line {count}"

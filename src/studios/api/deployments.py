@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response
@@ -71,6 +71,6 @@ async def list_deployments_logs(
     limit: Annotated[int, Query(description="The maximum number of log messages to return. Default of 10000.", ge=1, le=100_000)] = 10_000,
 ) -> Response:
     # Times without a zone are read as UTC, as the platform writes them.
-    start_at, end_at = (t.replace(tzinfo=timezone.utc) if t is not None and t.tzinfo is None else t for t in (start_at, end_at))
+    start_at, end_at = (t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t for t in (start_at, end_at))
     rows = dep_service.logs(call.session, call.caller, id, deployment_id, start_at, end_at, limit)
     return json(views.log_lines(rows))

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json as stdlib_json
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request, Response
 from pydantic import BaseModel
-from starlette.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy.orm import Session
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from studios.context import Context
 from studios.services.keys import Caller, authenticate
@@ -72,15 +72,15 @@ ReadCallDep = Annotated[Call, Depends(_read_call)]
 """For GET routes."""
 
 
-def json(model: BaseModel | list[BaseModel] | dict | list[dict], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json(model: BaseModel | Sequence[BaseModel] | dict[str, Any] | Sequence[dict[str, Any]], status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """Serialise a wire model, or a wire dict from `studios.services.views`, straight to a
-    response (skips FastAPI's re-validation)."""
-    if isinstance(model, dict) or (isinstance(model, list) and (not model or isinstance(model[0], dict))):
-        body = stdlib_json.dumps(model, ensure_ascii=False, separators=(",", ":")).encode()
-    elif isinstance(model, list):
-        body = b"[" + b",".join(m.model_dump_json(by_alias=True).encode() for m in model) + b"]"
-    else:
+    response (skips FastAPI's re-validation). A list holds models or dicts, not both."""
+    if isinstance(model, BaseModel):
         body = model.model_dump_json(by_alias=True).encode()
+    elif isinstance(model, dict) or not model or isinstance(model[0], dict):
+        body = stdlib_json.dumps(model, ensure_ascii=False, separators=(",", ":")).encode()
+    else:  # its first item is a model, so all are
+        body = b"[" + b",".join(m.model_dump_json(by_alias=True).encode() for m in cast("Sequence[BaseModel]", model)) + b"]"
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Response
 from sqlalchemy.orm import Session
 
 from studios.api.deps import CallDep, ReadCallDep, json
-from studios.schemas.shares import ShareGroupSummary, ShareIndex, ShareUserSetSummary, ShareUsersUpdateRequest, ShareUserSummary
+from studios.schemas.shares import ShareGroupSummary, ShareIndex, ShareUserSetSummary, ShareUserSummary, ShareUsersUpdateRequest
 from studios.services import studios as studio_service
 from studios.services.permissions import require
 from studios.store import studios as studio_store

@@ -16,7 +16,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, pool_size=16, max_overflow=16, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _tune(dbapi_conn, _record) -> None:  # noqa: ANN001
+        def _tune(dbapi_conn, _record) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -27,11 +27,11 @@ def make_engine(url: str) -> Engine:
         # Take over pysqlite's transaction handling so a write transaction can start with
         # BEGIN IMMEDIATE (the database write lock up front: no lock-upgrade deadlocks).
         @event.listens_for(engine, "connect")
-        def _no_autobegin(dbapi_conn, _record) -> None:  # noqa: ANN001
+        def _no_autobegin(dbapi_conn, _record) -> None:
             dbapi_conn.isolation_level = None
 
         @event.listens_for(engine, "begin")
-        def _begin(conn) -> None:  # noqa: ANN001
+        def _begin(conn) -> None:
             options = conn.get_execution_options()
             if options.get("isolation_level") != "AUTOCOMMIT":
                 conn.exec_driver_sql("BEGIN " + options.get("sqlite_begin", ""))
@@ -51,7 +51,7 @@ def make_locking_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False)
 
 
-def alembic_config(url: str):  # noqa: ANN201
+def alembic_config(url: str):
     from alembic.config import Config
 
     cfg = Config()

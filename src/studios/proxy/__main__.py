@@ -33,7 +33,7 @@ def memory_backend(path: str) -> MemoryBackend:
         address = tuple(d["address"]) if d.get("address") else None
         backend.put(
             Target(d["deploymentId"], d.get("studioId", 0), d.get("state", "running"),
-                   d.get("stateMessage", ""), address),  # type: ignore[arg-type]
+                   d.get("stateMessage", ""), address),
             d.get("viewers", []),
         )
     return backend

@@ -228,7 +228,7 @@ class ProxyServer:
         if upstream is None:
             try:
                 upstream = await self.pool.connect(address)
-            except (OSError, asyncio.TimeoutError) as error:
+            except (TimeoutError, OSError) as error:
                 target = Target(req.deployment_id or 0, 0, RUNNING,
                                 f"The app is not answering yet ({error.__class__.__name__}).")
                 viewer.respond(req, pages.not_running(target, retry=True))

@@ -38,7 +38,7 @@ class DisplayLinks:
 
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
-        keys = list(config.secret_keys)
+        keys = [key.encode() if isinstance(key, str) else key for key in config.secret_keys]  # as itsdangerous would encode them
         self._tokens = URLSafeTimedSerializer(keys, salt="studios.display-token")
         self._cookies = URLSafeTimedSerializer(keys, salt="studios.display-cookie")
         host = config.public_host

@@ -45,6 +45,11 @@ class Request:
     __slots__ = ("method", "url", "headers", "version", "keep_alive", "upgrade", "host",
                  "cookie", "xff", "upgrade_to", "chunked", "has_body", "complete", "pending", "pending_size",
                  "upstream", "deployment_id", "user_id")
+    # Set when the head is complete (`Viewer.on_headers_complete`):
+    method: bytes
+    version: str
+    keep_alive: bool
+    upgrade: bool
 
     def __init__(self) -> None:
         self.url = b""
@@ -150,6 +155,7 @@ class Viewer(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         req = self.parsing
+        assert req is not None  # httptools calls on_message_begin first
         lname = name.lower()
         if lname == b"host":
             req.host = value
@@ -169,6 +175,7 @@ class Viewer(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         req = self.parsing
+        assert req is not None
         parser = self.parser
         req.method = parser.get_method()
         req.version = parser.get_http_version()
@@ -183,12 +190,14 @@ class Viewer(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         req = self.parsing
+        assert req is not None
         if req.chunked:
             body = b"%x\r\n%b\r\n" % (len(body), body)
         self._send_body(req, body)
 
     def on_message_complete(self) -> None:
         req = self.parsing
+        assert req is not None
         req.complete = True
         if req.chunked:
             self._send_body(req, b"0\r\n\r\n")

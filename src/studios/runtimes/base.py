@@ -132,8 +132,8 @@ class Runtime(abc.ABC):
         (live deployments); the service removes them. Default: none can be found."""
         return []
 
-    async def remove_orphan(self, deployment_id: int) -> None:
+    async def remove_orphan(self, deployment_id: int) -> None:  # noqa: B027 (an optional hook: by default nothing to remove)
         """Stop and remove a workload found by `orphans`."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 (an optional hook: by default nothing to release)
         """Release clients and background tasks at service shutdown (workloads keep running)."""

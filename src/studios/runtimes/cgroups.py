@@ -123,11 +123,11 @@ def detect(
         else:
             reasons.append("cgroup v1: no memory controller mounted")
     if prefer in ("auto", "v2"):
-        point = next((p for p, fstype, _ in mounts if fstype == "cgroup2"), None)
-        if point is None or "" not in own:
+        unified = next((p for p, fstype, _ in mounts if fstype == "cgroup2"), None)
+        if unified is None or "" not in own:
             reasons.append("cgroup v2: not mounted")
         else:
-            base = Path(point) / own[""].lstrip("/")
+            base = Path(unified) / own[""].lstrip("/")
             try:
                 available = set((base / "cgroup.controllers").read_text().split())
                 if "memory" not in available:

@@ -3,7 +3,7 @@ at every nesting level; Civis time format; and the shared small types."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, field_validator
@@ -13,7 +13,7 @@ from pydantic.alias_generators import to_camel
 def civis_time(value: datetime) -> str:
     """`2026-04-17T18:36:28.000Z`, as the platform writes times (naive times are UTC)."""
     if value.tzinfo is not None and value.utcoffset():
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
     return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 

@@ -135,8 +135,9 @@ async def checkout(
     clean_url, url_user, url_password = split_credentials(url)
     username, password = username or url_user, password or url_password
     _check_url(clean_url)
-    dest.mkdir(parents=True, exist_ok=True)
-    if any(dest.iterdir()):
+    # One local directory, made and listed inline (quick); git's own work runs in subprocesses.
+    dest.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+    if any(dest.iterdir()):  # noqa: ASYNC240
         raise CheckoutError(f"cannot check out into {dest}: the directory is not empty")
     secrets = [s for s in {password, quote(password or "", safe="")} if s and len(s) >= 3]
     loop = asyncio.get_running_loop()

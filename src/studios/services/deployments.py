@@ -18,7 +18,7 @@ from studios.store import deployments as dep_store
 SNAPSHOT = ("docker_image_name", "docker_image_tag", "instance_type", "memory", "cpu", "disk_space", "params", "git_repo_url", "git_ref", "git_credential_id", "partition_label")
 
 
-def create(session: Session, caller: Caller, studio_id: int, from_deployment: int | None, runtime_for) -> Deployment:  # noqa: ANN001
+def create(session: Session, caller: Caller, studio_id: int, from_deployment: int | None, runtime_for) -> Deployment:
     """A new pending deployment (committed); the engine then launches it."""
     studio, _ = require(session, caller, studio_id, "write")
     if studio.archived:
@@ -69,6 +69,6 @@ def page(session: Session, caller: Caller, studio_id: int, deployment_id: int | 
     return dep_store.page(session, studio_id, deployment_id, order_dir == "desc", limit, (page_num - 1) * limit)
 
 
-def logs(session: Session, caller: Caller, studio_id: int, deployment_id: int, start_at: datetime | None, end_at: datetime | None, limit: int) -> list[tuple[datetime, str, str, str]]:
+def logs(session: Session, caller: Caller, studio_id: int, deployment_id: int, start_at: datetime | None, end_at: datetime | None, limit: int) -> list[tuple[str, str, str, str]]:
     get(session, caller, studio_id, deployment_id)
     return dep_store.logs(session, deployment_id, start_at, end_at, limit)

@@ -9,9 +9,9 @@ import asyncio
 import logging
 import shutil
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -352,7 +352,7 @@ class Engine:
         if dep.state != "running" or idle <= 0:
             return None
         last = max(self.activity(dep.id) or 0.0, dep.ready_at.timestamp() if dep.ready_at else time.time())
-        return datetime.fromtimestamp(last + idle, timezone.utc)
+        return datetime.fromtimestamp(last + idle, UTC)
 
     async def _sleep_idle_forever(self) -> None:
         """Put running deployments to sleep after STUDIOS_IDLE_SLEEP_SECONDS without traffic."""

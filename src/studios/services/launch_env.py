@@ -59,6 +59,7 @@ def param_env(session: Session, box: SecretBox, params: list[dict[str, Any]], us
 
 def git_login(session: Session, box: SecretBox, credential_id: int | None, user_id: int) -> GitLogin | None:
     """The studio's git credential, else the user's first git-capable one (as the spec says)."""
+    cred: Credential | None
     if credential_id is not None:
         cred = _credential(session, credential_id, user_id, "gitCredentialId")
     else:

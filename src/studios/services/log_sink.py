@@ -87,7 +87,7 @@ class LogSink:
             return
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
+        except (TimeoutError, asyncio.CancelledError):
             task.cancel()
         self._pumps.pop(deployment_id, None)
 

@@ -14,8 +14,8 @@ from studios.db.models import Credential, Studio
 from studios.errors import Invalid, NotFound
 from studios.partitions import Partitions
 from studios.schemas.studios import StudioCreateRequest, StudioUpdateRequest
-from studios.services.keys import Caller
 from studios.services import permissions
+from studios.services.keys import Caller
 from studios.services.permissions import require
 from studios.store import studios as studio_store
 from studios.store import users as user_store
@@ -68,10 +68,11 @@ def _patch_values(body: StudioUpdateRequest, current: Studio) -> dict[str, Any]:
             if field in res_sent:
                 value = getattr(res, field) if res is not None else None
                 values[field] = float(value) if field == "disk_space" and value is not None else value
-    elif "instance_type" in sent or "partition_label" in sent:
+    elif ("instance_type" in sent or "partition_label" in sent) and (
+        (values.get("instance_type"), values.get("partition_label", current.partition_label)) != (current.instance_type, current.partition_label)
+    ):
         # A new instance type brings its own defaults unless resources are also given.
-        if (values.get("instance_type"), values.get("partition_label", current.partition_label)) != (current.instance_type, current.partition_label):
-            values.update(memory=None, cpu=None, disk_space=None)
+        values.update(memory=None, cpu=None, disk_space=None)
     return values
 
 

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-
 from sqlalchemy import Connection, Row
 
 from studios.db.models import Deployment, User

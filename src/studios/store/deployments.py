@@ -4,10 +4,10 @@ commit; know nothing of runtimes or of what a state means."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import String, func, insert, select, type_coerce, update
+from sqlalchemy import Row, String, Table, func, insert, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from studios.db.models import Deployment, DeploymentLog
@@ -61,7 +61,7 @@ _INSERT_SQLITE = "INSERT INTO deployment_logs (deployment_id, created_at, stream
 
 def _sqlite_time(value: datetime) -> str:
     """SQLAlchemy's SQLite DATETIME text for a UTC time (what the ORM would store)."""
-    value = value.astimezone(timezone.utc) if value.tzinfo else value
+    value = value.astimezone(UTC) if value.tzinfo else value
     return f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
 
 
@@ -73,7 +73,7 @@ def add_user_logs(session: Session, deployment_id: int, lines: Sequence[Any]) ->
         return
     conn = session.connection()
     if conn.dialect.name != "sqlite":
-        conn.execute(insert(DeploymentLog.__table__), [{"deployment_id": deployment_id, "created_at": l.time, "stream": l.stream, "source": "user", "message": l.message} for l in lines])
+        conn.execute(insert(cast(Table, DeploymentLog.__table__)), [{"deployment_id": deployment_id, "created_at": line.time, "stream": line.stream, "source": "user", "message": line.message} for line in lines])
         return
     texts: dict[datetime, str] = {}
     rows = []
@@ -97,6 +97,8 @@ def logs(session: Session, deployment_id: int, start_at: datetime | None, end_at
         query = query.where(DeploymentLog.created_at >= start_at)
     if end_at is not None:
         query = query.where(DeploymentLog.created_at <= end_at)
+    # The time column is text on SQLite (type_coerce above) and a datetime elsewhere.
+    rows: list[Row[Any, str, str, str]]
     if start_at is not None:
         rows = list(session.connection().execute(query.order_by(DeploymentLog.created_at, DeploymentLog.id).limit(limit)))
     else:

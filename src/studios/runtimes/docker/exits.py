@@ -11,8 +11,8 @@ from __future__ import annotations
 import signal as signals
 from typing import Any
 
-from studios.runtimes.docker import cgroups
 from studios.runtimes.base import Exit
+from studios.runtimes.docker import cgroups
 
 
 def exit_message(code: int | None, signal: int | None, oom: bool, memory_mb: int | None) -> str:

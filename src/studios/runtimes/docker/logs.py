@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import AsyncIterator, Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import docker
@@ -50,7 +50,7 @@ def parse_entry(raw: bytes) -> tuple[int, str]:
 
 
 def _time_of(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns // 1000 / 1_000_000, tz=timezone.utc)
+    return datetime.fromtimestamp(ns // 1000 / 1_000_000, tz=UTC)
 
 
 def _start(cursor: LogCursor | None) -> LogCursor:

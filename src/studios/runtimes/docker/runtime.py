@@ -30,15 +30,11 @@ import docker
 import docker.errors
 from docker.types import LogConfig
 
+from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, Usage
 from studios.runtimes.docker import cgroups
 from studios.runtimes.docker import logs as docker_logs
-from studios.runtimes.base import (
-    Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, Usage,
-)
 from studios.runtimes.docker.exits import exit_of, to_json
-from studios.runtimes.docker.images import (
-    disk_limit_refusal, ensure_image, image_reference, is_storage_opt_refusal,
-)
+from studios.runtimes.docker.images import disk_limit_refusal, ensure_image, image_reference, is_storage_opt_refusal
 
 WORKSPACE = "/workspace"
 """Where `spec.checkout` is mounted in the container (and the working directory)."""
@@ -53,10 +49,7 @@ def docker_available(base_url: str | None = None, timeout: float = 3.0) -> str |
     """None if a Docker daemon answers a ping at `base_url` (None: DOCKER_HOST or the default
     socket), else the reason in a sentence (for the `auto` runtime choice)."""
     try:
-        if base_url:
-            client = docker.DockerClient(base_url=base_url, timeout=int(math.ceil(timeout)))
-        else:
-            client = docker.from_env(timeout=int(math.ceil(timeout)))
+        client = docker.DockerClient(base_url=base_url, timeout=math.ceil(timeout)) if base_url else docker.from_env(timeout=math.ceil(timeout))
         try:
             client.ping()
         finally:
@@ -272,7 +265,7 @@ class DockerRuntime(Runtime):
 
         async def run() -> None:
             while True:
-                alive = leaf.is_dir()
+                alive = leaf.is_dir()  # noqa: ASYNC240 (one stat of cgroupfs, never blocks)
                 if sampler.sample() is None or not alive:
                     return
                 await asyncio.sleep(self.sample_interval)
@@ -378,7 +371,7 @@ class DockerRuntime(Runtime):
         """Remove the parent cgroup, waiting (bounded) for the engine's last processes (the
         container's init, Podman's conmon) to leave it after the container's removal."""
         deadline = asyncio.get_running_loop().time() + within
-        while not cgroups.remove(root, relative) and asyncio.get_running_loop().time() < deadline:
+        while not cgroups.remove(root, relative) and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 (polls the kernel's cgroup: no event to await)
             await asyncio.sleep(0.05)
 
     async def _ours(self, deployment_id: int | None = None) -> list[dict[str, Any]]:

@@ -76,7 +76,7 @@ async def follow(
     poll_interval: float = 0.05,
 ) -> AsyncIterator[tuple[list[LogLine], LogCursor]]:
     """Yield `(lines, cursor)` from `cursor` on until `ended()` and every line is read."""
-    offsets = {stream: int((cursor or {}).get(stream, 0)) for stream in STREAMS}
+    offsets: dict[str, int] = {stream: int((cursor or {}).get(stream, 0)) for stream in STREAMS}
     while True:
         done = ended()  # checked before reading: nothing written before the end is missed
         lines = await asyncio.to_thread(read_batch, paths, offsets, done)

@@ -228,7 +228,7 @@ def spawn(config: dict[str, Any], stdout: int, stderr: int) -> int:
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             os.chdir(config["cwd"])
             os.execvp(config["argv"][0], config["argv"])
-        except BaseException as error:  # noqa: BLE001 - reported to the parent, then exit
+        except BaseException as error:  # reported to the parent, then exit
             reason = getattr(error, "strerror", None) or str(error)
             os.write(status_w, f"{getattr(error, 'errno', 0) or 0}:{reason}".encode())
         finally:
@@ -265,7 +265,7 @@ def main(config_path: str) -> int:
     os.close(err_w)
     app_path = os.path.join(workdir, "process-app.json")
     with open(app_path + ".tmp", "w") as out:
-        out.write('{"pid": %d, "start_time": %d}' % (pid, start_time(pid) or 0))
+        out.write(f'{{"pid": {pid}, "start_time": {start_time(pid) or 0}}}')
     os.replace(app_path + ".tmp", app_path)
 
     import signal
