@@ -1,30 +1,42 @@
-"""Builds the service: the only place that wires settings, database, runtimes, lifecycle
-engine, API routers and the proxy together."""
+"""Builds the service: the only place that wires settings, database, events, runtimes, the
+lifecycle engine (under its lease), API routers and the proxy together."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from fastapi import FastAPI
 
 from studios.api import credentials, deployments, discovery, errors, platform, shares, studios, users
-from studios.api.deps import CloseSessions
 from studios.api.paths import NormalizePath
 from studios.context import Context
-from studios.db.engine import make_engine, make_locking_sessionmaker, make_sessionmaker, upgrade
+from studios.db.database import Database
+from studios.db.engine import upgrade
 from studios.partitions import Partitions
 from studios.proxy import DisplayLinks, ProxyConfig, ProxyServer
-from studios.runtimes.select import build_runtimes
-from studios.services.engine import Engine
-from studios.services.keys import KeyHasher
-from studios.services.proxy_backend import DatabaseProxyBackend
+from studios.runtimes import registry
+from studios.runtimes.base import Runtime, RuntimeEnv, RuntimeSettings
+from studios.services.activity import Activity
+from studios.services.engine import Engine, EngineSettings, Kit
+from studios.services.events import Bus, Event
+from studios.services.keys import KeyHasher, flush_seen
+from studios.services.lease import Lease
+from studios.services.log_sink import LogSink
+from studios.services.proxy_backend import DatabaseProxyBackend, sleeps_at
+from studios.services.relay import PgRelay
 from studios.services.secrets import SecretBox
 from studios.settings import Settings
 
 log = logging.getLogger("studios")
+SEEN_FLUSH_SECONDS = 30.0
 
 
 def proxy_config(settings: Settings) -> ProxyConfig:
@@ -41,12 +53,11 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
     url = settings.effective_database_url
     if migrate:
         upgrade(url)
-    engine = make_engine(url)
+    bus = Bus()
     return Context(
         settings=settings,
-        engine=engine,
-        db=make_sessionmaker(engine),
-        locking_db=make_locking_sessionmaker(engine),
+        db=Database(url, bus, threads=settings.db_threads, lock_timeout=settings.db_lock_timeout_seconds),
+        bus=bus,
         partitions=Partitions.load(settings.partitions_file),
         hasher=KeyHasher(settings.secret_keys[0]),
         box=SecretBox(settings.secret_keys),
@@ -54,22 +65,89 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
     )
 
 
-def create_app(settings: Settings | None = None, ctx: Context | None = None, *, serve_proxy: bool = True) -> FastAPI:
+def engine_holder() -> str:
+    """This server's name in leases and claims."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+async def _every(seconds: float, job: Callable[[], Any], what: str) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await job()
+        except Exception:
+            log.exception("%s failed", what)
+
+
+def create_app(
+    settings: Settings | None = None,
+    ctx: Context | None = None,
+    *,
+    serve_proxy: bool = True,
+    runtime_classes: dict[str, type[Runtime]] | None = None,
+    runtime_settings: dict[str, RuntimeSettings] | None = None,
+) -> FastAPI:
+    """The ASGI app of one server. `runtime_classes` / `runtime_settings` replace the installed
+    runtimes and their environment-read settings (tests)."""
     ctx = ctx or build_context(settings or Settings())
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        runtimes, default, why = build_runtimes(ctx.settings)
-        log.warning("studios: runtime %s", why)
-        engine = ctx.deployments = Engine(ctx, runtimes, default)
-        backend = DatabaseProxyBackend(ctx, lambda name, handle: runtimes[name].address(handle))
-        engine.on_change.append(backend.forget)
-        engine.activity = backend.activity.get
-        proxy = ProxyServer(proxy_config(ctx.settings), backend, ctx.links)  # type: ignore[arg-type]
-        await engine.begin()
+        settings = ctx.settings
+        db, bus = ctx.db, ctx.bus
+        bus.attach(asyncio.get_running_loop())
+        relay = PgRelay(db.url, bus) if db.postgresql else None
+        if relay is not None:
+            await relay.start()
+        instance = registry.instance_id(db.url, settings.instance)
+
+        def env_for(name: str) -> RuntimeEnv:
+            return RuntimeEnv(settings.data_dir / "runtimes" / name, instance, settings.effective_public_url)
+
+        def settings_for(cls: type[Runtime]) -> RuntimeSettings:
+            given = (runtime_settings or {}).get(cls.name)
+            return given if given is not None else cls.settings_model()
+
+        try:
+            runtimes = registry.build(settings.runtime, ctx.partitions, env_for, classes=runtime_classes, settings_for=settings_for)
+        except registry.RuntimeUnavailable as error:
+            raise SystemExit(f"studios: {error}") from None
+        log.warning("studios: runtime %s", runtimes.reason)
+        ctx.runtimes = runtimes
+        idle = settings.idle_sleep_seconds
+        activity = Activity(db, flush_every=min(5.0, idle / 4) if idle > 0 else 5.0)
+        ctx.sleeps_at = sleeps_at(activity, idle)
+        backend = DatabaseProxyBackend(db, bus, runtimes, activity, idle)
+        bus.listen("keys", lambda event: ctx.hasher.forget(list(event.data.get("hashes") or [])))
+        bus.listen("resync", lambda _: ctx.hasher.forget_all())
+        kit = Kit(
+            db=db,
+            runtimes=runtimes,
+            sink=LogSink(db, settings.log_line_cap),
+            settings=EngineSettings(
+                start_timeout=settings.start_timeout_seconds,
+                stop_grace=settings.stop_grace_seconds,
+                idle_sleep=idle,
+                reconcile_interval=settings.reconcile_interval_seconds,
+                public_url=settings.effective_public_url,
+            ),
+            links=ctx.links,
+            hasher=ctx.hasher,
+            box=ctx.box,
+            holder=engine_holder(),
+        )
+        engine = Engine(kit, bus)
+        lease = Lease(db, "engine", kit.holder, ttl=settings.engine_lease_seconds)
+        app.state.engine, app.state.lease = engine, lease
+        background = [
+            asyncio.create_task(lease.run(engine.run), name="engine-lease"),
+            asyncio.create_task(_every(activity.flush_every, activity.flush, "writing activity"), name="activity"),
+            asyncio.create_task(_every(SEEN_FLUSH_SECONDS, lambda: db.write(lambda s: flush_seen(s, ctx.hasher)), "writing last-seen times"), name="seen"),
+        ]
+        proxy = ProxyServer(proxy_config(settings), backend, ctx.links)  # type: ignore[arg-type]
         if serve_proxy:
-            host, port = await proxy.start(ctx.settings.host, ctx.settings.effective_proxy_port)
-            log.warning("studios: display-URL proxy on http://%s:%s (public %s, %s mode)", host, port, ctx.settings.effective_proxy_url, ctx.settings.proxy_mode)
+            host, port = await proxy.start(settings.host, settings.effective_proxy_port)
+            log.warning("studios: display-URL proxy on http://%s:%s (public %s, %s mode)", host, port, settings.effective_proxy_url, settings.proxy_mode)
         # Everything built so far lives as long as the service: keep the cyclic garbage
         # collector from rescanning it on every full collection (shorter pauses).
         gc.collect()
@@ -78,15 +156,25 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None, *, 
             yield
         finally:
             await proxy.close()
-            await engine.close()
-            ctx.deployments = None
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await activity.flush()
+            await runtimes.close()
+            await kit.http.aclose()
+            if relay is not None:
+                await relay.close()
+            ctx.runtimes = None
             ctx.close()
 
-    api = FastAPI(title="Studios", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    api.state.ctx = ctx
-    errors.install(api)
+    app = FastAPI(title="Studios", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.ctx = ctx
+    errors.install(app)
     for router in (studios.router, deployments.router, shares.router, credentials.router, users.router, platform.router, discovery.router):
-        api.include_router(router)
-    api.add_middleware(CloseSessions)
-    api.add_middleware(NormalizePath)
-    return api
+        app.include_router(router)
+    app.add_middleware(NormalizePath)
+    return app
+
+
+__all__ = ["Event", "build_context", "create_app", "proxy_config"]

@@ -1,15 +1,17 @@
-"""The service's long-lived parts, built once by `studios.app.create_app` and shared by the
-API, the proxy and the lifecycle engine. Holds no request state."""
+"""The service's long-lived parts that the API routes use, built once by `studios.app` and
+shared by every request. Holds no request state. (The lifecycle engine, the proxy and the
+runtimes get only the parts they use, from `studios.app`.)"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine
-from sqlalchemy.orm import Session, sessionmaker
-
+from studios.db.database import Database
 from studios.partitions import Partitions
+from studios.runtimes.registry import Runtimes
+from studios.services.events import Bus
 from studios.services.keys import KeyHasher
 from studios.services.secrets import SecretBox
 from studios.services.views import Links
@@ -19,29 +21,17 @@ from studios.settings import Settings
 @dataclasses.dataclass
 class Context:
     settings: Settings
-    engine: Engine
-    db: sessionmaker[Session]
-    locking_db: sessionmaker[Session]
+    db: Database
+    bus: Bus
     partitions: Partitions
     hasher: KeyHasher
     box: SecretBox
     """Seals and opens credential secrets."""
     links: Links
-    deployments: Any = None
-    """The lifecycle engine (`studios.services.engine.Engine`), once started."""
-    _reader: Connection | None = None
-
-    def reader(self) -> Connection:
-        """A Core connection in autocommit mode for the event loop's own reads (GET routes'
-        hot path): no pool checkout, no transaction to open or close per request, and none
-        held across an `await`. Only ever used from the event-loop thread."""
-        conn = self._reader
-        if conn is None or conn.closed or conn.invalidated:
-            conn = self._reader = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        return conn
+    runtimes: Runtimes | None = None
+    """The runtimes (set when the service starts): the API asks only which one a partition uses."""
+    sleeps_at: Callable[[Any], float | None] = lambda _dep: None
+    """When a running deployment goes to sleep if it stays idle (unix time), or None."""
 
     def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-        self.engine.dispose()
+        self.db.close()

@@ -1,7 +1,9 @@
 """Deployment states and the transitions allowed between them: a table, nothing else.
 
     pending ──> running ──> sleeping ──> pending (woken)
-       │           │           │
+       │    <──    │           │
+       │ (its node │           │
+       │  was lost)│           │
        └───────────┴───────────┴──> terminated (final)
 
 A same-state change (pending -> pending, running -> running) only updates the message
@@ -15,7 +17,7 @@ ACTIVE = ("pending", "running")
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"pending", "running", "terminated"}),
-    "running": frozenset({"running", "sleeping", "terminated"}),
+    "running": frozenset({"running", "sleeping", "terminated", "pending"}),
     "sleeping": frozenset({"pending", "terminated"}),
     "terminated": frozenset(),
 }

@@ -6,14 +6,13 @@ The README's configuration table lists each field here with its default.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,23 +34,19 @@ class Settings(BaseSettings):
     proxy_public_url: str | None = Field(None, description="Where browsers reach the proxy; host mode serves deployments at d-<id>.<its host>. Default: http://localhost:<proxy port>.")
     proxy_mode: Literal["host", "path"] = Field("host", description="host: one host name per deployment (wildcard DNS; *.localhost works locally); path: <proxy URL>/_d/<id>/.")
     display_token_seconds: int = Field(3600, description="How long a displayUrl can be exchanged for a viewer cookie.")
-    runtime: Literal["auto", "process", "docker"] = Field("auto", description="How deployments run: docker when a daemon answers (auto), else host processes.")
-    docker_url: str | None = Field(None, description="Docker Engine API URL (unix:///var/run/docker.sock; Podman: unix:///run/podman/podman.sock). Default: the docker SDK's environment.")
+    runtime: str = Field("auto", description="The default runtime (partitions with runtime = \"default\" use it): auto (docker when an engine answers, else process), or an installed runtime's name: process, docker, swarm, fake. Each runtime has its own STUDIOS_<RUNTIME>_* settings (docs/runtimes/).")
     partitions_file: Path | None = Field(None, description="TOML file declaring partitions and instance types; default: the built-in one (docs/partitions.md).")
-    image_commands: dict[str, str] = Field(default_factory=dict, description='JSON map of image name to a host command for the process runtime, e.g. {"jupyter/base-notebook": "jupyter lab --port $PORT"}.')
     start_timeout_seconds: float = Field(120.0, description="A deployment that does not answer HTTP within this time ends as terminated.")
     stop_grace_seconds: float = Field(5.0, description="Time between SIGTERM and SIGKILL when stopping.")
     log_line_cap: int = Field(1_000_000, description="Most log lines kept per deployment; past it lines are dropped and a system line says so.")
     idle_sleep_seconds: float = Field(3600.0, description="A running deployment with no proxied traffic for this long goes to sleep (0 disables).")
     reconcile_interval_seconds: float = Field(30.0, description="How often live deployments are checked against their runtime.")
+    instance: str | None = Field(None, description="A short id of this installation, put on every workload it runs; every server of one database must agree. Default: a hash of the database URL (without its password).")
+    workers: int = Field(1, ge=1, le=64, description="Server processes `studios serve` runs on this machine (PostgreSQL only); one of them runs the lifecycle engine at a time.")
+    db_threads: int = Field(8, ge=1, le=128, description="Threads per server process that run database calls (the event loop never waits on the database).")
+    db_lock_timeout_seconds: float = Field(10.0, gt=0, description="Longest wait for a database lock; a request that waits longer gets a 503 with Retry-After.")
+    engine_lease_seconds: float = Field(6.0, gt=0, description="Life of the lifecycle engine's lease: another server takes the engine over within this long after its holder dies.")
     access_log: bool = Field(False, description="uvicorn access log (costs ~16% of throughput).")
-
-    @field_validator("image_commands", mode="before")
-    @classmethod
-    def _parse_json_map(cls, value: object) -> object:
-        if isinstance(value, str):
-            return json.loads(value) if value.strip() else {}
-        return value
 
     @cached_property
     def secret_keys(self) -> list[str]:

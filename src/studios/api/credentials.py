@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
-from studios.api.deps import CallDep, ReadCallDep, json, pagination_headers
+from studios.api.deps import Call, CallDep, ReadCallDep, json, pagination_headers
 from studios.db.models import Credential as CredentialRow
 from studios.errors import Invalid
 from studios.schemas.credentials import CREDENTIAL_TYPES, Credential, CredentialCreateRequest, CredentialPatchRequest, CredentialType, CredentialUpdateRequest
@@ -19,7 +19,7 @@ router = APIRouter()
 CredentialId = Annotated[int, Path(description="The ID of the credential.", gt=0, le=2**31 - 1)]
 
 
-def _out(call: CallDep, cred: CredentialRow) -> Credential:
+def _out(call: Call, cred: CredentialRow) -> Credential:
     owner = user_store.get(call.session, cred.owner_id)
     assert owner is not None
     return Credential(id=cred.id, name=cred.name, type=cred.type, username=cred.username, description=cred.description, owner=owner.username, user=views.user_simple(owner), remote_host_id=cred.remote_host_id, remote_host_name=None, state=None, created_at=cred.created_at, updated_at=cred.updated_at, default=cred.is_default, oauth=False, provider=None, provider_metadata=None)
@@ -27,6 +27,7 @@ def _out(call: CallDep, cred: CredentialRow) -> Credential:
 
 @router.get("/credentials/types", summary="Get list of Credential Types", response_model=CredentialType)
 async def list_credentials_types(call: ReadCallDep) -> Response:
+    await call.fast(lambda _conn, _caller: None)
     return json(CredentialType(types=list(CREDENTIAL_TYPES)))
 
 
@@ -44,31 +45,35 @@ async def list_credentials(
     unknown = [t for t in types or [] if t not in CREDENTIAL_TYPES]
     if unknown:
         raise Invalid(f"type: {', '.join(map(repr, unknown))} is not a credential type ({', '.join(CREDENTIAL_TYPES)}).")
-    rows, total = cred_service.page(call.session, call.caller, types, name, order, order_dir == "desc", limit, page_num)
-    return json([_out(call, c) for c in rows], headers=pagination_headers(page_num, limit, total))
+    def body_() -> tuple[list[Credential], int]:
+        rows, total = cred_service.page(call.session, call.caller, types, name, order, order_dir == "desc", limit, page_num)
+        return [_out(call, c) for c in rows], total
+
+    out, total = await call.run(body_)
+    return json(out, headers=pagination_headers(page_num, limit, total))
 
 
 @router.post("/credentials", summary="Create a credential", status_code=201, response_model=Credential)
 async def post_credentials(call: CallDep, body: CredentialCreateRequest) -> Response:
-    return json(_out(call, cred_service.create(call.session, call.ctx.box, call.caller, body)), 201)
+    return json(await call.run(lambda: _out(call, cred_service.create(call.session, call.ctx.box, call.caller, body))), 201)
 
 
 @router.get("/credentials/{id}", summary="Get a credential", response_model=Credential)
 async def get_credentials(call: ReadCallDep, id: CredentialId) -> Response:
-    return json(_out(call, cred_service.get(call.session, call.caller, id)))
+    return json(await call.run(lambda: _out(call, cred_service.get(call.session, call.caller, id))))
 
 
 @router.put("/credentials/{id}", summary="Update an existing credential", response_model=Credential)
 async def put_credentials(call: CallDep, id: CredentialId, body: CredentialUpdateRequest) -> Response:
-    return json(_out(call, cred_service.update(call.session, call.ctx.box, call.caller, id, body, replace=True)))
+    return json(await call.run(lambda: _out(call, cred_service.update(call.session, call.ctx.box, call.caller, id, body, replace=True))))
 
 
 @router.patch("/credentials/{id}", summary="Update some attributes of a credential", response_model=Credential)
 async def patch_credentials(call: CallDep, id: CredentialId, body: CredentialPatchRequest | None = None) -> Response:
-    return json(_out(call, cred_service.update(call.session, call.ctx.box, call.caller, id, body or CredentialPatchRequest(), replace=False)))
+    return json(await call.run(lambda: _out(call, cred_service.update(call.session, call.ctx.box, call.caller, id, body or CredentialPatchRequest(), replace=False))))
 
 
 @router.delete("/credentials/{id}", summary="Delete a credential", status_code=204)
 async def delete_credentials(call: CallDep, id: CredentialId) -> Response:
-    cred_service.delete(call.session, call.caller, id)
+    await call.run(lambda: cred_service.delete(call.session, call.caller, id))
     return Response(status_code=204)

@@ -30,34 +30,48 @@ async def list_deployments(
     order: Annotated[Literal["created_at"], Query(description="The field on which to order the result set. Defaults to created_at. Must be one of: created_at.")] = "created_at",
     order_dir: Annotated[Literal["asc", "desc"], Query(description="Direction in which to sort, either asc (ascending) or desc (descending) defaulting to desc.")] = "desc",
 ) -> Response:
-    rows, total = dep_service.page(call.session, call.caller, studio_id, deployment_id, order_dir, limit, page_num)
-    return json([views.deployment_summary(d, call.ctx.links) for d in rows], headers=pagination_headers(page_num, limit, total))
+    def body_() -> tuple[list[views.WireDict], int]:
+        rows, total = dep_service.page(call.session, call.caller, studio_id, deployment_id, order_dir, limit, page_num)
+        return [views.deployment_summary(d, call.ctx.links) for d in rows], total
+
+    rows, total = await call.run(body_)
+    return json(rows, headers=pagination_headers(page_num, limit, total))
 
 
 @router.post("/studios/{studio_id}/deployments", summary="Deploy a Studio", status_code=201, response_model=StudioDeployment)
 async def post_deployments(call: CallDep, studio_id: StudioId, body: Annotated[StudioDeploymentCreateRequest | None, Body(title="StudioDeploymentCreateRequest")] = None) -> Response:
-    engine = call.ctx.deployments
-    dep = dep_service.create(call.session, call.caller, studio_id, body.deployment_id if body else None, engine.runtime_for)
-    engine.launch(dep.id)
-    return json(views.deployment(dep, call.caller.id, call.ctx.links), 201)
+    runtimes = call.ctx.runtimes
+    assert runtimes is not None
+
+    def body_() -> views.WireDict:
+        dep = dep_service.create(call.session, call.caller, studio_id, body.deployment_id if body else None, runtimes.for_partition)
+        return views.deployment(dep, call.caller.id, call.ctx.links)
+
+    return json(await call.run(body_), 201)
 
 
 @router.get("/studios/{studio_id}/deployments/{deployment_id}", summary="Get details about a Studio deployment", response_model=StudioDeployment)
 async def get_deployments(call: ReadCallDep, studio_id: StudioId, deployment_id: DeploymentId) -> Response:
-    dep = dep_service.get(call.session, call.caller, studio_id, deployment_id)
+    def body_() -> tuple[views.WireDict, float | None]:
+        dep = dep_service.get(call.session, call.caller, studio_id, deployment_id)
+        return views.deployment(dep, call.caller.id, call.ctx.links), call.ctx.sleeps_at(dep)
+
+    view, sleeps_at = await call.run(body_)
     headers = {}
-    sleeps_at = call.ctx.deployments.sleeps_at(dep) if call.ctx.deployments else None
     if sleeps_at is not None:
         # When a running deployment goes to sleep if nobody uses it (not in the spec's schema).
-        headers["X-Studios-Sleeps-At"] = civis_time(sleeps_at)
-    return json(views.deployment(dep, call.caller.id, call.ctx.links), headers=headers)
+        headers["X-Studios-Sleeps-At"] = civis_time(datetime.fromtimestamp(sleeps_at, UTC))
+    return json(view, headers=headers)
 
 
 @router.delete("/studios/{studio_id}/deployments/{deployment_id}", summary="Delete a Studio deployment", status_code=204)
 async def delete_deployments(call: CallDep, studio_id: StudioId, deployment_id: DeploymentId) -> Response:
-    dep_service.for_stop(call.session, call.caller, studio_id, deployment_id)
-    call.session.close()
-    await call.ctx.deployments.stop(deployment_id, call.caller.username)
+    # Ended (and its keys revoked) when this commits; the engine, on whichever server runs
+    # it, then stops the workload: wait (bounded) for that, as a stop used to be synchronous.
+    async with call.ctx.bus.subscription("released", deployment_id=deployment_id) as released:
+        dep = await call.run(lambda: dep_service.stop(call.session, call.caller, studio_id, deployment_id))
+        if dep.released_at is None:
+            await released.get(timeout=call.ctx.settings.stop_grace_seconds + 10.0)
     return Response(status_code=204)
 
 
@@ -72,5 +86,5 @@ async def list_deployments_logs(
 ) -> Response:
     # Times without a zone are read as UTC, as the platform writes them.
     start_at, end_at = (t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t for t in (start_at, end_at))
-    rows = dep_service.logs(call.session, call.caller, id, deployment_id, start_at, end_at, limit)
+    rows = await call.run(lambda: dep_service.logs(call.session, call.caller, id, deployment_id, start_at, end_at, limit))
     return json(views.log_lines(rows))

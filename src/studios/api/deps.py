@@ -1,73 +1,92 @@
-"""Request dependencies: the service context, the database session and the authenticated
-caller, plus small helpers every router uses to answer."""
+"""Request dependencies: the service context and the caller, and small helpers every router
+uses to answer.
+
+A route's work that touches the database runs in the database thread pool, never on the event
+loop: `await call.run(body)` opens a session there (a write transaction for routes that change
+things: BEGIN IMMEDIATE on SQLite), authenticates the caller, runs `body()` with `call.session`
+and `call.caller` set, and commits before the response is built. `await call.fast(body)` is
+the hot GETs' variant: `body(connection)` on the pool thread's autocommit connection, with the
+caller known from the cache of verified keys when it can be (no session at all).
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json as stdlib_json
-from collections.abc import AsyncIterator, Sequence
-from typing import Annotated, Any, cast
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request, Response
 from pydantic import BaseModel
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from studios.context import Context
-from studios.services.keys import Caller, authenticate
+from studios.services.keys import Caller, authenticate, cached_caller
+
+T = TypeVar("T")
 
 
-@dataclasses.dataclass
 class Call:
-    ctx: Context
-    session: Session
-    caller: Caller
+    """One request: who calls, and its database work (in the pool)."""
+
+    __slots__ = ("_caller", "_session", "ctx", "header", "writes")
+
+    def __init__(self, ctx: Context, header: str | None, writes: bool) -> None:
+        self.ctx = ctx
+        self.header = header
+        self.writes = writes
+        self._session: Session | None = None
+        self._caller: Caller | None = None
+
+    @property
+    def session(self) -> Session:
+        assert self._session is not None, "only inside call.run()"
+        return self._session
+
+    @property
+    def caller(self) -> Caller:
+        assert self._caller is not None, "only inside call.run() or after it"
+        return self._caller
+
+    def _in_session(self, body: Callable[[], T]) -> T:
+        db = self.ctx.db
+        with db.writing() if self.writes else db.reading() as session:
+            self._session = session
+            try:
+                self._caller = authenticate(session, self.ctx.hasher, self.header)
+                return body()
+            finally:
+                self._session = None
+
+    async def run(self, body: Callable[[], T]) -> T:
+        """`body()` in the database pool, inside this request's transaction."""
+        return await self.ctx.db.run(lambda: self._in_session(body))
+
+    async def fast(self, body: Callable[[Connection, Caller], T]) -> T:
+        """`body(connection, caller)` in the pool on its autocommit connection (reads only)."""
+        known = cached_caller(self.ctx.hasher, self.header)
+        if known is not None:
+            self._caller = known
+            return await self.ctx.db.fast_read(lambda conn: body(conn, known))
+
+        def call() -> T:
+            with self.ctx.db.reading() as session:
+                self._caller = authenticate(session, self.ctx.hasher, self.header)
+            return body(self.ctx.db.connection(), self._caller)
+
+        return await self.ctx.db.run(call)
 
 
-async def _call(request: Request) -> AsyncIterator[Call]:
-    """Runs on the event loop (no thread hop). Database calls are short and synchronous, and
-    no transaction is held across an `await`: the authentication's read transaction ends
-    before the handler starts, and writes take SQLite's write lock up front (BEGIN
-    IMMEDIATE), since a read-then-write transaction could otherwise fail at once when another
-    writer committed in between. Handlers commit before they await anything."""
-    ctx: Context = request.app.state.ctx
-    sessions = ctx.db if request.method in ("GET", "HEAD") else ctx.locking_db
-    with sessions() as session:
-        caller = authenticate(session, ctx.hasher, request.headers.get("authorization"))
-        session.commit()
-        yield Call(ctx, session, caller)
+def _write_call(request: Request) -> Call:
+    return Call(request.app.state.ctx, request.headers.get("authorization"), writes=True)
 
 
-SESSIONS_KEY = "studios.sessions"
+def _read_call(request: Request) -> Call:
+    return Call(request.app.state.ctx, request.headers.get("authorization"), writes=False)
 
 
-async def _read_call(request: Request) -> Call:
-    """GET and HEAD: a plain (cheap) dependency. Its session only reads, and is closed by
-    `CloseSessions` once the response is out; a read transaction held that long blocks no
-    writer (SQLite WAL, PostgreSQL MVCC)."""
-    ctx: Context = request.app.state.ctx
-    session = ctx.db()
-    request.scope.setdefault(SESSIONS_KEY, []).append(session)
-    caller = authenticate(session, ctx.hasher, request.headers.get("authorization"))
-    return Call(ctx, session, caller)
-
-
-class CloseSessions:
-    """ASGI middleware: closes the sessions `_read_call` opened for a request."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            for session in scope.get(SESSIONS_KEY, ()):
-                session.close()
-
-
-CallDep = Annotated[Call, Depends(_call, scope="function")]
-"""For routes that write (commit before they await anything)."""
+CallDep = Annotated[Call, Depends(_write_call)]
+"""For routes that change things: `call.run` runs in a write transaction."""
 ReadCallDep = Annotated[Call, Depends(_read_call)]
 """For GET routes."""
 

@@ -9,13 +9,14 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from studios.errors import StudiosError
 
 log = logging.getLogger("studios.api")
 
-HTTP_ERRORS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 429: "too_many_requests"}
+HTTP_ERRORS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 429: "too_many_requests", 503: "service_unavailable"}
 
 
 def civis_error(code: int, error: str, description: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -71,6 +72,13 @@ def install(app: FastAPI) -> None:
         else:
             description = str(exc.detail)
         return civis_error(exc.status_code, HTTP_ERRORS.get(exc.status_code, "error"), description, dict(exc.headers or {}))
+
+    @app.exception_handler(OperationalError)
+    async def _database(request: Request, exc: OperationalError) -> JSONResponse:
+        # A lock wait past STUDIOS_DB_LOCK_TIMEOUT_SECONDS, or the database unreachable: the
+        # request changed nothing; the civis client retries on 503 with Retry-After.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, str(exc.orig).strip()[:200])
+        return civis_error(503, "service_unavailable", "The database is busy or unreachable; nothing was changed. Retry shortly.", {"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -25,14 +25,17 @@ def _absent(kind: str, object_id: int) -> NotFound:
 
 @router.get("/files/{id}", summary="Get a file (Studios stores none)", status_code=200)
 async def get_file(call: ReadCallDep, id: ObjectId) -> None:
+    await call.fast(lambda _conn, _caller: None)
     raise _absent("File", id)
 
 
 @router.get("/notebooks/{id}", summary="Get a notebook (Studios stores none)", status_code=200)
 async def get_notebook(call: ReadCallDep, id: ObjectId) -> None:
+    await call.fast(lambda _conn, _caller: None)
     raise _absent("Notebook", id)
 
 
 @router.get("/jobs/{id}", summary="Get a job (Studios stores none)", status_code=200)
 async def get_job(call: ReadCallDep, id: ObjectId) -> None:
+    await call.fast(lambda _conn, _caller: None)
     raise _absent("Job", id)

@@ -34,17 +34,23 @@ def _index(session: Session, studio_id: int) -> ShareIndex:
 
 @router.get("/studios/{id}/shares", summary="List users and groups permissioned on this object", response_model=list[ShareIndex])
 async def list_studio_shares(call: ReadCallDep, id: ObjectId) -> Response:
-    require(call.session, call.caller, id, "read")
-    return json([_index(call.session, id)])
+    def body_() -> ShareIndex:
+        require(call.session, call.caller, id, "read")
+        return _index(call.session, id)
+
+    return json([await call.run(body_)])
 
 
 @router.put("/studios/{id}/shares/users", summary="Set the permissions users have on this object", response_model=ShareIndex)
 async def put_studio_shares_users(call: CallDep, id: ObjectId, body: ShareUsersUpdateRequest) -> Response:
-    studio_service.share(call.session, call.caller, id, body.user_ids, body.permission_level)
-    return json(_index(call.session, id))
+    def body_() -> ShareIndex:
+        studio_service.share(call.session, call.caller, id, body.user_ids, body.permission_level)
+        return _index(call.session, id)
+
+    return json(await call.run(body_))
 
 
 @router.delete("/studios/{id}/shares/users/{user_id}", summary="Revoke the permissions a user has on this object", status_code=204)
 async def delete_studio_shares_users(call: CallDep, id: ObjectId, user_id: Annotated[int, Path(description="The ID of the user.", gt=0, le=2**31 - 1)]) -> Response:
-    studio_service.unshare(call.session, call.caller, id, user_id)
+    await call.run(lambda: studio_service.unshare(call.session, call.caller, id, user_id))
     return Response(status_code=204)

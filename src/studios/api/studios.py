@@ -6,12 +6,14 @@ import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response
+from sqlalchemy import Connection
 
-from studios.api.deps import CallDep, ReadCallDep, json, pagination_headers
+from studios.api.deps import Call, CallDep, ReadCallDep, json, pagination_headers
 from studios.errors import Invalid
 from studios.schemas.studios import ArchiveUpdateRequest30, Studio, StudioCreateRequest, StudioUpdateRequest
 from studios.services import studios as studio_service
 from studios.services import views
+from studios.services.keys import Caller
 
 router = APIRouter()
 
@@ -21,31 +23,40 @@ OrderDir = Annotated[Literal["asc", "desc"], Query(description="Direction in whi
 
 @router.post("/studios", summary="Create a Studio", status_code=201, response_model=Studio)
 async def post_studio(call: CallDep, body: Annotated[StudioCreateRequest | None, Body(title="StudioCreateRequest")] = None) -> Response:
-    studio = studio_service.create(call.session, call.ctx.partitions, call.caller, body or StudioCreateRequest())
-    return json(views.studio_for(call.session.connection(), call.caller, studio.id, call.ctx.links), 201)
+    def body_() -> views.WireDict:
+        studio = studio_service.create(call.session, call.ctx.partitions, call.caller, body or StudioCreateRequest())
+        return views.studio_for(call.session.connection(), call.caller, studio.id, call.ctx.links)
+
+    return json(await call.run(body_), 201)
 
 
 @router.get("/studios/{id}", summary="Get a Studio", response_model=Studio)
 async def get_studio(call: ReadCallDep, id: StudioId) -> Response:
-    return json(views.studio_for(call.ctx.reader(), call.caller, id, call.ctx.links))
+    return json(await call.fast(lambda conn, caller: views.studio_for(conn, caller, id, call.ctx.links)))
 
 
 @router.put("/studios/{id}", summary="Replace all attributes of this Studio", response_model=Studio)
 async def put_studio(call: CallDep, id: StudioId, body: Annotated[StudioUpdateRequest | None, Body(title="StudioUpdateRequest")] = None) -> Response:
-    studio, _ = studio_service.update(call.session, call.ctx.partitions, call.caller, id, body or StudioUpdateRequest(), replace=True)
-    return json(views.studio_for(call.session.connection(), call.caller, studio.id, call.ctx.links))
+    return json(await call.run(lambda: _updated(call, id, body or StudioUpdateRequest(), replace=True)))
 
 
 @router.patch("/studios/{id}", summary="Update some attributes of this Studio", response_model=Studio)
 async def patch_studio(call: CallDep, id: StudioId, body: Annotated[StudioUpdateRequest | None, Body(title="StudioUpdateRequest")] = None) -> Response:
-    studio, _ = studio_service.update(call.session, call.ctx.partitions, call.caller, id, body or StudioUpdateRequest(), replace=False)
-    return json(views.studio_for(call.session.connection(), call.caller, studio.id, call.ctx.links))
+    return json(await call.run(lambda: _updated(call, id, body or StudioUpdateRequest(), replace=False)))
 
 
 @router.put("/studios/{id}/archive", summary="Update the archive status of this object", response_model=Studio)
 async def put_studio_archive(call: CallDep, id: Annotated[int, Path(description="The ID of the object.", gt=0, le=2**31 - 1)], body: ArchiveUpdateRequest30) -> Response:
-    studio, _ = studio_service.archive(call.session, call.caller, id, body.status)
-    return json(views.studio_for(call.session.connection(), call.caller, studio.id, call.ctx.links))
+    def body_() -> views.WireDict:
+        studio, _ = studio_service.archive(call.session, call.caller, id, body.status)
+        return views.studio_for(call.session.connection(), call.caller, studio.id, call.ctx.links)
+
+    return json(await call.run(body_))
+
+
+def _updated(call: Call, studio_id: int, body: StudioUpdateRequest, *, replace: bool) -> views.WireDict:
+    studio, _ = studio_service.update(call.session, call.ctx.partitions, call.caller, studio_id, body, replace=replace)
+    return views.studio_for(call.session.connection(), call.caller, studio.id, call.ctx.links)
 
 
 @router.get("/studios", summary="List Studios", response_model=list[Studio])
@@ -68,7 +79,9 @@ async def list_studios(
         authors = [int(a) for a in author.split(",")]
         if max(authors) > 2**31 - 1:
             raise Invalid(f"author: {max(authors)} is not a user ID (too large).")
-    reader = call.ctx.reader()
-    page = studio_service.page(reader, call.caller, flag, authors, order, order_dir, limit, page_num)
-    body = views.studios(reader, page.studios, call.caller, call.ctx.links)
-    return json(body, headers=pagination_headers(page_num, limit, page.total))
+    def body_(conn: Connection, caller: Caller) -> tuple[list[views.WireDict], int]:
+        page = studio_service.page(conn, caller, flag, authors, order, order_dir, limit, page_num)
+        return views.studios(conn, page.studios, caller, call.ctx.links), page.total
+
+    rows, total = await call.fast(body_)
+    return json(rows, headers=pagination_headers(page_num, limit, total))

@@ -11,9 +11,13 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, lock_timeout: float = 10.0, pool_size: int = 16) -> Engine:
+    """An engine whose lock waits are bounded by `lock_timeout` seconds: SQLite's busy
+    timeout, PostgreSQL's `lock_timeout` (a statement waiting longer fails with an
+    OperationalError, which the API answers with a 503 and Retry-After)."""
+    ms = max(1, int(lock_timeout * 1000))
     if url.startswith("sqlite"):
-        engine = create_engine(url, pool_size=16, max_overflow=16, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, connect_args={"check_same_thread": False, "timeout": lock_timeout})
 
         @event.listens_for(engine, "connect")
         def _tune(dbapi_conn, _record) -> None:
@@ -21,7 +25,7 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={ms}")
             cur.close()
 
         # Take over pysqlite's transaction handling so a write transaction can start with
@@ -37,7 +41,7 @@ def make_engine(url: str) -> Engine:
                 conn.exec_driver_sql("BEGIN " + options.get("sqlite_begin", ""))
 
         return engine
-    return create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args={"options": f"-c lock_timeout={ms} -c idle_in_transaction_session_timeout=60000"})
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

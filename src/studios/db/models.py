@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -168,11 +168,33 @@ class Deployment(Base):
     last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When a terminated deployment's workload was stopped and released (and its logs drained);
+    None while that is still to do (the engine, or its reconcile, finishes it)."""
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    """The engine holder launching this deployment: only one engine ever launches it."""
+    log_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Counts stored log batches: a batch is stored only if no other writer moved it since the
+    batch was read (no line stored twice when two engines briefly overlap)."""
 
     __table_args__ = (
         Index("ix_deployments_studio_id_id", "studio_id", "id"),
         Index("ix_deployments_state", "state"),
+        Index("ix_deployments_unreleased", "id", sqlite_where=text("released_at IS NULL"), postgresql_where=text("released_at IS NULL")),
     )
+
+
+class Lease(Base):
+    """A job exactly one server may do at a time (the lifecycle engine): its holder and until
+    when (unix seconds, by the database's clock on PostgreSQL). A holder renews it well
+    before it expires; another server takes it over once it has."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[float] = mapped_column(Float)
+    acquired_at: Mapped[float] = mapped_column(Float)
 
 
 class DeploymentLog(Base):

@@ -1,26 +1,30 @@
 """What deployment requests mean: deploy (a snapshot of the studio, or of an earlier
-deployment), list, get, stop, and read logs. Permissions as for the studio: read may look,
-write may deploy and stop."""
+deployment), list, get, stop, wake, and read logs. Permissions as for the studio: read may
+look, write may deploy and stop. These only write the database (through the one state writer,
+`studios.services.state`); the lifecycle engine, on whichever server holds it, hears the
+events and does the work. Each function runs inside the caller's transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from studios.db.models import Credential, Deployment
 from studios.errors import Conflict, Invalid, NotFound
+from studios.services import state
 from studios.services.keys import Caller
-from studios.services.log_sink import system_line
 from studios.services.permissions import require
 from studios.store import deployments as dep_store
 
 SNAPSHOT = ("docker_image_name", "docker_image_tag", "instance_type", "memory", "cpu", "disk_space", "params", "git_repo_url", "git_ref", "git_credential_id", "partition_label")
 
 
-def create(session: Session, caller: Caller, studio_id: int, from_deployment: int | None, runtime_for) -> Deployment:
-    """A new pending deployment (committed); the engine then launches it."""
-    studio, _ = require(session, caller, studio_id, "write")
+def create(session: Session, caller: Caller, studio_id: int, from_deployment: int | None, runtime_for: Callable[[str | None], str]) -> Deployment:
+    """A new pending deployment; the studio's other active deployments end (replaced), in the
+    same transaction, so concurrent deploys leave exactly the newest. The engine launches it."""
+    studio, _ = require(session, caller, studio_id, "write", for_update=True)
     if studio.archived:
         raise Conflict(f"Studio {studio_id} is archived; unarchive it (PUT /studios/{studio_id}/archive) before deploying.")
     source: object = studio
@@ -34,8 +38,9 @@ def create(session: Session, caller: Caller, studio_id: int, from_deployment: in
     _check_credentials(session, caller, values)
     runtime = runtime_for(values["partition_label"])
     dep = dep_store.create(session, {**values, "studio_id": studio_id, "user_id": caller.id, "name": studio.name, "runtime": runtime, "state": "pending", "state_message": "queued"})
-    system_line(session, dep.id, f"queued by {caller.username}" + (f" (redeploying deployment {from_deployment})" if from_deployment else ""))
-    session.commit()
+    dep_store.add_system_line(session, dep.id, f"queued by {caller.username}" + (f" (redeploying deployment {from_deployment})" if from_deployment else ""))
+    state.supersede(session, dep)
+    state.announce(session, dep)
     return dep
 
 
@@ -59,9 +64,19 @@ def get(session: Session, caller: Caller, studio_id: int, deployment_id: int) ->
     return dep
 
 
-def for_stop(session: Session, caller: Caller, studio_id: int, deployment_id: int) -> Deployment:
+def stop(session: Session, caller: Caller, studio_id: int, deployment_id: int) -> Deployment:
+    """End the deployment (its keys revoked at once); the engine stops its workload. Stopping
+    an ended deployment whose workload is not yet released asks the engine again."""
     require(session, caller, studio_id, "write")
-    return get(session, caller, studio_id, deployment_id)
+    dep = get(session, caller, studio_id, deployment_id)
+    if state.transition(session, deployment_id, "terminated", f"stopped by {caller.username}") is None and dep.released_at is None:
+        state.announce(session, dep)
+    return dep
+
+
+def wake(session: Session, deployment_id: int) -> bool:
+    """A visitor opened a sleeping deployment's display URL: ask for it to start again."""
+    return state.transition(session, deployment_id, "pending", "waking up", log_line="waking up: the display URL was opened") is not None
 
 
 def page(session: Session, caller: Caller, studio_id: int, deployment_id: int | None, order_dir: str, limit: int, page_num: int) -> tuple[list[Deployment], int]:

@@ -16,7 +16,6 @@ import secrets
 import time
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from studios.db.models import utcnow
@@ -47,6 +46,8 @@ class KeyHasher:
     def __init__(self, secret: str) -> None:
         self._secret = secret.encode()
         self._verified: dict[str, tuple[float, Caller]] = {}
+        self.seen: dict[int, datetime] = {}
+        """Users seen since the last `flush_seen` (written in the background, never by a request)."""
 
     def hash(self, key: str) -> str:
         return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()
@@ -61,6 +62,9 @@ class KeyHasher:
         if len(self._verified) > 10_000:
             self._verified.clear()
         self._verified[key_hash] = (time.monotonic() + self.VERIFIED_SECONDS, caller)
+
+    def forget_all(self) -> None:
+        self._verified.clear()
 
     def forget(self, key_hashes: list[str]) -> None:
         for key_hash in key_hashes:
@@ -108,7 +112,17 @@ def key_from_header(header: str | None) -> str:
     raise Unauthorized("The Authorization header must be 'Basic <base64 key:>' or 'Bearer <key>'.")
 
 
+def cached_caller(hasher: KeyHasher, header: str | None) -> Caller | None:
+    """The caller, if this header's key was verified moments ago (no database needed)."""
+    try:
+        return hasher.cached(hasher.hash(key_from_header(header)))
+    except Unauthorized:
+        return None
+
+
 def authenticate(session: Session, hasher: KeyHasher, header: str | None) -> Caller:
+    """The caller whose key the header carries; Unauthorized if none is valid. Reads only:
+    "last seen" times are noted in `hasher.seen` and written later by `flush_seen`."""
     key_hash = hasher.hash(key_from_header(header))
     known = hasher.cached(key_hash)
     if known is not None:
@@ -119,14 +133,17 @@ def authenticate(session: Session, hasher: KeyHasher, header: str | None) -> Cal
     user = found[0]
     now = utcnow()
     if user.last_seen_at is None or now - user.last_seen_at > SEEN_WRITE_EVERY:
-        try:
-            user_store.mark_seen(session, user.id, now)
-            session.commit()
-        except OperationalError:  # best effort: a busy database must not fail the request
-            session.rollback()
+        hasher.seen[user.id] = now
     caller = Caller(user.id, user.username, user.name, user.is_admin)
     hasher.remember(key_hash, caller)
     return caller
+
+
+def flush_seen(session: Session, hasher: KeyHasher) -> None:
+    """Write the "last seen" times noted since the last call (in the caller's transaction)."""
+    seen, hasher.seen = hasher.seen, {}
+    for user_id, when in seen.items():
+        user_store.mark_seen(session, user_id, when)
 
 
 def is_online(last_seen_at: datetime | None) -> bool:

@@ -34,8 +34,11 @@ def _credential(session: Session, credential_id: int, user_id: int, what: str) -
     return cred
 
 
-def param_env(session: Session, box: SecretBox, params: list[dict[str, Any]], user_id: int) -> dict[str, str]:
+def param_env(session: Session, box: SecretBox, params: list[dict[str, Any]], user_id: int) -> tuple[dict[str, str], dict[str, str]]:
+    """(plain variables, secret variables) for the params: a credential's secret is kept
+    apart, so runtimes can keep it out of specs they store in plain text."""
     env: dict[str, str] = {}
+    secret: dict[str, str] = {}
     for param in params:
         name, kind, value = param["name"], param["type"], param.get("value")
         if value is None:
@@ -43,18 +46,18 @@ def param_env(session: Session, box: SecretBox, params: list[dict[str, Any]], us
         if kind in ("credential_aws",):
             cred = _credential(session, int(value), user_id, f"param {name}")
             env[f"{name}_ACCESS_KEY_ID"] = cred.username or ""
-            env[f"{name}_SECRET_ACCESS_KEY"] = box.open(cred.secret)
+            secret[f"{name}_SECRET_ACCESS_KEY"] = box.open(cred.secret)
         elif kind in ("credential_custom", "credential_redshift", "database"):
             cred = _credential(session, int(value), user_id, f"param {name}")
             env[f"{name}_USERNAME"] = cred.username or ""
-            env[f"{name}_PASSWORD"] = box.open(cred.secret)
+            secret[f"{name}_PASSWORD"] = box.open(cred.secret)
             if kind == "database":
                 env[f"{name}_CREDENTIAL_ID"] = str(cred.id)
         elif kind == "bool":
             env[name] = "true" if value.strip().lower() in ("true", "1", "yes", "t") else "false"
         else:
             env[name] = value
-    return env
+    return env, secret
 
 
 def git_login(session: Session, box: SecretBox, credential_id: int | None, user_id: int) -> GitLogin | None:

@@ -10,19 +10,6 @@ from studios.errors import Forbidden, NotFound
 from studios.services.keys import Caller
 from studios.store import studios as studio_store
 
-_epoch = 0
-
-
-def changed() -> None:
-    """Shares changed: caches of who may see what (the proxy's) must ask again."""
-    global _epoch
-    _epoch += 1
-
-
-def epoch() -> int:
-    return _epoch
-
-
 RANK = {"read": 1, "write": 2, "manage": 3}
 VERBS = {"read": "read", "write": "change or deploy", "manage": "share or unshare"}
 

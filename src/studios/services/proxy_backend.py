@@ -1,76 +1,122 @@
 """The proxy's view of the service (`studios.proxy.backend.ProxyBackend`) over the database:
-where a deployment's app is and who may open it, answered from a short-lived cache that the
-lifecycle engine and share changes invalidate, so state changes and revoked shares take effect
-at the next request. Also keeps the in-memory activity clock that idle sleep reads."""
+where a deployment's app is and who may open it, answered from caches that events keep
+fresh (a `deployment` or `progress` event drops that deployment's target, a `shares` event
+every viewer decision, a `resync` everything), so a stop or a revoked share takes effect at
+the next request on every server. A cache miss reads the database in the database thread
+pool, never on the event loop."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
-from studios.context import Context
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from studios.db.database import Database
+from studios.db.models import DeploymentLog
 from studios.proxy.backend import Target
+from studios.runtimes.registry import Runtimes
+from studios.services import deployments as dep_service
 from studios.services import permissions
+from studios.services.activity import Activity
+from studios.services.events import Bus, Event
 from studios.services.keys import Caller
 from studios.store import deployments as dep_store
 from studios.store import users as user_store
 
-CACHE_SECONDS = 1.0
+CACHE_SECONDS = 5.0
+"""A safety net only: events drop cached entries as soon as something changes."""
+PROGRESS_LINES = 8
 
 
 class DatabaseProxyBackend:
-    def __init__(self, ctx: Context, runtime_address: Callable[[str, dict], tuple[str, int]]) -> None:
-        self.ctx = ctx
-        self.runtime_address = runtime_address
-        self.activity: dict[int, float] = {}
-        """deployment id -> time.time() of the last proxied request or WebSocket traffic."""
+    def __init__(self, db: Database, bus: Bus, runtimes: Runtimes, activity: Activity, idle_sleep: float) -> None:
+        self.db = db
+        self.runtimes = runtimes
+        self.activity = activity
+        self.idle_sleep = idle_sleep
         self._targets: dict[int, tuple[float, Target | None]] = {}
-        self._viewers: dict[tuple[int, int], tuple[float, int, bool]] = {}
+        self._viewers: dict[tuple[int, int], tuple[float, bool]] = {}
+        bus.listen("deployment", self._forget_target)
+        bus.listen("progress", self._forget_target)
+        bus.listen("shares", self._forget_viewers)
+        bus.listen("resync", self._forget_all)
 
-    def forget(self, deployment_id: int) -> None:
-        """Called by the engine on every state change of the deployment."""
-        self._targets.pop(deployment_id, None)
+    def _forget_target(self, event: Event) -> None:
+        self._targets.pop(event.deployment_id, None)
+
+    def _forget_viewers(self, _: Event) -> None:
+        self._viewers.clear()
+
+    def _forget_all(self, _: Event) -> None:
+        self._targets.clear()
+        self._viewers.clear()
+
+    def _read_target(self, session: Session, deployment_id: int) -> tuple[Target | None, float]:
+        dep = dep_store.get(session, deployment_id)
+        if dep is None:
+            return None, 0.0
+        address = self.runtimes.address(dep.runtime, dep.handle) if dep.state == "running" else None
+        progress: list[str] = []
+        if dep.state in ("pending", "sleeping"):
+            query = (
+                select(DeploymentLog.message)
+                .where(DeploymentLog.deployment_id == deployment_id, DeploymentLog.source == "system")
+                .order_by(DeploymentLog.created_at.desc(), DeploymentLog.id.desc())
+                .limit(PROGRESS_LINES)
+            )
+            progress = list(reversed(session.scalars(query).all()))
+        last = max([t.timestamp() for t in (dep.last_activity_at, dep.ready_at) if t is not None] or [0.0])
+        return Target(dep.id, dep.studio_id, dep.state, dep.state_message, address, progress=progress), last
 
     async def target(self, deployment_id: int) -> Target | None:
         now = time.monotonic()
         cached = self._targets.get(deployment_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        with self.ctx.db() as session:
-            dep = dep_store.get(session, deployment_id)
-            target = None
-            if dep is not None:
-                address = self.runtime_address(dep.runtime or "", dep.handle) if dep.state == "running" and dep.handle else None
-                target = Target(dep.id, dep.studio_id, dep.state, dep.state_message, address, sleeps_at=self.sleeps_at(dep.id, dep.ready_at.timestamp() if dep.ready_at else None) if dep.state == "running" else None)
-        self._targets[deployment_id] = (now + CACHE_SECONDS, target)
-        return target
+        if cached is None or cached[0] <= now:
+            target, last = await self.db.read(lambda s: self._read_target(s, deployment_id))
+            if target is not None and target.state == "running" and self.idle_sleep > 0:
+                # Approximate by up to CACHE_SECONDS: shown to visitors, never acted on.
+                last = max(last, self.activity.last.get(deployment_id, 0.0))
+                target = dataclasses.replace(target, sleeps_at=last + self.idle_sleep)
+            cached = self._targets[deployment_id] = (now + CACHE_SECONDS, target)
+        return cached[1]
+
+    def _read_view(self, session: Session, user_id: int, studio_id: int) -> bool:
+        user = user_store.get(session, user_id)
+        if user is None:
+            return False
+        return permissions.level_of(session, Caller(user.id, user.username, user.name, user.is_admin), studio_id) is not None
 
     async def can_view(self, user_id: int, deployment_id: int) -> bool:
         now = time.monotonic()
-        epoch = permissions.epoch()
         cached = self._viewers.get((user_id, deployment_id))
-        if cached is not None and cached[0] > now and cached[1] == epoch:
-            return cached[2]
+        if cached is not None and cached[0] > now:
+            return cached[1]
         allowed = False
         target = await self.target(deployment_id)
         if target is not None:
-            with self.ctx.db() as session:
-                user = user_store.get(session, user_id)
-                if user is not None:
-                    allowed = permissions.level_of(session, Caller(user.id, user.username, user.name, user.is_admin), target.studio_id) is not None
-        self._viewers[(user_id, deployment_id)] = (now + CACHE_SECONDS, epoch, allowed)
+            studio_id = target.studio_id
+            allowed = await self.db.read(lambda s: self._read_view(s, user_id, studio_id))
+        self._viewers[(user_id, deployment_id)] = (now + CACHE_SECONDS, allowed)
         return allowed
 
     def touch(self, deployment_id: int) -> None:
-        self.activity[deployment_id] = time.time()
-
-    def sleeps_at(self, deployment_id: int, ready_at: float | None) -> float | None:
-        """Unix time at which a running deployment goes to sleep if nobody uses it."""
-        idle = self.ctx.settings.idle_sleep_seconds
-        if idle <= 0:
-            return None
-        last = max(self.activity.get(deployment_id, 0.0), ready_at or 0.0) or time.time()
-        return last + idle
+        self.activity.touch(deployment_id)
 
     async def wake(self, deployment_id: int) -> None:
-        await self.ctx.deployments.wake(deployment_id)
+        await self.db.write(lambda s: dep_service.wake(s, deployment_id))
+
+
+def sleeps_at(activity: Activity, idle_sleep: float) -> Callable[..., float | None]:
+    """For the API: when a running deployment (a row) goes to sleep if it stays idle."""
+
+    def when(dep: object) -> float | None:
+        if idle_sleep <= 0 or getattr(dep, "state", None) != "running":
+            return None
+        times = [t.timestamp() for t in (getattr(dep, "last_activity_at", None), getattr(dep, "ready_at", None)) if t is not None]
+        last = max([*times, activity.last.get(getattr(dep, "id", 0), 0.0)])
+        return last + idle_sleep
+
+    return when

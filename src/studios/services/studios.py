@@ -14,7 +14,7 @@ from studios.db.models import Credential, Studio
 from studios.errors import Invalid, NotFound
 from studios.partitions import Partitions
 from studios.schemas.studios import StudioCreateRequest, StudioUpdateRequest
-from studios.services import permissions
+from studios.services.events import Event, emit
 from studios.services.keys import Caller
 from studios.services.permissions import require
 from studios.store import studios as studio_store
@@ -124,8 +124,8 @@ def share(session: Session, caller: Caller, studio_id: int, user_ids: list[int],
         raise Invalid(f"userIds: user {studio.author_id} is the author of studio {studio_id} and always keeps manage permission.")
     for user_id in user_ids:
         studio_store.set_share(session, studio_id, user_id, level)
+    emit(session, Event("shares", studio_id=studio_id))
     session.commit()
-    permissions.changed()
     return studio
 
 
@@ -135,5 +135,5 @@ def unshare(session: Session, caller: Caller, studio_id: int, user_id: int) -> N
         raise Invalid(f"user {user_id} is the author of studio {studio_id} and always keeps manage permission.")
     if not studio_store.remove_share(session, studio_id, user_id):
         raise NotFound(f"User {user_id} has no share on studio {studio_id}.")
+    emit(session, Event("shares", studio_id=studio_id))
     session.commit()
-    permissions.changed()

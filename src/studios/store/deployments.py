@@ -10,7 +10,7 @@ from typing import Any, cast
 from sqlalchemy import Row, String, Table, func, insert, select, type_coerce, update
 from sqlalchemy.orm import Session
 
-from studios.db.models import Deployment, DeploymentLog
+from studios.db.models import Deployment, DeploymentLog, utcnow
 from studios.lifecycle import ACTIVE
 from studios.schemas.common import civis_time
 
@@ -49,6 +49,11 @@ def in_states(session: Session, states: Sequence[str]) -> list[Deployment]:
 
 def set_fields(session: Session, deployment_id: int, **values: Any) -> None:
     session.execute(update(Deployment).where(Deployment.id == deployment_id).values(**values))
+
+
+def add_system_line(session: Session, deployment_id: int, message: str, when: datetime | None = None, stream: str = "stdout") -> None:
+    """A line from the service itself (lifecycle steps), in the caller's transaction."""
+    add_logs(session, [{"deployment_id": deployment_id, "created_at": when or utcnow(), "stream": stream, "source": "system", "message": message}])
 
 
 def add_logs(session: Session, rows: list[dict[str, Any]]) -> None:

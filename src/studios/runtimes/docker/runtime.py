@@ -4,7 +4,7 @@ Owns the containers it labels with its `instance` and nothing else on the engine
 container runs the image's own command under an init process (`init=True`), with the
 deployment's env plus `PORT` (the app listens on `container_port`, 8080 by default, published
 on 127.0.0.1 at a random host port: that address is what the proxy and the readiness probe
-use), the git checkout mounted read-write at `/workspace` (also the working directory), the
+use), the studio's repository copied into `/workspace` before the start (the working directory), the
 engine enforcing memory (no swap beyond it), cpu and, where the storage driver can, disk.
 Peak usage comes from a per-deployment parent cgroup (`docker/cgroups.py`), logs from the engine
 (`docker/logs.py`), images from `docker/images.py`, exit messages from `docker/exits.py`. Blocking SDK calls run in threads.
@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import math
 import re
+import shutil
+import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -29,15 +32,19 @@ from typing import Any
 import docker
 import docker.errors
 from docker.types import LogConfig
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, Usage
+from studios.runtimes import git
+from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, RuntimeEnv, RuntimeSettings, Status, Usage
 from studios.runtimes.docker import cgroups
 from studios.runtimes.docker import logs as docker_logs
+from studios.runtimes.docker.events import ContainerEvents
 from studios.runtimes.docker.exits import exit_of, to_json
 from studios.runtimes.docker.images import disk_limit_refusal, ensure_image, image_reference, is_storage_opt_refusal
 
 WORKSPACE = "/workspace"
-"""Where `spec.checkout` is mounted in the container (and the working directory)."""
+"""Where the studio's repository is copied in the container (and the working directory)."""
 
 LABEL_INSTANCE = "studios.instance"
 LABEL_DEPLOYMENT = "studios.deployment_id"
@@ -59,44 +66,53 @@ def docker_available(base_url: str | None = None, timeout: float = 3.0) -> str |
         return f"no Docker daemon answers at {base_url or 'the default socket'}: {error}"
 
 
+class DockerSettings(RuntimeSettings):
+    model_config = SettingsConfigDict(env_prefix="STUDIOS_DOCKER_", extra="ignore")
+
+    url: str | None = Field(None, description="Docker Engine API URL (unix:///var/run/docker.sock; Podman: unix:///run/podman/podman.sock). Default: the docker SDK's environment (DOCKER_HOST).")
+    container_port: int = Field(8080, description="Port the app listens on inside its container (given to it as PORT).")
+    bind_host: str = Field("127.0.0.1", description="Host address container ports are published on (where the proxy reaches apps).")
+    default_image: str | None = Field(None, description="Image run for a studio that names none (default: refuse).")
+    network: str | None = Field(None, description="Docker network containers join (default: the engine's bridge).")
+    log_max_size: str | None = Field("20m", description="json-file log rotation size per container (the service keeps every line in its database).")
+    cgroup_root: Path = Field(Path("/sys/fs/cgroup"), description="cgroupfs as this service sees it (peak usage is read from containers' parent cgroups).")
+
+
 class DockerRuntime(Runtime):
     """Runs deployments as containers on a Docker (or Podman) engine.
 
-    `base_url`: engine socket (None: DOCKER_HOST or /var/run/docker.sock; Podman:
-    "unix:///run/podman/podman.sock"). `instance`: label value separating this service's
-    containers from another's on the same engine. `cgroup_root`: cgroupfs as this process
-    sees it. `default_image`: run when a studio names no image (None: refuse).
+    Its settings (`DockerSettings`) say which engine and how containers are published; its
+    directory (`env.data_dir`) holds per-deployment usage state files and, briefly, the git
+    checkout copied into a container at start. `env.instance` labels every container, so two
+    installations on one engine never touch each other's.
     """
 
     name = "docker"
+    settings_model = DockerSettings
+    settings: DockerSettings
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        instance: str = "default",
-        container_port: int = 8080,
-        bind_host: str = "127.0.0.1",
-        cgroup_root: Path = Path("/sys/fs/cgroup"),
-        default_image: str | None = None,
-        network: str | None = None,
-        log_max_size: str | None = "20m",
-        sample_interval: float = 0.5,
-    ) -> None:
-        self.base_url = base_url
-        self.instance = instance
-        self.container_port = container_port
-        self.bind_host = bind_host
-        self.cgroup_root = Path(cgroup_root)
-        self.default_image = default_image
-        self.network = network
-        self.log_max_size = log_max_size
+    def __init__(self, settings: DockerSettings, env: RuntimeEnv, *, sample_interval: float = 0.5) -> None:
+        super().__init__(settings, env)
+        self.base_url = settings.url
+        self.instance = env.instance
+        self.container_port = settings.container_port
+        self.bind_host = settings.bind_host
+        self.cgroup_root = Path(settings.cgroup_root)
+        self.default_image = settings.default_image
+        self.network = settings.network
+        self.log_max_size = settings.log_max_size
         self.sample_interval = sample_interval
         self._client: docker.DockerClient | None = None
         self._info: dict[str, Any] | None = None
         # Caches and timers only: everything needed after a restart is in the handle/state file.
         self._samplers: dict[str, cgroups.CpuSampler] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._events = ContainerEvents(self.client, f"{LABEL_INSTANCE}={self.instance}")
+
+    @classmethod
+    def available(cls, settings: RuntimeSettings) -> str | None:
+        assert isinstance(settings, DockerSettings)
+        return docker_available(settings.url)
 
     # -- engine -----------------------------------------------------------------------------
 
@@ -142,11 +158,13 @@ class DockerRuntime(Runtime):
 
         name = self.container_name(spec.deployment_id)
         await asyncio.to_thread(self._remove_leftover, name, spec.deployment_id, report)
+        workdir = self.env.data_dir / "deployments" / str(spec.deployment_id)
+        workdir.mkdir(parents=True, exist_ok=True)
+        state_file = workdir / "docker-state.json"
+        state_file.unlink(missing_ok=True)
+        code = await self._fetch(spec, workdir, report)
         paths = layout.paths(spec.deployment_id)
         cgroups.create(paths)
-        spec.workdir.mkdir(parents=True, exist_ok=True)
-        state_file = spec.workdir / "docker-state.json"
-        state_file.unlink(missing_ok=True)
 
         options = self._create_options(spec, reference, name, layout)
         disk_refusal = disk_limit_refusal(await self._engine_info()) if spec.disk_gb else None
@@ -155,6 +173,8 @@ class DockerRuntime(Runtime):
         elif spec.disk_gb:
             report(f"disk limit of {spec.disk_gb:g} GB is not enforced: {disk_refusal}")
         container = await asyncio.to_thread(self._create, options, report)
+        if code is not None:
+            await asyncio.to_thread(self._copy_in, container, code, report)
 
         sampler = cgroups.CpuSampler(paths, state_file)
         sampler.sample()  # the baseline: whole-life average starts here
@@ -202,7 +222,7 @@ class DockerRuntime(Runtime):
                 LABEL_DEPLOYMENT: str(spec.deployment_id),
                 LABEL_STUDIO: str(spec.studio_id),
             },
-            "environment": {**spec.env, "PORT": str(self.container_port)},
+            "environment": {**spec.env, **spec.secret_env, "PORT": str(self.container_port)},
             "ports": {f"{self.container_port}/tcp": (self.bind_host, None)},
             "cgroup_parent": layout.parent_for(spec.deployment_id),
         }
@@ -211,8 +231,7 @@ class DockerRuntime(Runtime):
             options["memswap_limit"] = f"{spec.memory_mb}m"  # equal: no swapping past the limit
         if spec.cpu_millicores:
             options["nano_cpus"] = spec.cpu_millicores * 1_000_000
-        if spec.checkout is not None:
-            options["volumes"] = {str(spec.checkout): {"bind": WORKSPACE, "mode": "rw"}}
+        if spec.source is not None:
             options["working_dir"] = WORKSPACE
         if self.network:
             options["network"] = self.network
@@ -232,6 +251,35 @@ class DockerRuntime(Runtime):
                 options = {k: v for k, v in options.items() if k != "storage_opt"}
                 return self._create(options, report)
             raise LaunchError(f"the container could not be created: {error.explanation or error}") from None
+
+    async def _fetch(self, spec: LaunchSpec, workdir: Path, report: Reporter) -> Path | None:
+        """Check the studio's repository out on this machine (the container gets a copy, so
+        the engine may be remote); None when the studio has none."""
+        if spec.source is None:
+            return None
+        dest = workdir / "checkout"
+        if dest.exists():
+            await asyncio.to_thread(shutil.rmtree, dest, True)
+        try:
+            await git.fetch(spec.source, dest, report)
+        except git.CheckoutError as error:
+            raise LaunchError(str(error)) from None
+        return dest
+
+    def _copy_in(self, container: Any, checkout: Path, report: Reporter) -> None:
+        """Copy the checkout into the created container at /workspace, then drop it here."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            archive.add(checkout, arcname=WORKSPACE.strip("/"))
+        try:
+            container.put_archive("/", buffer.getvalue())
+        except docker.errors.APIError as error:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+            raise LaunchError(f"the checkout could not be copied into the container: {error.explanation or error}") from None
+        finally:
+            shutil.rmtree(checkout, ignore_errors=True)
+        report(f"copied the checkout into the container at {WORKSPACE} ({len(buffer.getvalue()) >> 10} KiB)")
 
     def _remove_leftover(self, name: str, deployment_id: int, report: Reporter) -> None:
         """A container of this deployment left by an interrupted earlier start is replaced."""
@@ -325,6 +373,18 @@ class DockerRuntime(Runtime):
             outcome = await self.poll(handle)
         return outcome or Exit(code=None, signal=None, oom_killed=False, message="stopped")
 
+    async def watch(self, handle: Handle) -> AsyncIterator[Status]:
+        """Waits on the engine's events stream (one per runtime) for the container's end."""
+        yield Status("running", running=True)
+        while True:
+            armed = self._events.arm(handle["container_id"])
+            ended = await self.poll(handle)
+            if ended is not None:
+                yield Status(ended.message, running=False, exit=ended)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(armed.wait(), 30.0)
+
     async def usage(self, handle: Handle) -> Usage:
         sampler = self._sampler(handle)
         cpu = sampler.sample()
@@ -366,6 +426,8 @@ class DockerRuntime(Runtime):
         cgroup = handle.get("cgroup") or {}
         if cgroup.get("relative"):
             await self._remove_cgroup(Path(cgroup.get("root") or self.cgroup_root), cgroup["relative"])
+        if handle.get("state_file"):
+            await asyncio.to_thread(shutil.rmtree, Path(handle["state_file"]).parent, True)
 
     async def _remove_cgroup(self, root: Path, relative: str, within: float = 3.0) -> None:
         """Remove the parent cgroup, waiting (bounded) for the engine's last processes (the
@@ -400,6 +462,7 @@ class DockerRuntime(Runtime):
         await self._remove_cgroup(self.cgroup_root, layout.relative_path(deployment_id))
 
     async def close(self) -> None:
+        await self._events.close()
         for cid in list(self._tasks):
             self._unwatch(cid)
         if self._client is not None:

@@ -20,10 +20,12 @@ Log cursor: `{"stdout": byte offset, "stderr": byte offset}` into the workdir's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import marshal
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -33,8 +35,11 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from studios.runtimes import cgroups
-from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, Usage
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from studios.runtimes import cgroups, git
+from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, RuntimeEnv, RuntimeSettings, Status, Usage
 from studios.runtimes.process import command as process_command
 from studios.runtimes.process import logs as process_logs
 from studios.runtimes.process import supervisor as process_supervisor
@@ -73,6 +78,30 @@ def _signal_group(ident: Mapping[str, Any] | None, sig: int) -> None:
             pass
 
 
+async def _exit_of(ident: Mapping[str, Any] | None, timeout: float) -> None:
+    """Return when the process `{"pid", "start_time"}` exits (a pidfd becomes readable), or
+    after `timeout` seconds, or at once if it is not that process any more."""
+    if not _alive(ident):
+        return
+    assert ident is not None
+    try:
+        fd = os.pidfd_open(int(ident["pid"]))
+    except OSError:  # gone already, or a kernel without pidfds: a slow poll
+        await asyncio.sleep(min(timeout, 1.0))
+        return
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    try:
+        if not _alive(ident):  # the pid was reused between the check and the open
+            return
+        loop.add_reader(fd, lambda: None if done.done() else done.set_result(None))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done, timeout)
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -97,58 +126,78 @@ def exit_message(record: Mapping[str, Any], memory_mb: int | None) -> Exit:
     return Exit(code=code, signal=sig, oom_killed=oom, message=message)
 
 
+class ProcessSettings(RuntimeSettings):
+    model_config = SettingsConfigDict(env_prefix="STUDIOS_PROCESS_", extra="ignore")
+
+    image_commands: dict[str, str] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("STUDIOS_PROCESS_IMAGE_COMMANDS", "STUDIOS_IMAGE_COMMANDS"),
+        description='JSON map of image name (or name:tag) to the host command run for it, e.g. {"jupyter/base-notebook": "jupyter lab --port $PORT"}. Also read from STUDIOS_IMAGE_COMMANDS.',
+    )
+    cgroups: Literal["auto", "v1", "v2", "off"] = Field("auto", description="Limits: cgroup v1, then v2, then rlimits (auto); or force one; off: rlimits only.")
+    cgroup_name: str = Field("studios-process", description="Name of the cgroup under which deployments' cgroups are made.")
+    start_timeout: float = Field(10.0, description="Seconds the supervisor may take to start the app's process.")
+
+    @field_validator("image_commands", mode="before")
+    @classmethod
+    def _parse_json_map(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+
 class ProcessRuntime(Runtime):
     """Runs deployments as supervised host processes, limited by cgroups where possible.
 
-    `state_dir`: where a copy of every live handle is kept (for `orphans`).
-    `image_commands`: image name (or `name:tag`) -> shell command run for it (may use $PORT).
-    `cgroups`: "auto" (v1, then v2, then rlimits), "v1", "v2" or "off" (rlimits only).
-    `base_env`: the environment every app starts from (default PATH and LANG of the service).
+    Its directory (`env.data_dir`) holds `state/` (a copy of every live handle, for `orphans`)
+    and `deployments/<id>/` (the supervisor's files and logs) with the app's own working
+    directory `deployments/<id>/app/` inside (the checkout, if any; nothing of ours).
     `limits_mode` says what is in force: "cgroup-v1", "cgroup-v2" or "rlimit" (`limits_reason`
-    says why cgroups could not be used).
+    says why cgroups could not be used). `base_env`: the environment every app starts from
+    (default: PATH and LANG of the service).
     """
 
     name = "process"
+    settings_model = ProcessSettings
+    settings: ProcessSettings
 
-    def __init__(
-        self,
-        *,
-        state_dir: Path | None = None,
-        image_commands: Mapping[str, str] | None = None,
-        cgroups: Literal["auto", "v1", "v2", "off"] = "auto",
-        cgroup_name: str = "studios-process",
-        base_env: Mapping[str, str] | None = None,
-        start_timeout: float = 10.0,
-        poll_interval: float = 0.05,
-    ) -> None:
-        from studios.runtimes import cgroups as cgroup_module
-
-        self.hierarchy = cgroup_module.detect(cgroups, name=cgroup_name)
-        self.limits_mode: cgroup_module.Mode = self.hierarchy.mode
+    def __init__(self, settings: ProcessSettings, env: RuntimeEnv, *, base_env: Mapping[str, str] | None = None) -> None:
+        super().__init__(settings, env)
+        self.hierarchy = cgroups.detect(settings.cgroups, name=settings.cgroup_name)
+        self.limits_mode: cgroups.Mode = self.hierarchy.mode
         self.limits_reason = self.hierarchy.reason
-        self.state_dir = Path(state_dir or Path.home() / ".local/state/studios/process-runtime")
+        self.state_dir = env.data_dir / "state"
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.image_commands = dict(image_commands or {})
+        self.deployments_dir = env.data_dir / "deployments"
+        self.image_commands = dict(settings.image_commands)
         self.base_env = dict(
             base_env
             if base_env is not None
             else {"PATH": os.environ.get("PATH", DEFAULT_PATH), "LANG": os.environ.get("LANG", "C.UTF-8")}
         )
-        self.start_timeout = start_timeout
-        self.poll_interval = poll_interval
+        self.start_timeout = settings.start_timeout
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._files = process_logs.FileWatcher()
 
     # -- start -----------------------------------------------------------------------------
 
     async def start(self, spec: LaunchSpec, report: Reporter) -> Handle:
-        argv, cwd = process_command.resolve(spec, self.image_commands, report)
-        workdir = spec.workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        for name in STATE_FILES:
-            (workdir / name).unlink(missing_ok=True)
+        workdir = self.deployments_dir / str(spec.deployment_id)
+        app_dir = workdir / "app"
+        if workdir.exists():
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+        app_dir.mkdir(parents=True)
+        checkout = None
+        if spec.source is not None:
+            try:
+                await git.fetch(spec.source, app_dir, report)
+            except git.CheckoutError as error:
+                raise LaunchError(str(error)) from None
+            checkout = app_dir
+        argv, cwd = process_command.resolve(spec, app_dir, checkout, self.image_commands, report)
         group, limits = self._make_group(spec, report)
         port = _free_port()
-        env = {**self.base_env, "HOME": str(workdir), **spec.env, "PORT": str(port)}
+        env = {**self.base_env, "HOME": str(app_dir), **spec.env, **spec.secret_env, "PORT": str(port)}
         config = {
             "argv": argv,
             "cwd": str(cwd),
@@ -159,9 +208,8 @@ class ProcessRuntime(Runtime):
         }
         config_path = workdir / "process-supervisor.marshal"  # the supervisor reads it without imports
         config_path.write_bytes(marshal.dumps(config))
-        # Opening a local file and forking are quick and kept inline: start latency is measured (docs/runtimes/process.md).
-        with open(workdir / "process-supervisor.log", "ab") as supervisor_log:  # noqa: ASYNC230
-            supervisor = subprocess.Popen(  # noqa: ASYNC220
+        with open(workdir / "process-supervisor.log", "ab") as supervisor_log:  # noqa: ASYNC230 (a local file, opened once per start)
+            supervisor = subprocess.Popen(  # noqa: ASYNC220 (Popen returns at once; start latency is measured)
                 [sys.executable, "-I", "-S", process_supervisor.__file__, str(config_path)],
                 env=env,
                 cwd=workdir,
@@ -260,6 +308,14 @@ class ProcessRuntime(Runtime):
     def address(self, handle: Handle) -> tuple[str, int]:
         return "127.0.0.1", int(handle["port"])
 
+    async def watch(self, handle: Handle) -> AsyncIterator[Status]:
+        """Waits on the supervisor's exit through a pidfd (the supervisor writes the exit
+        record, then exits): no polling while the app runs."""
+        yield Status("running", running=True)
+        while (ended := await self.poll(handle)) is None:
+            await _exit_of(handle.get("supervisor") if _alive(handle.get("supervisor")) else handle.get("app"), self.watch_interval * 30)
+        yield Status(ended.message, running=False, exit=ended)
+
     async def poll(self, handle: Handle) -> Exit | None:
         self._reap()
         record = self._record(handle)
@@ -307,7 +363,7 @@ class ProcessRuntime(Runtime):
     def logs(self, handle: Handle, cursor: LogCursor | None) -> AsyncIterator[tuple[list[LogLine], LogCursor]]:
         workdir = Path(handle["workdir"])
         paths: dict[str, Path] = {stream: workdir / f"{stream}.log" for stream in process_logs.STREAMS}
-        return process_logs.follow(paths, cursor, lambda: self._ended(handle), self.poll_interval)
+        return process_logs.follow(paths, cursor, lambda: self._ended(handle), self._files)
 
     async def adopt(self, handle: Handle) -> bool:
         if handle.get("runtime") != self.name or self._record(handle) is not None:
@@ -325,6 +381,7 @@ class ProcessRuntime(Runtime):
         if handle.get("group"):
             await asyncio.to_thread(cgroups.remove, cgroups.Group.from_json(handle["group"]))
         (self.state_dir / f"{handle['deployment_id']}.json").unlink(missing_ok=True)
+        await asyncio.to_thread(shutil.rmtree, handle["workdir"], True)
         self._reap()
 
     async def orphans(self, known: set[int]) -> list[int]:
@@ -344,4 +401,5 @@ class ProcessRuntime(Runtime):
             await self.cleanup(handle)
 
     async def close(self) -> None:
+        self._files.close()
         self._reap()

@@ -1,4 +1,4 @@
-"""Checking out a studio's git repository at a branch, tag or commit, for a deployment.
+"""Checking out a studio's git repository at a branch, tag or commit, where a runtime needs it.
 
 Owns the `git` command lines and what they may leak. Credentials for HTTPS travel only in the
 environment of the git process and reach git through a throwaway askpass script, so they never
@@ -21,6 +21,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from studios.runtimes.base import Source
 
 ASKPASS = """#!/bin/sh
 case "$1" in
@@ -180,3 +182,8 @@ async def checkout(
     sha = out.strip()
     say(f"checked out {clean_url} at {sha[:12]}")
     return sha
+
+
+async def fetch(source: Source, dest: Path, report: Callable[[str], None], timeout: float = 120.0) -> str:
+    """Check out a runtime contract `Source` into `dest` (see `checkout`); the commit sha."""
+    return await checkout(source.url, source.ref, dest, username=source.username, password=source.password, report=report, timeout=timeout)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from gitserver import git_http_server
-from studios.services import checkout as checkout_module
-from studios.services.checkout import CheckoutError, checkout, split_credentials
+from studios.runtimes import git as checkout_module
+from studios.runtimes.git import CheckoutError, checkout, split_credentials
 
 pytestmark = pytest.mark.anyio
 

@@ -1,0 +1,130 @@
+"""The service's database handle: the engine, read and write sessions, and the bounded thread
+pool in which every blocking database call runs, so the event loop that serves the API, the
+proxy and the engine never waits on the database.
+
+- `await db.read(fn)` runs `fn(session)` in the pool on a read session (no commit).
+- `await db.write(fn)` runs `fn(session)` on a write session and commits: on SQLite the
+  transaction starts with BEGIN IMMEDIATE (it holds the write lock from its first statement,
+  so a read-then-write can't fail on a lock upgrade); on PostgreSQL writers lock rows with
+  SELECT ... FOR UPDATE where they race. Lock waits are bounded by the engine's lock timeout.
+- `await db.fast_read(fn)` runs `fn(connection)` on the pool thread's own autocommit Core
+  connection (the API's hot GETs: no pool checkout, no transaction to open or close).
+- Events queued on a write session (`studios.services.events.emit`) are announced when it
+  commits: on SQLite to this process's bus after the commit, on PostgreSQL as NOTIFY inside
+  the transaction (every server's listener, this one's included, receives them at commit).
+
+Sync twins (`reading()`, `writing()`) serve the command line and code already in the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from sqlalchemy import Connection, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from studios.db.engine import make_engine
+from studios.services.events import Bus, take
+
+T = TypeVar("T")
+NOTIFY = text("SELECT pg_notify('studios', :payload)")
+
+
+class Database:
+    def __init__(self, url: str, bus: Bus | None = None, *, threads: int = 8, lock_timeout: float = 10.0) -> None:
+        self.url = url
+        self.engine = make_engine(url, lock_timeout, pool_size=threads + 4)
+        self.dialect = self.engine.dialect.name
+        self.bus = bus
+        self.lock_timeout = lock_timeout
+        self._reads = sessionmaker(self.engine, expire_on_commit=False)
+        self._writes = sessionmaker(self.engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False)
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="studios-db")
+        self._local = threading.local()
+        self._connections: list[Connection] = []
+        self._lock = threading.Lock()
+        if self.dialect == "postgresql":
+            event.listen(self._writes, "before_commit", self._notify)
+        else:
+            event.listen(self._writes, "after_commit", self._announce)
+        event.listen(self._writes, "after_rollback", take)
+
+    @property
+    def postgresql(self) -> bool:
+        return self.dialect == "postgresql"
+
+    # -- announcing events -------------------------------------------------------------------
+
+    def _notify(self, session: Session) -> None:
+        for item in take(session):
+            session.execute(NOTIFY, {"payload": item.to_json()})
+
+    def _announce(self, session: Session) -> None:
+        events = take(session)
+        if events and self.bus is not None:
+            self.bus.publish(events)
+
+    # -- sync --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Session]:
+        with self._reads() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A write transaction, committed when the block ends without an exception."""
+        with self._writes() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def connection(self) -> Connection:
+        """This thread's autocommit Core connection (made on first use, remade if broken)."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    # -- async -------------------------------------------------------------------------------
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        """`fn()` in the database thread pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
+
+    async def read(self, fn: Callable[[Session], T]) -> T:
+        def call() -> T:
+            with self.reading() as session:
+                return fn(session)
+
+        return await self.run(call)
+
+    async def write(self, fn: Callable[[Session], T]) -> T:
+        def call() -> T:
+            with self.writing() as session:
+                return fn(session)
+
+        return await self.run(call)
+
+    async def fast_read(self, fn: Callable[[Connection], T]) -> T:
+        return await self.run(lambda: fn(self.connection()))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            for conn in self._connections:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._connections.clear()
+        self.engine.dispose()

@@ -1,0 +1,123 @@
+"""Following a started workload until it ends: the runtime's `watch` stream says what happens
+(placed, running, moved, lost its node, ended) without polling; a readiness probe says when the
+app answers HTTP. Each step is a transition through the one writer:
+
+    pending ── the app answers ──> running ── its node is lost ──> pending (then running again)
+    any ── the workload ended ──> terminated (after its last log line is stored)
+    pending ── no answer within STUDIOS_START_TIMEOUT_SECONDS ──> terminated
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
+
+import httpx
+
+from studios.db.models import utcnow
+from studios.runtimes.base import Exit, Handle, Runtime, Status
+from studios.services import state
+from studios.services.engine.kit import Kit
+from studios.store import deployments as dep_store
+
+
+async def _probe(kit: Kit, address: tuple[str, int], began: float) -> float:
+    """Until the app answers any HTTP request: often at first (an app ready in a few ms is
+    seen a few ms later), then every 100 ms. Returns the time it answered (monotonic)."""
+    host, port = address
+    delay = 0.002
+    while True:
+        try:
+            await kit.http.get(f"http://{host}:{port}/")
+            return time.monotonic()
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(delay)
+        if time.monotonic() - began > 2.0:
+            delay = min(delay * 2, 0.1)
+
+
+async def _next(stream: AsyncIterator[Status]) -> Status | None:
+    try:
+        return await anext(stream)
+    except StopAsyncIteration:
+        return None
+
+
+async def follow(kit: Kit, deployment_id: int, runtime: Runtime, handle: Handle, running: bool, began: float) -> None:
+    """Follow the workload until it has ended and the deployment is terminated, or until the
+    deployment is ended by someone else (a transition refused) or this task is cancelled."""
+    timeout = kit.settings.start_timeout
+    deadline = None if running else began + timeout
+    stream = runtime.watch(handle)
+    nxt: asyncio.Task[Status | None] = asyncio.ensure_future(_next(stream))
+    probe: asyncio.Task[float] | None = None
+
+    async def move(new: str, message: str, **fields: Any) -> bool:
+        return await kit.db.write(lambda s: state.transition(s, deployment_id, new, message, **fields)) is not None
+
+    try:
+        while True:
+            waits: set[asyncio.Future[object]] = {nxt}  # type: ignore[arg-type]
+            if probe is not None:
+                waits.add(probe)  # type: ignore[arg-type]
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            done, _ = await asyncio.wait(waits, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                address = runtime.address(handle)
+                where = f" on port {address[1]}" if address else ""
+                await move("terminated", f"the app did not answer HTTP{where} within {timeout:g} s (STUDIOS_START_TIMEOUT_SECONDS)")
+                return
+            if probe is not None and probe in done:
+                answered = probe.result()
+                probe = None
+                address = runtime.address(handle)
+                ms = (answered - began) * 1000
+                port = address[1] if address else "?"
+                if not await move("running", "running", log_line=f"ready after {ms:.0f} ms: the app answers on port {port}", ready_at=utcnow(), last_activity_at=utcnow()):
+                    return
+                deadline = None
+            if nxt not in done:
+                continue
+            status = nxt.result()
+            if status is None:  # the stream ended without saying how: look once
+                ended = await runtime.poll(handle) or Exit(None, None, False, "the workload is gone")
+                status = Status(ended.message, running=False, exit=ended)
+            nxt = asyncio.ensure_future(_next(stream))
+            if status.handle is not None:
+                handle = status.handle
+                await kit.db.write(partial(dep_store.set_fields, deployment_id=deployment_id, handle=handle))
+            if status.exit is not None:
+                if probe is not None:
+                    probe.cancel()
+                # Every line the app wrote is stored before the API says it has ended.
+                await kit.sink.drain(deployment_id)
+                await move("terminated", status.exit.message)
+                return
+            if status.log:
+                kit.sink.report(deployment_id, status.log)
+            if not status.running:
+                if probe is not None:
+                    probe.cancel()
+                    probe = None
+                if deadline is None:  # it was running: it can't serve now
+                    began, deadline = time.monotonic(), time.monotonic() + timeout
+                if not await move("pending", status.message):
+                    return
+            elif probe is None and deadline is not None:
+                address = runtime.address(handle)
+                if address is None:
+                    continue
+                if not await move("pending", f"waiting for the app on port {address[1]}"):
+                    return
+                probe = asyncio.ensure_future(_probe(kit, address, began))
+    finally:
+        for task in (nxt, probe):
+            if task is not None:
+                task.cancel()
+        with contextlib.suppress(Exception):
+            await stream.aclose()  # type: ignore[attr-defined]

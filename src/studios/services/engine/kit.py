@@ -1,0 +1,49 @@
+"""What the lifecycle engine's parts share: the database, the runtimes, the log sink, its
+settings and its identity. Built once by `studios.app`; holds no state of its own."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import httpx
+
+from studios.db.database import Database
+from studios.runtimes.base import Reporter
+from studios.runtimes.registry import Runtimes
+from studios.services.keys import KeyHasher
+from studios.services.log_sink import LogSink
+from studios.services.secrets import SecretBox
+from studios.services.views import Links
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineSettings:
+    start_timeout: float = 120.0
+    stop_grace: float = 5.0
+    idle_sleep: float = 3600.0
+    reconcile_interval: float = 30.0
+    usage_interval: float = 2.0
+    public_url: str = "http://localhost:8000"
+
+
+@dataclasses.dataclass
+class Kit:
+    db: Database
+    runtimes: Runtimes
+    sink: LogSink
+    settings: EngineSettings
+    links: Links
+    hasher: KeyHasher
+    box: SecretBox
+    holder: str
+    """This engine's name in the database (claims, leases): `<host>:<pid>:<random>`."""
+    http: httpx.AsyncClient = dataclasses.field(default_factory=lambda: httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=1.0), trust_env=False))
+
+    def reporter(self, deployment_id: int) -> Reporter:
+        """A runtime `Reporter` for one deployment: each line becomes a stored system line and
+        a progress event (queued in order; the runtime does not wait for the store)."""
+
+        def report(message: str) -> None:
+            self.sink.report(deployment_id, message)
+
+        return report
