@@ -66,6 +66,9 @@ from studios.app import build_context, create_app
 from studios.context import Context
 from studios.db.engine import upgrade
 from studios.db.models import Base
+from studios.runtimes.base import RuntimeSettings
+from studios.runtimes.docker.runtime import DockerSettings
+from studios.runtimes.process.runtime import ProcessSettings
 from studios.services import keys as key_service
 from studios.settings import Settings
 from studios.store import users as user_store
@@ -290,10 +293,25 @@ def database_url(fresh_database: Callable[[Path], str], tmp_path: Path) -> str:
 # ----------------------------------------------------------------------------- app
 
 
+RUNTIME_OVERRIDES = {"image_commands": ("process", "image_commands"), "docker_url": ("docker", "url")}
+"""Overrides that are runtimes' settings, not the service's: `settings_overrides` may name them."""
+
+
 def test_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settings:
     # The process runtime by default: no Docker probe per test; override with settings_overrides.
     values: dict[str, Any] = {"data_dir": data_dir, "database_url": database_url, "secret_key": TEST_SECRET, "runtime": "process", "proxy_port": free_port()}
-    return Settings(**{**values, **overrides})
+    service = {k: v for k, v in overrides.items() if k not in RUNTIME_OVERRIDES}
+    return Settings(**{**values, **service})
+
+
+def runtime_settings(overrides: dict[str, Any]) -> dict[str, RuntimeSettings]:
+    """Each runtime's settings for a test: its defaults plus what `overrides` names."""
+    fields: dict[str, dict[str, Any]] = {"process": {}, "docker": {}}
+    for key, value in overrides.items():
+        if key in RUNTIME_OVERRIDES:
+            runtime, field = RUNTIME_OVERRIDES[key]
+            fields[runtime][field] = value
+    return {"process": ProcessSettings(**fields["process"]), "docker": DockerSettings(**fields["docker"])}
 
 
 @contextlib.contextmanager
@@ -311,7 +329,7 @@ def running_api(app: Any) -> Iterator[Api]:
 
 def user_maker(ctx: Context) -> Callable[..., TestUser]:
     def make(username: str, *, admin: bool = False, name: str | None = None) -> TestUser:
-        with ctx.db() as session:
+        with ctx.db.writing() as session:
             user = user_store.create(session, username, name or username.title(), f"{username}@example.com", admin)
             key = key_service.mint(session, ctx.hasher, user.id, "test")
             key_id = user_store.keys_of(session, user.id)[-1].id
@@ -341,11 +359,11 @@ def open_env(fresh_database: Callable[[Path], str]) -> Callable[..., contextlib.
         settings = test_settings(directory / "data", fresh_database(directory), **overrides)
         context = build_context(settings, migrate=False)
         try:
-            application = create_app(ctx=context)
+            application = create_app(ctx=context, runtime_settings=runtime_settings(overrides))
             with running_api(application) as client:
                 yield Env(settings, context, application, client, user_maker(context))
         finally:
-            context.engine.dispose()
+            context.close()
 
     return open_
 
@@ -366,12 +384,12 @@ def ctx(settings: Settings) -> Iterator[Context]:
     try:
         yield context
     finally:
-        context.engine.dispose()
+        context.close()
 
 
 @pytest.fixture
-def app(ctx: Context) -> Any:
-    return create_app(ctx=ctx)
+def app(ctx: Context, settings_overrides: dict[str, Any]) -> Any:
+    return create_app(ctx=ctx, runtime_settings=runtime_settings(settings_overrides))
 
 
 @pytest.fixture
@@ -383,7 +401,7 @@ def api(app: Any) -> Iterator[Api]:
 @pytest.fixture
 def make_key(ctx: Context) -> Callable[[TestUser], tuple[str, int]]:
     def make(user: TestUser) -> tuple[str, int]:
-        with ctx.db() as session:
+        with ctx.db.writing() as session:
             key = key_service.mint(session, ctx.hasher, user.id, f"test-{uuid.uuid4().hex[:6]}")
             key_id = user_store.keys_of(session, user.id)[-1].id
             session.commit()

@@ -36,7 +36,7 @@ from studios.services.secrets import SecretBox
 from studios.settings import Settings
 
 log = logging.getLogger("studios")
-SEEN_FLUSH_SECONDS = 30.0
+SEEN_FLUSH_SECONDS = 5.0
 
 
 def proxy_config(settings: Settings) -> ProxyConfig:
@@ -77,6 +77,22 @@ async def _every(seconds: float, job: Callable[[], Any], what: str) -> None:
             await job()
         except Exception:
             log.exception("%s failed", what)
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
+
+
+def serve_app() -> FastAPI:
+    """The app of one `studios serve` worker process (uvicorn's factory); the parent process
+    has migrated the database already."""
+    return create_app(ctx=build_context(Settings(), migrate=False))
 
 
 def create_app(
@@ -146,7 +162,10 @@ def create_app(
         ]
         proxy = ProxyServer(proxy_config(settings), backend, ctx.links)  # type: ignore[arg-type]
         if serve_proxy:
-            host, port = await proxy.start(settings.host, settings.effective_proxy_port)
+            # Several workers on one machine each listen on the proxy's port (the kernel
+            # spreads connections among them).
+            shared = _reuse_port_socket(settings.host, settings.effective_proxy_port) if settings.workers > 1 else None
+            host, port = await proxy.start(settings.host, settings.effective_proxy_port, sock=shared)
             log.warning("studios: display-URL proxy on http://%s:%s (public %s, %s mode)", host, port, settings.effective_proxy_url, settings.proxy_mode)
         # Everything built so far lives as long as the service: keep the cyclic garbage
         # collector from rescanning it on every full collection (shorter pauses).
@@ -177,4 +196,4 @@ def create_app(
     return app
 
 
-__all__ = ["Event", "build_context", "create_app", "proxy_config"]
+__all__ = ["Event", "build_context", "create_app", "proxy_config", "serve_app"]

@@ -31,18 +31,34 @@ def _context():
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default: STUDIOS_HOST or 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (default: STUDIOS_PORT or 8000).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Server processes on this machine (default: STUDIOS_WORKERS or 1; more than one needs PostgreSQL).")] = None,
 ) -> None:
     """Run the API server (and the deployment engine and proxy inside it)."""
+    import os
+
     import uvicorn
 
     from studios.app import create_app
+    from studios.db.engine import upgrade
 
-    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}  # field name -> value
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}  # field name -> value
     settings = Settings(**overrides)
-    application = create_app(settings)
-    err.print(f"studios: database {settings.effective_database_url.split('@')[-1]}")
+    url = settings.effective_database_url
+    err.print(f"studios: database {url.split('@')[-1]}")
     err.print(f"studios: listening on http://{settings.host}:{settings.port} (public URL {settings.effective_public_url})")
-    uvicorn.run(application, host=settings.host, port=settings.port, access_log=settings.access_log, log_level="info", loop="uvloop", http="httptools", timeout_graceful_shutdown=5)
+    options: dict[str, Any] = dict(host=settings.host, port=settings.port, access_log=settings.access_log, log_level="info", loop="uvloop", http="httptools", timeout_graceful_shutdown=5)
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    if not url.startswith("postgresql"):
+        err.print("studios: --workers needs PostgreSQL (STUDIOS_DATABASE_URL): the workers share events through it")
+        raise typer.Exit(2)
+    upgrade(url)
+    # The workers are new processes: they read the same settings from the environment.
+    os.environ.update({f"STUDIOS_{k.upper()}": str(v) for k, v in overrides.items()})
+    os.environ.setdefault("STUDIOS_SECRET_KEY", ",".join(settings.secret_keys))
+    err.print(f"studios: {settings.workers} workers; one of them runs the lifecycle engine at a time")
+    uvicorn.run("studios.app:serve_app", factory=True, workers=settings.workers, **options)
 
 
 @users_app.command("create")
@@ -57,7 +73,7 @@ def users_create(
     from studios.store import users as user_store
 
     ctx = _context()
-    with ctx.db() as session:
+    with ctx.db.writing() as session:
         if user_store.by_username(session, username):
             err.print(f"a user named {username!r} already exists")
             raise typer.Exit(1)
@@ -75,7 +91,7 @@ def bootstrap() -> None:
     from studios.store import users as user_store
 
     ctx = _context()
-    with ctx.db() as session:
+    with ctx.db.writing() as session:
         if user_store.list_all(session):
             err.print("studios: users exist already; `studios keys create USER` prints a new key")
             return
@@ -94,7 +110,7 @@ def users_list() -> None:
 
     ctx = _context()
     table = Table("id", "username", "name", "admin")
-    with ctx.db() as session:
+    with ctx.db.writing() as session:
         for user in user_store.list_all(session):
             table.add_row(str(user.id), user.username, user.name, "yes" if user.is_admin else "")
     console.print(table)
@@ -107,7 +123,7 @@ def keys_create(username: str, name: Annotated[str, typer.Option(help="A label f
     from studios.store import users as user_store
 
     ctx = _context()
-    with ctx.db() as session:
+    with ctx.db.writing() as session:
         user = user_store.by_username(session, username)
         if user is None:
             err.print(f"no user named {username!r}")
@@ -124,7 +140,7 @@ def keys_list(username: Annotated[str | None, typer.Argument(help="Only this use
 
     ctx = _context()
     table = Table("id", "user", "name", "prefix", "created", "revoked")
-    with ctx.db() as session:
+    with ctx.db.writing() as session:
         user_id = None
         if username:
             user = user_store.by_username(session, username)
@@ -144,7 +160,7 @@ def keys_revoke(key_id: int) -> None:
     from studios.services.keys import KeyHasher, revoke
 
     ctx = _context()
-    with ctx.db() as session:
+    with ctx.db.writing() as session:
         if not revoke(session, ctx.hasher, key_id):
             err.print(f"no key with id {key_id}")
             raise typer.Exit(1)

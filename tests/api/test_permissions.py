@@ -202,7 +202,7 @@ def test_401_on_writes_changes_nothing(api: Any, author: Any) -> None:
 def test_revoked_key_is_refused_and_other_keys_still_work(api: Any, ctx: Any, author: Any, make_key: Any) -> None:
     second_key, _ = make_key(author)
     assert api.as_(author).get("/users/me").status_code == 200
-    with ctx.db() as session:
+    with ctx.db.writing() as session:
         assert key_service.revoke(session, ctx.hasher, author.key_id)
     revoked = api.as_(author).get("/users/me")
     assert revoked.status_code == 401 and "WWW-Authenticate" in revoked.headers

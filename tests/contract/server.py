@@ -17,13 +17,13 @@ Every process started here is killed in teardown, also on failure.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -144,7 +144,7 @@ class StudiosServer:
         """Last resort after the server stopped: kill what the runtimes still run for it
         (process supervisors and apps by their stored handles, containers by label)."""
         data = Path(self.env["STUDIOS_DATA_DIR"])
-        for handle_file in (data / "process-runtime").glob("*.json"):
+        for handle_file in (data / "runtimes" / "process" / "state").glob("*.json"):
             with contextlib.suppress(Exception):
                 handle = json.loads(handle_file.read_text())
                 for part in ("app", "supervisor"):
@@ -153,7 +153,7 @@ class StudiosServer:
                     if int(stat.rsplit(")", 1)[1].split()[19]) == ident["start_time"]:
                         os.killpg(ident["pid"], signal.SIGKILL)
         if self.env.get("STUDIOS_RUNTIME") in ("docker", "auto"):
-            instance = hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:12]
+            instance = self.env["STUDIOS_INSTANCE"]
             with contextlib.suppress(Exception):
                 ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=studios.instance={instance}"], capture_output=True, text=True, timeout=30).stdout.split()
                 if ids:
@@ -168,7 +168,8 @@ def studios_server(root: Path, *, name: str, runtime: str = "process", env: dict
     """A started server on a fresh database; stopped (and its database dropped) afterwards."""
     root.mkdir(parents=True, exist_ok=True)
     with pg_database(name) if TEST_DATABASE_URL else contextlib.nullcontext() as db_url:
-        extra = {"STUDIOS_RUNTIME": runtime, **(env or {})}
+        # Its own installation id: its containers are told apart from every other test's.
+        extra = {"STUDIOS_RUNTIME": runtime, "STUDIOS_INSTANCE": f"t{uuid.uuid4().hex[:10]}", **(env or {})}
         if db_url:
             extra["STUDIOS_DATABASE_URL"] = db_url
         server = StudiosServer(root, extra)

@@ -5,7 +5,6 @@ image `studios-test/busybox:latest` (it runs the shell code in the `APP_CMD` par
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -163,7 +162,7 @@ def test_restart_adopts_a_running_container(client: Any, server: StudiosServer) 
 
     poll(lambda: len(ticks()) >= 5, 10, "ticks before the restart")
     server.stop()
-    instance = hashlib.sha256(str(Path(server.env["STUDIOS_DATA_DIR"]).resolve()).encode()).hexdigest()[:12]
+    instance = server.env["STUDIOS_INSTANCE"]
     printed = lambda: subprocess.run(["docker", "logs", f"studios-{instance}-d{did}"], capture_output=True, text=True).stdout.count("tick ")  # noqa: E731
     down_from = printed()
     poll(lambda: printed() >= down_from + 10, 10, "lines printed while the service is down", interval=0.05)

@@ -124,7 +124,7 @@ def test_restart_adopts_a_live_app_and_loses_no_line(client: Any, server: Studio
     before = poll(lambda: (t := ticks()) and len(t) >= 5 and t, 10, "ticks before the restart")
     server.stop()
     # While the service is down the app keeps printing (its supervisor writes stdout.log).
-    stdout_log = Path(server.env["STUDIOS_DATA_DIR"]) / "deployments" / str(did) / "stdout.log"
+    stdout_log = Path(server.env["STUDIOS_DATA_DIR"]) / "runtimes" / "process" / "deployments" / str(did) / "stdout.log"
     printed = lambda: sum(1 for _ in stdout_log.open())  # noqa: E731
     down_from = printed()
     poll(lambda: printed() >= down_from + 10, 10, "lines printed while the service is down", interval=0.05)

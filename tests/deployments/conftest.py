@@ -16,7 +16,7 @@ def _no_leftover_workloads(api: Api, ctx: Any) -> Iterator[None]:
     yield
 
     async def sweep() -> None:
-        for runtime in ctx.deployments.runtimes.values():
+        for runtime in ctx.runtimes.by_name.values():
             for deployment_id in await runtime.orphans(set()):
                 await runtime.remove_orphan(deployment_id)
 

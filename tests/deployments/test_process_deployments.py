@@ -77,9 +77,9 @@ def logs(api: Api, studio_id: int, deployment_id: int, **params: Any) -> list[di
 def app_port(ctx: Any, deployment_id: int) -> int:
     from studios.store import deployments as dep_store
 
-    with ctx.db() as session:
+    with ctx.db.writing() as session:
         handle = dep_store.get(session, deployment_id).handle
-    return ctx.deployments.runtimes["process"].address(handle)[1]
+    return ctx.runtimes.by_name["process"].address(handle)[1]
 
 
 def test_deploy_runs_the_app_with_params_logs_and_stop(api: Api, author: TestUser, ctx: Any) -> None:
@@ -121,11 +121,11 @@ def test_the_app_key_acts_as_the_deployer_and_is_revoked_at_the_end(api: Api, au
     me = api.as_(author)
     s = studio(me, "app-http")
     dep = settled(me, s["id"], deploy(me, s["id"])["deploymentId"])
-    with ctx.db() as session:
+    with ctx.db.writing() as session:
         key = session.scalar(select(ApiKey).where(ApiKey.deployment_id == dep["deploymentId"]))
         assert key.user_id == author.id and key.revoked_at is None
     me.delete(f"/studios/{s['id']}/deployments/{dep['deploymentId']}")
-    with ctx.db() as session:
+    with ctx.db.writing() as session:
         assert session.scalar(select(ApiKey.revoked_at).where(ApiKey.deployment_id == dep["deploymentId"])) is not None
 
 
@@ -139,7 +139,7 @@ def test_a_crash_says_its_exit_code(api: Api, author: TestUser) -> None:
 
 
 def test_a_memory_hog_is_killed_at_its_limit(api: Api, author: TestUser, ctx: Any) -> None:
-    if ctx.deployments.runtimes["process"].limits_mode == "rlimit":
+    if ctx.runtimes.by_name["process"].limits_mode == "rlimit":
         pytest.skip("cgroups are not writable here; the rlimit fallback cannot report an OOM kill")
     me = api.as_(author)
     s = studio(me, "app-hog", requiredResources={"memory": 64})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,16 +14,25 @@ from typing import Any
 
 import pytest
 
-from studios.runtimes.base import Handle, LaunchSpec
+from studios.runtimes.base import Handle, LaunchSpec, RuntimeEnv, Source
 from studios.runtimes.process import ProcessRuntime
+from studios.runtimes.process.runtime import ProcessSettings
 
 _ids = itertools.count(1000)
 
-@pytest.fixture
-def make_repo(tmp_path: Path) -> Callable[..., Path]:
-    """A checkout whose executable `start` runs the given Python source (or a Procfile)."""
+def git_repo(repo: Path) -> Source:
+    """Commit everything in `repo` (a new git repository) and return it as a launch `Source`."""
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "HOME": str(repo), "PATH": "/usr/bin:/bin"}
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "--allow-empty", "-m", "app"]):
+        subprocess.run(["git", *args], cwd=repo, env=env, check=True)
+    return Source(str(repo))
 
-    def make(source: str, *, procfile: bool = False) -> Path:
+
+@pytest.fixture
+def make_repo(tmp_path: Path) -> Callable[..., Source]:
+    """A git repository whose executable `start` runs the given Python source (or a Procfile)."""
+
+    def make(source: str, *, procfile: bool = False) -> Source:
         repo = tmp_path / f"repo{next(_ids)}"
         repo.mkdir()
         (repo / "app.py").write_text(textwrap.dedent(source))
@@ -32,26 +42,26 @@ def make_repo(tmp_path: Path) -> Callable[..., Path]:
             start = repo / "start"
             start.write_text(f"#!/bin/sh\nexec {sys.executable} app.py\n")
             start.chmod(0o755)
-        return repo
+        return git_repo(repo)
 
     return make
 
 
 @pytest.fixture
 def make_spec(tmp_path: Path) -> Callable[..., LaunchSpec]:
-    def make(checkout: Path | None = None, **changes: Any) -> LaunchSpec:
+    def make(source: Source | None = None, **changes: Any) -> LaunchSpec:
         deployment_id = changes.pop("deployment_id", next(_ids))
         fields: dict[str, Any] = dict(
             deployment_id=deployment_id,
             studio_id=1,
+            user_id=1,
             image=None,
             tag="latest",
             memory_mb=None,
             cpu_millicores=None,
             disk_gb=None,
             env={"STUDIO_PARAM": "42"},
-            workdir=tmp_path / f"deployment-{deployment_id}",
-            checkout=checkout,
+            source=source,
         )
         fields.update(changes)
         return LaunchSpec(**fields)
@@ -66,18 +76,24 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
-    return tmp_path / "state"
+    """The process runtime's own directory (its `RuntimeEnv.data_dir`)."""
+    return tmp_path / "process-runtime"
+
+
+def process_runtime_at(data_dir: Path, **settings: Any) -> ProcessRuntime:
+    return ProcessRuntime(ProcessSettings(**settings), RuntimeEnv(data_dir, "test", "http://localhost:8000"))
 
 
 @pytest.fixture
 async def process_runtime(state_dir: Path) -> AsyncIterator[ProcessRuntime]:
     """A runtime whose leftovers (any deployment still in its state dir) are removed after."""
-    rt = ProcessRuntime(state_dir=state_dir, image_commands={"busy": "exec yes > /dev/null"})
+    rt = process_runtime_at(state_dir, image_commands={"busy": "exec yes > /dev/null"})
     yield rt
     for deployment_id in await rt.orphans(set()):
         await rt.remove_orphan(deployment_id)
-    for path in state_dir.glob("*.json"):
+    for path in rt.state_dir.glob("*.json"):
         await rt.cleanup(json.loads(path.read_text()))
+    await rt.close()
 
 
 @pytest.fixture

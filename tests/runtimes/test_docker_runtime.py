@@ -22,10 +22,12 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from studios.runtimes.base import Exit, LaunchError, LaunchSpec, LogLine
+from runtimes.conftest import git_repo
+from studios.runtimes.base import Exit, LaunchError, LaunchSpec, LogLine, RuntimeEnv
 from studios.runtimes.docker import DockerRuntime, docker_available
 from studios.runtimes.docker import logs as docker_logs
 from studios.runtimes.docker.images import _Progress, image_reference
+from studios.runtimes.docker.runtime import DockerSettings
 
 IMAGE = "studios-test/busybox"
 REPO = Path(__file__).resolve().parents[2]
@@ -46,9 +48,13 @@ def engine() -> None:
     subprocess.run([str(REPO / "scripts" / "build-test-images.sh")], check=True, capture_output=True)
 
 
+def docker_runtime(tmp_path: Path, instance: str) -> DockerRuntime:
+    return DockerRuntime(DockerSettings(url=os.environ.get("DOCKER_HOST")), RuntimeEnv(tmp_path / "docker-runtime", instance, "http://localhost:8000"))
+
+
 @pytest.fixture
-async def runtime(engine: None) -> AsyncIterator[DockerRuntime]:
-    rt = DockerRuntime(instance=f"test-{uuid.uuid4().hex[:8]}")
+async def runtime(engine: None, tmp_path: Path) -> AsyncIterator[DockerRuntime]:
+    rt = docker_runtime(tmp_path, f"test-{uuid.uuid4().hex[:8]}")
     yield rt
     for deployment_id in await rt.orphans(set()):
         await rt.remove_orphan(deployment_id)
@@ -58,9 +64,9 @@ async def runtime(engine: None) -> AsyncIterator[DockerRuntime]:
 def make_spec(tmp_path: Path, app_cmd: str | None = None, **changes: Any) -> LaunchSpec:
     deployment_id = next(_ids)
     values: dict[str, Any] = dict(
-        deployment_id=deployment_id, studio_id=7, image=IMAGE, tag="latest",
+        deployment_id=deployment_id, studio_id=7, user_id=1, image=IMAGE, tag="latest",
         memory_mb=64, cpu_millicores=500, disk_gb=None,
-        env={"APP_CMD": app_cmd} if app_cmd else {}, workdir=tmp_path / f"d{deployment_id}",
+        env={"APP_CMD": app_cmd} if app_cmd else {},
     )
     values.update(changes)
     return LaunchSpec(**values)
@@ -120,7 +126,7 @@ async def test_app_answers_logs_apart_and_peak_usage(runtime: DockerRuntime, tmp
     assert used.max_cpu_millicores and used.max_cpu_millicores > 0
     await runtime.cleanup(handle)
     assert not Path(handle["cgroup"]["paths"]["memory"]).exists()
-    assert (await runtime.poll(handle)) == ended  # kept in the state file after removal
+    assert (await runtime.poll(handle)) is not None  # still ended once everything is removed
 
 
 @pytest.mark.docker
@@ -193,7 +199,7 @@ async def test_a_new_runtime_adopts_running_containers(runtime: DockerRuntime, t
     first = await read_all_until(runtime, handle, "before")
     await runtime.close()
 
-    again = DockerRuntime(instance=runtime.instance)
+    again = docker_runtime(tmp_path, runtime.instance)
     try:
         assert await again.adopt(handle)
         assert not await again.adopt({**handle, "container_id": "0" * 64})
@@ -228,7 +234,7 @@ async def test_orphans_are_found_by_label_and_removed(runtime: DockerRuntime, tm
     handle = await runtime.start(spec, lambda line: None)
     assert await runtime.orphans({spec.deployment_id + 1}) == [spec.deployment_id]
     assert await runtime.orphans({spec.deployment_id}) == []
-    other = DockerRuntime(instance=f"{runtime.instance}-other")
+    other = docker_runtime(tmp_path, f"{runtime.instance}-other")
     assert spec.deployment_id not in await other.orphans(set())
     await other.close()
     await runtime.remove_orphan(spec.deployment_id)
@@ -239,15 +245,18 @@ async def test_orphans_are_found_by_label_and_removed(runtime: DockerRuntime, tm
 
 @pytest.mark.docker
 @pytest.mark.anyio
-async def test_the_checkout_is_mounted_at_workspace(runtime: DockerRuntime, tmp_path: Path) -> None:
+async def test_the_repository_is_copied_into_workspace(runtime: DockerRuntime, tmp_path: Path) -> None:
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     (checkout / "index.html").write_text("from the checkout\n")
-    spec = make_spec(tmp_path, "pwd; echo made > made-here.txt; exec httpd -f -p $PORT", checkout=checkout)
-    handle = await runtime.start(spec, lambda line: None)
+    spec = make_spec(tmp_path, "pwd; echo made > made-here.txt; exec httpd -f -p $PORT", source=git_repo(checkout))
+    reported: list[str] = []
+    handle = await runtime.start(spec, reported.append)
     response = await http_get(runtime.address(handle))
     assert response.text == "from the checkout\n"
-    assert (checkout / "made-here.txt").read_text() == "made\n"
+    assert any(line.startswith("copied the checkout into the container at /workspace") for line in reported)
+    # The container has its own copy: nothing of the app's writes reaches this machine's disk.
+    assert not list(tmp_path.rglob("made-here.txt"))
     await runtime.stop(handle, 2)
     lines = [line.message for batch, _ in await read_all(runtime, handle) for line in batch]
     assert lines[0] == "/workspace"

@@ -5,6 +5,7 @@ and exits), no sleeps used as synchronisation."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from runtimes.conftest import git_repo, process_runtime_at
 from studios.runtimes import cgroups
 from studios.runtimes.base import LaunchError
-from studios.runtimes.process import ProcessRuntime
 from studios.runtimes.process.command import NO_START_COMMAND
 
 pytestmark = pytest.mark.anyio
@@ -99,7 +100,7 @@ async def test_http_app_runs_answers_logs_and_stops(process_runtime, make_repo, 
     await runtime.cleanup(handle)
     if handle["group"]:
         assert not any(Path(d).exists() for d in handle["group"]["dirs"])
-    assert (Path(handle["workdir"]) / "stdout.log").exists()  # logs stay with the service
+    assert not Path(handle["workdir"]).exists()  # its lines are the service's now: nothing left behind
     assert await runtime.usage(handle) is not None
 
 
@@ -109,8 +110,10 @@ async def test_app_gets_port_env_and_sane_base(process_runtime, make_repo, make_
     spec = make_spec(make_repo(app))
     handle = await runtime.start(spec, lambda line: None)
     lines = [message for _, message in await lines_of(runtime, handle)]
-    assert lines[:3] == [f"PORT {handle['port']}", "STUDIO_PARAM 42", f"HOME {spec.workdir}"]
-    assert lines[3] != "LANG None" and lines[4] == str(spec.checkout)
+    app_dir = Path(handle["workdir"]) / "app"
+    assert lines[:3] == [f"PORT {handle['port']}", "STUDIO_PARAM 42", f"HOME {app_dir}"]
+    assert lines[3] != "LANG None" and lines[4] == str(app_dir)
+    assert sorted(p.name for p in app_dir.iterdir()) == [".git", "app.py", "start"]  # the user's code, nothing of the runtime's
     assert (await runtime.poll(handle)).message == "exited with code 0"
 
 
@@ -160,7 +163,7 @@ async def test_cpu_quota_and_peak_cpu(process_runtime, make_spec):
 
 
 async def test_rlimit_fallback_limits_memory_and_measures(state_dir, make_repo, make_spec):
-    runtime = ProcessRuntime(state_dir=state_dir, cgroups="off")
+    runtime = process_runtime_at(state_dir, cgroups="off")
     assert runtime.limits_mode == "rlimit" and "disabled" in runtime.limits_reason
     reported: list[str] = []
     app = "hog = []\nwhile True: hog.append(b'x' * (4 << 20))"
@@ -216,17 +219,17 @@ async def test_nothing_to_run(process_runtime, make_spec, tmp_path):
     empty = tmp_path / "empty-repo"
     empty.mkdir()
     with pytest.raises(LaunchError) as error:
-        await runtime.start(make_spec(empty), lambda line: None)
+        await runtime.start(make_spec(git_repo(empty)), lambda line: None)
     assert str(error.value) == NO_START_COMMAND
     with pytest.raises(LaunchError, match=r"image jupyter:4 has no host command.*map"):
         await runtime.start(make_spec(image="jupyter", tag="4"), lambda line: None)
 
 
 async def test_image_command_runs_in_workdir_without_repo(state_dir, make_spec, lines_of):
-    runtime = ProcessRuntime(state_dir=state_dir, image_commands={"lab:1": "echo lab on $PORT; pwd"})
+    runtime = process_runtime_at(state_dir, image_commands={"lab:1": "echo lab on $PORT; pwd"})
     spec = make_spec(image="lab", tag="1")
     handle = await runtime.start(spec, lambda line: None)
-    assert [m for _, m in await lines_of(runtime, handle)] == [f"lab on {handle['port']}", str(spec.workdir)]
+    assert [m for _, m in await lines_of(runtime, handle)] == [f"lab on {handle['port']}", str(Path(handle["workdir"]) / "app")]
     await runtime.cleanup(handle)
 
 
@@ -237,20 +240,21 @@ async def test_unstartable_program_is_a_launch_error(process_runtime, make_spec,
     (repo / "start").write_text("#!/nonexistent/interpreter\n")
     (repo / "start").chmod(0o755)
     with pytest.raises(LaunchError, match=r"cannot start .*start.*No such file"):
-        await runtime.start(make_spec(repo), lambda line: None)
+        await runtime.start(make_spec(git_repo(repo)), lambda line: None)
     assert not list(runtime.state_dir.glob("*.json"))
 
 
 SERVICE = """
 import asyncio, json, sys
 from pathlib import Path
-from studios.runtimes.base import LaunchSpec
+from studios.runtimes.base import LaunchSpec, RuntimeEnv, Source
 from studios.runtimes.process import ProcessRuntime
+from studios.runtimes.process.runtime import ProcessSettings
 
 async def main():
-    runtime = ProcessRuntime(state_dir=Path(sys.argv[1]))
+    runtime = ProcessRuntime(ProcessSettings(), RuntimeEnv(Path(sys.argv[1]), "test", "http://localhost:8000"))
     fields = json.loads(sys.argv[2])
-    spec = LaunchSpec(**{**fields, "workdir": Path(fields["workdir"]), "checkout": Path(fields["checkout"])})
+    spec = LaunchSpec(**{**fields, "source": Source(**fields["source"])})
     handle = await runtime.start(spec, lambda line: None)
     seen = []
     async for batch, cursor in runtime.logs(handle, None):
@@ -275,7 +279,7 @@ for i in range(100, 200):
 
 async def test_adopt_after_the_service_exited(state_dir, make_repo, make_spec):
     spec = make_spec(make_repo(COUNTER_APP))
-    fields = {**spec.__dict__, "workdir": str(spec.workdir), "checkout": str(spec.checkout)}
+    fields = {**spec.__dict__, "source": dataclasses.asdict(spec.source)}
     service = subprocess.run(
         [sys.executable, "-c", SERVICE, str(state_dir), json.dumps(fields)], capture_output=True, text=True, timeout=30
     )
@@ -284,11 +288,11 @@ async def test_adopt_after_the_service_exited(state_dir, make_repo, make_spec):
     handle, cursor = state["handle"], state["cursor"]
     assert state["seen"] == [str(i) for i in range(100)]
 
-    runtime = ProcessRuntime(state_dir=state_dir)  # the restarted service
+    runtime = process_runtime_at(state_dir)  # the restarted service
     assert await runtime.adopt(handle)
     assert await runtime.orphans({spec.deployment_id}) == []
     assert await runtime.orphans(set()) == [spec.deployment_id]
-    (spec.checkout / "go").touch()
+    (Path(handle["workdir"]) / "app" / "go").touch()
     rest = [line.message async for batch, _ in runtime.logs(handle, cursor) for line in batch]
     assert rest == [str(i) for i in range(100, 200)]
     assert (await runtime.poll(handle)).message == "exited with code 0"

@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from studios.context import Context
-from studios.services.keys import Caller, authenticate, cached_caller
+from studios.services.keys import Caller, authenticate, cached_caller, flush_seen
 
 T = TypeVar("T")
 
@@ -54,6 +54,8 @@ class Call:
             self._session = session
             try:
                 self._caller = authenticate(session, self.ctx.hasher, self.header)
+                if self.writes and self.ctx.hasher.seen:
+                    flush_seen(session, self.ctx.hasher)  # a write transaction is open anyway
                 return body()
             finally:
                 self._session = None

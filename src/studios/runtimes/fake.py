@@ -14,7 +14,8 @@ param of that name), comma-separated:
 
 The app answers `GET /` with `hello from fake deployment N`, `GET /env` with its environment as
 JSON, `GET /print?text=..&stream=stdout|stderr` by logging that line, and `GET /exit?code=N` by
-ending. Workloads live in a registry shared by every `FakeRuntime` of this process and
+ending; with a source, `GET /` serves the checkout's `index.html`. At start it logs `NAME=value` for each variable named in `STUDIOS_FAKE_ECHO`
+(comma-separated) and one line on stderr. Workloads live in a registry shared by every `FakeRuntime` of this process and
 installation, so a new runtime object (a service "restart" in tests) can adopt them.
 """
 
@@ -24,14 +25,17 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import shutil
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic_settings import SettingsConfigDict
 
+from studios.runtimes import git
 from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, RuntimeSettings, Status, Usage
 
 
@@ -68,6 +72,8 @@ class Workload:
     changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
     placed: bool = True
+    root: Path | None = None
+    """Where its source was checked out (its `index.html` is served at /), if it has one."""
 
     def log(self, message: str, stream: str = "stdout") -> None:
         self.lines.append(LogLine("stderr" if stream == "stderr" else "stdout", message, datetime.now(UTC)))
@@ -102,6 +108,8 @@ class FakeRuntime(Runtime):
                     url = urlsplit(target)
                     query = {k: v[0] for k, v in parse_qs(url.query).items()}
                     status, body = 200, f"hello from fake deployment {work.deployment_id}\n".encode()
+                    if url.path == "/" and work.root is not None and (work.root / "index.html").is_file():
+                        body = (work.root / "index.html").read_bytes()
                     if url.path == "/env":
                         body = json.dumps(work.env).encode()
                     elif url.path == "/print":
@@ -115,6 +123,9 @@ class FakeRuntime(Runtime):
 
         work.server = await asyncio.start_server(handle, "127.0.0.1", work.port)
         work.log(f"fake app listening on port {work.port}")
+        for name in filter(None, work.env.get("STUDIOS_FAKE_ECHO", "").split(",")):
+            work.log(f"{name}={work.env.get(name, '')}")
+        work.log("fake app: stderr works", "stderr")
         if "crash-after" in work.behave:
             work.tasks.append(asyncio.create_task(self._later(work, float(work.behave["crash-after"]), Exit(1, None, False, "exited with code 1"))))
         if "oom-after" in work.behave:
@@ -156,10 +167,16 @@ class FakeRuntime(Runtime):
         behave = behaviours(env)
         if "fail-start" in behave:
             raise LaunchError(behave["fail-start"] or "the fake runtime was told to fail")
+        root = None
         if spec.source is not None:
-            report(f"fake: would fetch {spec.source.url}" + (f" at {spec.source.ref}" if spec.source.ref else ""))
+            root = self.env.data_dir / "deployments" / str(spec.deployment_id)
+            shutil.rmtree(root, ignore_errors=True)
+            try:
+                await git.fetch(spec.source, root, report)
+            except git.CheckoutError as error:
+                raise LaunchError(str(error)) from None
         port = _free_port()
-        work = Workload(spec.deployment_id, {**env, "PORT": str(port)}, behave, port)
+        work = Workload(spec.deployment_id, {**env, "PORT": str(port)}, behave, port, root=root)
         old = self.workloads.pop(self._key(spec.deployment_id), None)
         if old is not None:
             self._end(old, Exit(None, 9, False, "replaced"))
@@ -257,6 +274,8 @@ class FakeRuntime(Runtime):
         work = self.workloads.pop(self._key(int(handle["deployment_id"])), None)
         if work is not None:
             self._end(work, Exit(None, 9, False, "removed"))
+            if work.root is not None:
+                shutil.rmtree(work.root, ignore_errors=True)
 
     async def orphans(self, known: set[int]) -> list[int]:
         return sorted(d for (instance, d), w in self.workloads.items() if instance == self.env.instance and d not in known and w.exit is None)

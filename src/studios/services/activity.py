@@ -9,8 +9,9 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import Table, bindparam, or_, update
 from sqlalchemy.orm import Session
 
 from studios.db.database import Database
@@ -18,10 +19,11 @@ from studios.db.models import Deployment
 
 log = logging.getLogger("studios.activity")
 
+TABLE = cast(Table, Deployment.__table__)
 _UPDATE = (
-    update(Deployment)
-    .where(Deployment.id == bindparam("dep_id"), or_(Deployment.last_activity_at.is_(None), Deployment.last_activity_at < bindparam("at")))
-    .values(last_activity_at=bindparam("at"))
+    update(TABLE)
+    .where(TABLE.c.id == bindparam("b_dep_id"), or_(TABLE.c.last_activity_at.is_(None), TABLE.c.last_activity_at < bindparam("b_at")))
+    .values(last_activity_at=bindparam("b_at"))
 )
 
 
@@ -40,11 +42,11 @@ class Activity:
     async def flush(self) -> None:
         if not self._dirty:
             return
-        rows = [{"dep_id": d, "at": datetime.fromtimestamp(self.last[d], UTC)} for d in self._dirty]
+        rows = [{"b_dep_id": d, "b_at": datetime.fromtimestamp(self.last[d], UTC)} for d in self._dirty]
         self._dirty = set()
 
         def store(session: Session) -> None:
-            session.execute(_UPDATE.execution_options(synchronize_session=False), rows)
+            session.connection().execute(_UPDATE, rows)
 
         await self.db.write(store)
 

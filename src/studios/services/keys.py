@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from studios.db.models import utcnow
 from studios.errors import Unauthorized
+from studios.services.events import Event, emit
 from studios.store import users as user_store
 
 KEY_PREFIX = "stu_"
@@ -87,6 +88,7 @@ def revoke(session: Session, hasher: KeyHasher, key_id: int) -> bool:
     key = user_store.revoke_key(session, key_id)
     if key is None:
         return False
+    emit(session, Event("keys", data={"hashes": [key.key_hash]}))  # other servers forget it too
     session.commit()
     hasher.forget([key.key_hash])
     return True

@@ -19,9 +19,9 @@ import contextlib
 import dataclasses
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from studios.db.database import Database
@@ -52,10 +52,11 @@ class _System:
     stored: asyncio.Future[bool]
 
 
+TABLE = cast(Table, Deployment.__table__)
 _UPDATE = (
-    update(Deployment)
-    .where(Deployment.id == bindparam("dep_id"))
-    .values(log_lines=bindparam("lines"), logs_dropped=bindparam("dropped"), log_seq=bindparam("seq"), log_cursor=bindparam("cursor"))
+    update(TABLE)
+    .where(TABLE.c.id == bindparam("b_dep_id"))
+    .values(log_lines=bindparam("b_lines"), logs_dropped=bindparam("b_dropped"), log_seq=bindparam("b_seq"), log_cursor=bindparam("b_cursor"))
 )
 
 
@@ -115,7 +116,7 @@ class LogSink:
             query = select(Deployment.id, Deployment.log_lines, Deployment.logs_dropped, Deployment.log_seq).where(Deployment.id.in_(ids))
             if self.db.postgresql:
                 query = query.with_for_update()
-            rows = {r.id: {"dep_id": r.id, "lines": r.log_lines, "dropped": r.logs_dropped, "seq": r.log_seq, "cursor": None} for r in session.execute(query)}
+            rows = {r.id: {"b_dep_id": r.id, "b_lines": r.log_lines, "b_dropped": r.logs_dropped, "b_seq": r.log_seq, "b_cursor": None} for r in session.execute(query)}
         results: list[bool] = []
         changed: set[int] = set()
         for item in items:
@@ -125,24 +126,24 @@ class LogSink:
                 results.append(True)
                 continue
             row = rows.get(item.deployment_id)
-            if row is None or row["seq"] != item.seq:
+            if row is None or row["b_seq"] != item.seq:
                 results.append(False)
                 continue
-            room = max(self.cap - row["lines"], 0)
+            room = max(self.cap - row["b_lines"], 0)
             kept, dropped = item.lines[:room], len(item.lines) - min(room, len(item.lines))
             dep_store.add_user_logs(session, item.deployment_id, kept)
-            if dropped and row["dropped"] == 0:
+            if dropped and row["b_dropped"] == 0:
                 dep_store.add_system_line(session, item.deployment_id, f"log cap of {self.cap} lines reached: further lines are dropped (STUDIOS_LOG_LINE_CAP)", utcnow(), "stderr")
-            row["lines"] += len(kept)
-            row["dropped"] += dropped
-            row["seq"] += 1
-            row["cursor"] = item.cursor
+            row["b_lines"] += len(kept)
+            row["b_dropped"] += dropped
+            row["b_seq"] += 1
+            row["b_cursor"] = item.cursor
             changed.add(item.deployment_id)
             results.append(True)
         if changed:
-            session.execute(_UPDATE, [rows[d] for d in changed])
+            session.connection().execute(_UPDATE, [rows[d] for d in changed])
             for dep_id in changed:
-                emit(session, Event("logs", dep_id, data={"lines": rows[dep_id]["lines"]}))
+                emit(session, Event("logs", dep_id, data={"lines": rows[dep_id]["b_lines"]}))
         return results
 
     # -- pumps -------------------------------------------------------------------------------

@@ -55,11 +55,12 @@ def transition(session: Session, deployment_id: int, new: str, message: str, *, 
 
 
 def supersede(session: Session, deployment: Deployment) -> list[int]:
-    """Under the studio's lock: end the studio's other active deployments, so that only
-    `deployment` (the newest) stays. Returns the ids ended (the engine releases them)."""
+    """Under the studio's lock: end the studio's other live deployments (sleeping ones too: a
+    visitor would otherwise wake a second one), so that only `deployment` (the newest) stays.
+    Returns the ids ended (the engine releases them)."""
     studio_store.get_for_update(session, deployment.studio_id)
     ended = []
-    for other in dep_store.active_of_studio(session, deployment.studio_id):
+    for other in dep_store.of_studio_in(session, deployment.studio_id, ("pending", "running", "sleeping")):
         if other.id != deployment.id and transition(session, other.id, "terminated", f"replaced by deployment {deployment.id}"):
             ended.append(other.id)
     return ended

@@ -11,7 +11,6 @@ from sqlalchemy import Row, String, Table, func, insert, select, type_coerce, up
 from sqlalchemy.orm import Session
 
 from studios.db.models import Deployment, DeploymentLog, utcnow
-from studios.lifecycle import ACTIVE
 from studios.schemas.common import civis_time
 
 
@@ -39,8 +38,8 @@ def page(session: Session, studio_id: int, deployment_id: int | None, descending
     return list(session.scalars(query.order_by(order).limit(limit).offset(offset))), total
 
 
-def active_of_studio(session: Session, studio_id: int) -> list[Deployment]:
-    return list(session.scalars(select(Deployment).where(Deployment.studio_id == studio_id, Deployment.state.in_(ACTIVE)).order_by(Deployment.id)))
+def of_studio_in(session: Session, studio_id: int, states: Sequence[str]) -> list[Deployment]:
+    return list(session.scalars(select(Deployment).where(Deployment.studio_id == studio_id, Deployment.state.in_(states)).order_by(Deployment.id)))
 
 
 def in_states(session: Session, states: Sequence[str]) -> list[Deployment]:

@@ -127,7 +127,7 @@ def exit_message(record: Mapping[str, Any], memory_mb: int | None) -> Exit:
 
 
 class ProcessSettings(RuntimeSettings):
-    model_config = SettingsConfigDict(env_prefix="STUDIOS_PROCESS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="STUDIOS_PROCESS_", extra="ignore", populate_by_name=True)
 
     image_commands: dict[str, str] = Field(
         default_factory=dict,
@@ -376,8 +376,10 @@ class ProcessRuntime(Runtime):
             deadline = time.monotonic() + 5.0
             while not self._ended(handle) and time.monotonic() < deadline:  # noqa: ASYNC110 (polls files and /proc: no event to await)
                 await asyncio.sleep(0.01)
-            if _alive(handle.get("supervisor")):
-                os.kill(int(handle["supervisor"]["pid"]), signal.SIGKILL)
+        # The supervisor exits right after writing the exit record: let it, before its files go.
+        await _exit_of(handle.get("supervisor"), 5.0)
+        if _alive(handle.get("supervisor")):
+            os.kill(int(handle["supervisor"]["pid"]), signal.SIGKILL)
         if handle.get("group"):
             await asyncio.to_thread(cgroups.remove, cgroups.Group.from_json(handle["group"]))
         (self.state_dir / f"{handle['deployment_id']}.json").unlink(missing_ok=True)

@@ -5,6 +5,9 @@ app answers HTTP. Each step is a transition through the one writer:
     pending ── the app answers ──> running ── its node is lost ──> pending (then running again)
     any ── the workload ended ──> terminated (after its last log line is stored)
     pending ── no answer within STUDIOS_START_TIMEOUT_SECONDS ──> terminated
+
+The start timeout counts from the moment the runtime says the workload runs: a workload no
+node can place stays pending, with the scheduler's reason, for as long as it takes.
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ async def follow(kit: Kit, deployment_id: int, runtime: Runtime, handle: Handle,
     """Follow the workload until it has ended and the deployment is terminated, or until the
     deployment is ended by someone else (a transition refused) or this task is cancelled."""
     timeout = kit.settings.start_timeout
-    deadline = None if running else began + timeout
+    ready = running
+    deadline: float | None = None
     stream = runtime.watch(handle)
     nxt: asyncio.Task[Status | None] = asyncio.ensure_future(_next(stream))
     probe: asyncio.Task[float] | None = None
@@ -80,7 +84,7 @@ async def follow(kit: Kit, deployment_id: int, runtime: Runtime, handle: Handle,
                 port = address[1] if address else "?"
                 if not await move("running", "running", log_line=f"ready after {ms:.0f} ms: the app answers on port {port}", ready_at=utcnow(), last_activity_at=utcnow()):
                     return
-                deadline = None
+                ready, deadline = True, None
             if nxt not in done:
                 continue
             status = nxt.result()
@@ -104,17 +108,23 @@ async def follow(kit: Kit, deployment_id: int, runtime: Runtime, handle: Handle,
                 if probe is not None:
                     probe.cancel()
                     probe = None
-                if deadline is None:  # it was running: it can't serve now
-                    began, deadline = time.monotonic(), time.monotonic() + timeout
+                if ready:  # it was running: it can't serve now (its node was lost...)
+                    ready, began = False, time.monotonic()
+                deadline = None
                 if not await move("pending", status.message):
                     return
-            elif probe is None and deadline is not None:
+            elif not ready and probe is None:
                 address = runtime.address(handle)
                 if address is None:
                     continue
                 if not await move("pending", f"waiting for the app on port {address[1]}"):
                     return
+                deadline = time.monotonic() + timeout
                 probe = asyncio.ensure_future(_probe(kit, address, began))
+            elif not ready and status.handle is not None and probe is not None:
+                probe.cancel()  # it moved while starting: probe the new address
+                address = runtime.address(handle)
+                probe = asyncio.ensure_future(_probe(kit, address, began)) if address else None
     finally:
         for task in (nxt, probe):
             if task is not None:

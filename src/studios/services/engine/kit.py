@@ -3,7 +3,9 @@ settings and its identity. Built once by `studios.app`; holds no state of its ow
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import threading
 
 import httpx
 
@@ -41,9 +43,15 @@ class Kit:
 
     def reporter(self, deployment_id: int) -> Reporter:
         """A runtime `Reporter` for one deployment: each line becomes a stored system line and
-        a progress event (queued in order; the runtime does not wait for the store)."""
+        a progress event (queued in order; the runtime does not wait for the store). May be
+        called from any thread (runtimes report from their blocking SDK calls)."""
+        loop = asyncio.get_running_loop()
 
         def report(message: str) -> None:
-            self.sink.report(deployment_id, message)
+            if threading.get_ident() == thread:
+                self.sink.report(deployment_id, message)
+            else:
+                loop.call_soon_threadsafe(self.sink.report, deployment_id, message)
 
+        thread = threading.get_ident()
         return report

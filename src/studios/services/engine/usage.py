@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.orm import Session
 
 from studios.db.models import Deployment
@@ -18,7 +19,8 @@ from studios.services.events import Event, emit
 log = logging.getLogger("studios.engine")
 Peaks = tuple[float | None, float | None]
 
-_UPDATE = update(Deployment).where(Deployment.id == bindparam("dep_id")).values(max_memory_usage=bindparam("memory"), max_cpu_usage=bindparam("cpu"))
+TABLE = cast(Table, Deployment.__table__)
+_UPDATE = update(TABLE).where(TABLE.c.id == bindparam("b_dep_id")).values(max_memory_usage=bindparam("b_memory"), max_cpu_usage=bindparam("b_cpu"))
 
 
 def _higher(new: float | None, old: float | None) -> float | None:
@@ -59,7 +61,7 @@ class UsageTracker:
             return
 
         def store(session: Session) -> None:
-            session.execute(_UPDATE, [{"dep_id": d, "memory": m, "cpu": c} for d, (m, c) in risen.items()])
+            session.connection().execute(_UPDATE, [{"b_dep_id": d, "b_memory": m, "b_cpu": c} for d, (m, c) in risen.items()])
             for dep_id, (memory, cpu) in risen.items():
                 emit(session, Event("usage", dep_id, data={"maxMemoryUsage": memory, "maxCpuUsage": cpu}))
 
