@@ -115,6 +115,13 @@ class StudiosServer:
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=5)
 
+    def kill(self) -> None:
+        """SIGKILL the server process alone (its workloads live on, as after a crash)."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
     def restart(self) -> None:
         self.stop()
         self.start()

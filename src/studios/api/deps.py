@@ -61,8 +61,10 @@ class Call:
                 self._session = None
 
     async def run(self, body: Callable[[], T]) -> T:
-        """`body()` in the database pool, inside this request's transaction."""
-        return await self.ctx.db.run(lambda: self._in_session(body))
+        """`body()` in the database pool, inside this request's transaction (run again if
+        PostgreSQL picked it as a deadlock's victim: it was rolled back)."""
+        db = self.ctx.db
+        return await db.run(lambda: db.retrying(lambda: self._in_session(body)))
 
     async def fast(self, body: Callable[[Connection, Caller], T]) -> T:
         """`body(connection, caller)` in the pool on its autocommit connection (reads only)."""

@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from sqlalchemy import Connection, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from studios.db.engine import make_engine
@@ -33,6 +37,8 @@ from studios.services.events import Bus, take
 
 T = TypeVar("T")
 NOTIFY = text("SELECT pg_notify('studios', :payload)")
+RETRYABLE = {"40P01": "deadlock detected", "40001": "serialization failure"}
+log = logging.getLogger("studios.db")
 
 
 class Database:
@@ -76,6 +82,20 @@ class Database:
         with self._reads() as session:
             yield session
 
+    def retrying(self, fn: Callable[[], T], attempts: int = 4) -> T:
+        """`fn()` (a whole transaction), run again if PostgreSQL chose it as the victim of a
+        deadlock or a serialization failure: it was rolled back, so it may run anew."""
+        for attempt in range(attempts):
+            try:
+                return fn()
+            except DBAPIError as error:
+                code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+                if code not in RETRYABLE or attempt == attempts - 1:
+                    raise
+                log.info("retrying a transaction after %s (%s)", code, RETRYABLE[code])
+                time.sleep(0.005 * (attempt + 1) + random.random() * 0.01)
+        raise AssertionError("unreachable")
+
     @contextlib.contextmanager
     def writing(self) -> Iterator[Session]:
         """A write transaction, committed when the block ends without an exception."""
@@ -115,7 +135,7 @@ class Database:
             with self.writing() as session:
                 return fn(session)
 
-        return await self.run(call)
+        return await self.run(lambda: self.retrying(call))
 
     async def fast_read(self, fn: Callable[[Connection], T]) -> T:
         return await self.run(lambda: fn(self.connection()))

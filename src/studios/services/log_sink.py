@@ -115,7 +115,7 @@ class LogSink:
         if ids:
             query = select(Deployment.id, Deployment.log_lines, Deployment.logs_dropped, Deployment.log_seq).where(Deployment.id.in_(ids))
             if self.db.postgresql:
-                query = query.with_for_update()
+                query = query.with_for_update(key_share=True)
             rows = {r.id: {"b_dep_id": r.id, "b_lines": r.log_lines, "b_dropped": r.logs_dropped, "b_seq": r.log_seq, "b_cursor": None} for r in session.execute(query)}
         results: list[bool] = []
         changed: set[int] = set()

@@ -19,7 +19,8 @@ def get(session: Session, deployment_id: int) -> Deployment | None:
 
 
 def get_for_update(session: Session, deployment_id: int) -> Deployment | None:
-    return session.scalar(select(Deployment).where(Deployment.id == deployment_id).with_for_update())
+    # FOR NO KEY UPDATE: rows that reference it (log lines, keys) can still be added meanwhile.
+    return session.scalar(select(Deployment).where(Deployment.id == deployment_id).with_for_update(key_share=True))
 
 
 def create(session: Session, values: dict[str, Any]) -> Deployment:

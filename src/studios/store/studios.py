@@ -34,7 +34,7 @@ def get(session: Session, studio_id: int) -> Studio | None:
 
 
 def get_for_update(session: Session, studio_id: int) -> Studio | None:
-    return session.scalar(select(Studio).where(Studio.id == studio_id).with_for_update())
+    return session.scalar(select(Studio).where(Studio.id == studio_id).with_for_update(key_share=True))
 
 
 def view_row(conn: Connection, studio_id: int, user_id: int) -> Row | None:
