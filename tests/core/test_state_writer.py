@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from conftest import TestUser
 from studios.context import Context
+from studios.db import database
 from studios.db.models import ApiKey, DeploymentLog, Studio
 from studios.lifecycle import STATES, TRANSITIONS, allowed
 from studios.services import keys, state
@@ -30,13 +32,18 @@ def studio_id(ctx: Context, author: TestUser) -> int:
 
 
 @pytest.fixture
-def announced(ctx: Context) -> Iterator[list[Event]]:
-    """Events the database announces (SQLite: straight to the bus, which needs a loop here)."""
+def announced(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Event]]:
+    """Events a committing transaction announces (NOTIFY on PostgreSQL, the bus on SQLite)."""
     seen: list[Event] = []
-    original = ctx.db.bus
-    ctx.db.bus = type("Recorder", (), {"publish": lambda self, events: seen.extend(events)})()  # type: ignore[assignment]
+    real = database.take
+
+    def recording(session: Any) -> list[Event]:
+        events = real(session)
+        seen.extend(events)
+        return events
+
+    monkeypatch.setattr(database, "take", recording)
     yield seen
-    ctx.db.bus = original
 
 
 def new_deployment(ctx: Context, studio_id: int, user_id: int, current: str, handle: dict | None = None) -> int:
@@ -47,8 +54,6 @@ def new_deployment(ctx: Context, studio_id: int, user_id: int, current: str, han
 
 @pytest.mark.parametrize(("current", "new"), list(itertools.product(STATES, STATES)))
 def test_every_pair_of_the_lifecycle_table(ctx: Context, studio_id: int, author: TestUser, announced: list[Event], current: str, new: str) -> None:
-    if ctx.db.postgresql:
-        pytest.skip("the bus recorder stands in for SQLite's announcement path; PostgreSQL's NOTIFY path is covered by the multi-server tests")
     dep_id = new_deployment(ctx, studio_id, author.id, current, handle={"fake": True})
     announced.clear()
     with ctx.db.writing() as session:
