@@ -293,7 +293,7 @@ def database_url(fresh_database: Callable[[Path], str], tmp_path: Path) -> str:
 # ----------------------------------------------------------------------------- app
 
 
-RUNTIME_OVERRIDES = {"image_commands": ("process", "image_commands"), "docker_url": ("docker", "url")}
+RUNTIME_OVERRIDES = {"image_commands": ("process", "image_commands"), "process_run_as": ("process", "run_as"), "process_apps_dir": ("process", "apps_dir"), "docker_url": ("docker", "url")}
 """Overrides that are runtimes' settings, not the service's: `settings_overrides` may name them."""
 
 
@@ -306,7 +306,9 @@ def test_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settin
 
 def runtime_settings(overrides: dict[str, Any]) -> dict[str, RuntimeSettings]:
     """Each runtime's settings for a test: its defaults plus what `overrides` names."""
-    fields: dict[str, dict[str, Any]] = {"process": {}, "docker": {}}
+    # Tests are one person's: apps run as the service's user unless a test asks for authors'
+    # own users (tests/deployments/test_isolation.py, the contract suite's process-users kind).
+    fields: dict[str, dict[str, Any]] = {"process": {"run_as": "service"}, "docker": {}}
     for key, value in overrides.items():
         if key in RUNTIME_OVERRIDES:
             runtime, field = RUNTIME_OVERRIDES[key]

@@ -176,7 +176,8 @@ def studios_server(root: Path, *, name: str, runtime: str = "process", env: dict
     root.mkdir(parents=True, exist_ok=True)
     with pg_database(name) if TEST_DATABASE_URL else contextlib.nullcontext() as db_url:
         # Its own installation id: its containers are told apart from every other test's.
-        extra = {"STUDIOS_RUNTIME": runtime, "STUDIOS_INSTANCE": f"t{uuid.uuid4().hex[:10]}", **(env or {})}
+        # Apps run as the service's user unless a test asks for authors' own users.
+        extra = {"STUDIOS_RUNTIME": runtime, "STUDIOS_INSTANCE": f"t{uuid.uuid4().hex[:10]}", "STUDIOS_PROCESS_RUN_AS": "service", **(env or {})}
         if db_url:
             extra["STUDIOS_DATABASE_URL"] = db_url
         server = StudiosServer(root, extra)

@@ -81,7 +81,7 @@ def state_dir(tmp_path: Path) -> Path:
 
 
 def process_runtime_at(data_dir: Path, **settings: Any) -> ProcessRuntime:
-    return ProcessRuntime(ProcessSettings(**settings), RuntimeEnv(data_dir, "test", "http://localhost:8000"))
+    return ProcessRuntime(ProcessSettings(**{"run_as": "service", **settings}), RuntimeEnv(data_dir, "test", "http://localhost:8000"))
 
 
 @pytest.fixture

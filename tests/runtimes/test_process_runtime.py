@@ -110,7 +110,7 @@ async def test_app_gets_port_env_and_sane_base(process_runtime, make_repo, make_
     spec = make_spec(make_repo(app))
     handle = await runtime.start(spec, lambda line: None)
     lines = [message for _, message in await lines_of(runtime, handle)]
-    app_dir = Path(handle["workdir"]) / "app"
+    app_dir = Path(handle["app_dir"])
     assert lines[:3] == [f"PORT {handle['port']}", "STUDIO_PARAM 42", f"HOME {app_dir}"]
     assert lines[3] != "LANG None" and lines[4] == str(app_dir)
     assert sorted(p.name for p in app_dir.iterdir()) == [".git", "app.py", "start"]  # the user's code, nothing of the runtime's
@@ -229,7 +229,7 @@ async def test_image_command_runs_in_workdir_without_repo(state_dir, make_spec, 
     runtime = process_runtime_at(state_dir, image_commands={"lab:1": "echo lab on $PORT; pwd"})
     spec = make_spec(image="lab", tag="1")
     handle = await runtime.start(spec, lambda line: None)
-    assert [m for _, m in await lines_of(runtime, handle)] == [f"lab on {handle['port']}", str(Path(handle["workdir"]) / "app")]
+    assert [m for _, m in await lines_of(runtime, handle)] == [f"lab on {handle['port']}", handle["app_dir"]]
     await runtime.cleanup(handle)
 
 
@@ -252,7 +252,7 @@ from studios.runtimes.process import ProcessRuntime
 from studios.runtimes.process.runtime import ProcessSettings
 
 async def main():
-    runtime = ProcessRuntime(ProcessSettings(), RuntimeEnv(Path(sys.argv[1]), "test", "http://localhost:8000"))
+    runtime = ProcessRuntime(ProcessSettings(run_as="service"), RuntimeEnv(Path(sys.argv[1]), "test", "http://localhost:8000"))
     fields = json.loads(sys.argv[2])
     spec = LaunchSpec(**{**fields, "source": Source(**fields["source"])})
     handle = await runtime.start(spec, lambda line: None)
@@ -292,7 +292,7 @@ async def test_adopt_after_the_service_exited(state_dir, make_repo, make_spec):
     assert await runtime.adopt(handle)
     assert await runtime.orphans({spec.deployment_id}) == []
     assert await runtime.orphans(set()) == [spec.deployment_id]
-    (Path(handle["workdir"]) / "app" / "go").touch()
+    (Path(handle["app_dir"]) / "go").touch()
     rest = [line.message async for batch, _ in runtime.logs(handle, cursor) for line in batch]
     assert rest == [str(i) for i in range(100, 200)]
     assert (await runtime.poll(handle)).message == "exited with code 0"

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -117,7 +119,7 @@ class ProcessKind(Kind):
         from studios.runtimes.process import ProcessRuntime
         from studios.runtimes.process.runtime import ProcessSettings
 
-        return ProcessRuntime(ProcessSettings(image_commands={"contract-app": f"exec {sys.executable} {self.app}"}), self.env)
+        return ProcessRuntime(ProcessSettings(image_commands={"contract-app": f"exec {sys.executable} {self.app}"}, run_as="service"), self.env)
 
     def spec(self, env: dict[str, str] | None = None, secret_env: dict[str, str] | None = None, source: Source | None = None) -> LaunchSpec:
         return self.base_spec(image=None if source else "contract-app", env=env or {}, secret_env=secret_env or {}, source=source)
@@ -129,6 +131,39 @@ class ProcessKind(Kind):
 
     def unstartable(self) -> LaunchSpec:
         return self.base_spec(image="no-such-image-command")
+
+
+class ProcessUsersKind(ProcessKind):
+    """The process runtime as a multi-user server runs it: each author's apps as a user of its
+    own, in directories outside the service's data directory."""
+
+    name = "process-users"
+
+    def __init__(self, tmp: Path) -> None:
+        # The app's code must be readable by the app's own user: a world-readable directory.
+        shared = Path(tempfile.mkdtemp(prefix="studios-contract-"))
+        shared.chmod(0o755)
+        super().__init__(shared)
+        self.env = RuntimeEnv(tmp / "process-runtime", self.instance, "http://localhost:8000")
+        self.apps = shared / "apps"  # app users must be able to reach their directories
+        if os.geteuid() != 0:
+            self.unavailable = "running apps as their authors' own users needs root"
+
+    def make(self) -> Runtime:
+        from studios.runtimes.process import ProcessRuntime
+        from studios.runtimes.process.runtime import ProcessSettings
+
+        settings = ProcessSettings(image_commands={"contract-app": f"exec /usr/bin/python3 {self.app}"}, run_as="author", apps_dir=self.apps)
+        return ProcessRuntime(settings, self.env)
+
+    def prepare_source(self, repo: Path) -> None:
+        start = repo / "start"
+        start.write_text(f"#!/bin/sh\nexec /usr/bin/python3 {self.app}\n")
+        start.chmod(0o755)
+
+    async def sweep(self) -> None:
+        await super().sweep()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class DockerKind(Kind):
@@ -158,4 +193,4 @@ class DockerKind(Kind):
         return self.base_spec(image="localhost:1/studios-contract/nothing-here")
 
 
-KINDS: dict[str, Callable[[Path], Kind]] = {"fake": FakeKind, "process": ProcessKind, "docker": DockerKind}
+KINDS: dict[str, Callable[[Path], Kind]] = {"fake": FakeKind, "process": ProcessKind, "process-users": ProcessUsersKind, "docker": DockerKind}

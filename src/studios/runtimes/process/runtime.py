@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import marshal
 import os
 import secrets
@@ -44,6 +45,7 @@ from studios.runtimes.process import command as process_command
 from studios.runtimes.process import logs as process_logs
 from studios.runtimes.process import supervisor as process_supervisor
 
+log = logging.getLogger("studios.runtimes.process")
 MIB = 1024 * 1024
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STATE_FILES = ("process-app.json", "process-exit.json", "process-usage.json", "stdout.log", "stderr.log")
@@ -76,6 +78,14 @@ def _signal_group(ident: Mapping[str, Any] | None, sig: int) -> None:
             os.killpg(int(ident["pid"]), sig)  # type: ignore[index]
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def _own(directory: Path, uid: int) -> None:
+    """Give the app's directory (and the checkout in it) to the app's user."""
+    os.chown(directory, uid, uid)
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), uid, uid)
 
 
 async def _exit_of(ident: Mapping[str, Any] | None, timeout: float) -> None:
@@ -137,6 +147,12 @@ class ProcessSettings(RuntimeSettings):
     cgroups: Literal["auto", "v1", "v2", "off"] = Field("auto", description="Limits: cgroup v1, then v2, then rlimits (auto); or force one; off: rlimits only.")
     cgroup_name: str = Field("studios-process", description="Name of the cgroup under which deployments' cgroups are made.")
     start_timeout: float = Field(10.0, description="Seconds the supervisor may take to start the app's process.")
+    run_as: Literal["author", "service"] = Field(
+        "author",
+        description="author: each app runs as a user of its own per author (uid = uid_base + the author's id), which can read neither the service's files nor other authors' apps (needs root). service: apps run with the service's own privileges (a single-user setup; `studios serve` warns).",
+    )
+    uid_base: int = Field(270000, ge=1000, description="Apps of the author with id N run as uid and gid uid_base + N (run_as=author).")
+    apps_dir: Path | None = Field(None, description="Where apps' working directories are made, outside the service's data directory. Default: /var/lib/studios-apps/<instance> (run_as=author), else <data dir>/runtimes/process/apps.")
 
     @field_validator("image_commands", mode="before")
     @classmethod
@@ -161,6 +177,20 @@ class ProcessRuntime(Runtime):
     settings_model = ProcessSettings
     settings: ProcessSettings
 
+    @classmethod
+    def available(cls, settings: RuntimeSettings) -> str | None:
+        assert isinstance(settings, ProcessSettings)
+        if settings.run_as == "author" and os.geteuid() != 0:
+            return (
+                "running each author's apps as a user of its own needs root; to run apps with this "
+                "service's own privileges (one user's machine), set STUDIOS_PROCESS_RUN_AS=service"
+            )
+        return None
+
+    def uid_of(self, user_id: int) -> int | None:
+        """The uid (and gid) an app of this author runs as; None: the service's own."""
+        return self.settings.uid_base + user_id if self.separate_users else None
+
     def __init__(self, settings: ProcessSettings, env: RuntimeEnv, *, base_env: Mapping[str, str] | None = None) -> None:
         super().__init__(settings, env)
         self.hierarchy = cgroups.detect(settings.cgroups, name=settings.cgroup_name)
@@ -176,6 +206,18 @@ class ProcessRuntime(Runtime):
             else {"PATH": os.environ.get("PATH", DEFAULT_PATH), "LANG": os.environ.get("LANG", "C.UTF-8")}
         )
         self.start_timeout = settings.start_timeout
+        self.separate_users = settings.run_as == "author"
+        if not self.separate_users:
+            log.warning(
+                "studios: process runtime: apps run with this service's own privileges (STUDIOS_PROCESS_RUN_AS=service): "
+                "any user who can deploy can read the service's secrets and database; use it only on one person's machine"
+            )
+        default_apps = Path("/var/lib/studios-apps") / env.instance if self.separate_users else env.data_dir / "apps"
+        self.apps_dir = settings.apps_dir or default_apps
+        self.apps_dir.mkdir(parents=True, exist_ok=True)
+        self.apps_dir.chmod(0o711)  # each app can reach its own directory, and list none
+        for private in (env.data_dir, self.state_dir):
+            private.chmod(0o700)  # apps never read the runtime's files
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._files = process_logs.FileWatcher()
 
@@ -183,10 +225,12 @@ class ProcessRuntime(Runtime):
 
     async def start(self, spec: LaunchSpec, report: Reporter) -> Handle:
         workdir = self.deployments_dir / str(spec.deployment_id)
-        app_dir = workdir / "app"
-        if workdir.exists():
-            await asyncio.to_thread(shutil.rmtree, workdir, True)
-        app_dir.mkdir(parents=True)
+        app_dir = self.apps_dir / str(spec.deployment_id)
+        for old in (workdir, app_dir):
+            if old.exists():  # a left-over of an interrupted start
+                await asyncio.to_thread(shutil.rmtree, old, True)
+        workdir.mkdir(parents=True, mode=0o700)
+        app_dir.mkdir(parents=True, mode=0o700)
         checkout = None
         if spec.source is not None:
             try:
@@ -194,10 +238,15 @@ class ProcessRuntime(Runtime):
             except git.CheckoutError as error:
                 raise LaunchError(str(error)) from None
             checkout = app_dir
+        uid = self.uid_of(spec.user_id)
+        if uid is not None:
+            await asyncio.to_thread(_own, app_dir, uid)
+            report(f"runs as its author's own user (uid {uid})")
         argv, cwd = process_command.resolve(spec, app_dir, checkout, self.image_commands, report)
         group, limits = self._make_group(spec, report)
         port = _free_port()
-        env = {**self.base_env, "HOME": str(app_dir), **spec.env, **spec.secret_env, "PORT": str(port)}
+        user = {"USER": f"studios-user-{spec.user_id}", "LOGNAME": f"studios-user-{spec.user_id}"} if uid is not None else {}
+        env = {**self.base_env, **user, "HOME": str(app_dir), **spec.env, **spec.secret_env, "PORT": str(port)}
         config = {
             "argv": argv,
             "cwd": str(cwd),
@@ -205,6 +254,8 @@ class ProcessRuntime(Runtime):
             "group": group.to_json() if group else None,
             "rlimit_as_bytes": spec.memory_mb * MIB if spec.memory_mb and group is None else None,
             "sample_interval": 0.5,
+            "uid": uid,
+            "gid": uid,
         }
         config_path = workdir / "process-supervisor.marshal"  # the supervisor reads it without imports
         config_path.write_bytes(marshal.dumps(config))
@@ -223,6 +274,8 @@ class ProcessRuntime(Runtime):
             "runtime": self.name,
             "deployment_id": spec.deployment_id,
             "workdir": str(workdir),
+            "app_dir": str(app_dir),
+            "uid": uid,
             "port": port,
             "memory_mb": spec.memory_mb,
             "cpu_millicores": spec.cpu_millicores,
@@ -384,6 +437,8 @@ class ProcessRuntime(Runtime):
             await asyncio.to_thread(cgroups.remove, cgroups.Group.from_json(handle["group"]))
         (self.state_dir / f"{handle['deployment_id']}.json").unlink(missing_ok=True)
         await asyncio.to_thread(shutil.rmtree, handle["workdir"], True)
+        if handle.get("app_dir"):
+            await asyncio.to_thread(shutil.rmtree, handle["app_dir"], True)
         self._reap()
 
     async def orphans(self, known: set[int]) -> list[int]:

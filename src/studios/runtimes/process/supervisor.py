@@ -226,6 +226,12 @@ def spawn(config: dict[str, Any], stdout: int, stderr: int) -> int:
                 _, hard = resource.getrlimit(resource.RLIMIT_AS)
                 limit = rlimit_as if hard == resource.RLIM_INFINITY else min(rlimit_as, hard)
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            if config.get("uid") is not None:
+                # The app's own user: it cannot read the service's files or other users' apps.
+                os.setgroups([])
+                os.setgid(config["gid"])
+                os.setuid(config["uid"])
+                os.umask(0o077)
             os.chdir(config["cwd"])
             os.execvp(config["argv"][0], config["argv"])
         except BaseException as error:  # reported to the parent, then exit
