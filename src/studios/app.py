@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from studios.api import credentials, deployments, discovery, errors, platform, shares, studios, users
+from studios.api import credentials, deployments, discovery, errors, platform, shares, streams, studios, users
 from studios.api.paths import NormalizePath
 from studios.context import Context
 from studios.db.database import Database
@@ -190,7 +190,7 @@ def create_app(
     app = FastAPI(title="Studios", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx
     errors.install(app)
-    for router in (studios.router, deployments.router, shares.router, credentials.router, users.router, platform.router, discovery.router):
+    for router in (studios.router, deployments.router, streams.router, shares.router, credentials.router, users.router, platform.router, discovery.router):
         app.include_router(router)
     app.add_middleware(NormalizePath)
     return app

@@ -11,11 +11,9 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from studios.db.database import Database
-from studios.db.models import DeploymentLog
 from studios.proxy.backend import Target
 from studios.runtimes.registry import Runtimes
 from studios.services import deployments as dep_service
@@ -59,15 +57,7 @@ class DatabaseProxyBackend:
         if dep is None:
             return None, 0.0
         address = self.runtimes.address(dep.runtime, dep.handle) if dep.state == "running" else None
-        progress: list[str] = []
-        if dep.state in ("pending", "sleeping"):
-            query = (
-                select(DeploymentLog.message)
-                .where(DeploymentLog.deployment_id == deployment_id, DeploymentLog.source == "system")
-                .order_by(DeploymentLog.created_at.desc(), DeploymentLog.id.desc())
-                .limit(PROGRESS_LINES)
-            )
-            progress = list(reversed(session.scalars(query).all()))
+        progress = dep_store.recent_system_lines(session, deployment_id, PROGRESS_LINES) if dep.state in ("pending", "sleeping") else []
         last = max([t.timestamp() for t in (dep.last_activity_at, dep.ready_at) if t is not None] or [0.0])
         return Target(dep.id, dep.studio_id, dep.state, dep.state_message, address, progress=progress), last
 

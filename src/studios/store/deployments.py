@@ -112,3 +112,34 @@ def logs(session: Session, deployment_id: int, start_at: datetime | None, end_at
     if sqlite:
         return [(f"{t[:10]}T{t[11:23]}Z", stream, source, message) for t, stream, source, message in rows]
     return [(civis_time(t), stream, source, message) for t, stream, source, message in rows]
+
+
+def logs_after(session: Session, deployment_id: int, after_id: int, limit: int, since: datetime | None = None) -> list[tuple[int, str, str, str, str]]:
+    """Lines stored after the line `after_id` (in storage order), or, with `since`, the lines
+    at or after that time: (id, civis time text, stream, source, message)."""
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    time_col = type_coerce(DeploymentLog.created_at, String) if sqlite else DeploymentLog.created_at
+    query = select(DeploymentLog.id, time_col, DeploymentLog.stream, DeploymentLog.source, DeploymentLog.message).where(DeploymentLog.deployment_id == deployment_id, DeploymentLog.id > after_id)
+    if since is not None:
+        query = query.where(DeploymentLog.created_at >= since)
+    rows: list[Row[int, Any, str, str, str]] = list(session.connection().execute(query.order_by(DeploymentLog.id).limit(limit)))
+    if sqlite:
+        return [(i, f"{t[:10]}T{t[11:23]}Z", stream, source, message) for i, t, stream, source, message in rows]
+    return [(i, civis_time(t), stream, source, message) for i, t, stream, source, message in rows]
+
+
+def tail_start(session: Session, deployment_id: int, lines: int) -> int:
+    """The id just before the last `lines` lines of a deployment (0: from its first line)."""
+    ids = session.scalars(select(DeploymentLog.id).where(DeploymentLog.deployment_id == deployment_id).order_by(DeploymentLog.id.desc()).offset(lines).limit(1)).all()
+    return int(ids[0]) if ids else 0
+
+
+def recent_system_lines(session: Session, deployment_id: int, count: int) -> list[str]:
+    """The deployment's last `count` system lines (start-up steps, lifecycle notes), oldest first."""
+    query = (
+        select(DeploymentLog.message)
+        .where(DeploymentLog.deployment_id == deployment_id, DeploymentLog.source == "system")
+        .order_by(DeploymentLog.created_at.desc(), DeploymentLog.id.desc())
+        .limit(count)
+    )
+    return list(reversed(session.scalars(query).all()))

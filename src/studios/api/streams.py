@@ -1,0 +1,90 @@
+"""Live streams (server-sent events, `docs/streams.md`): a deployment's state, start-up steps
+and usage; its log lines, followed and resumable with `Last-Event-ID`; and the changes of every
+deployment the caller can see. Not in `/endpoints`: the civis client can't use them, the web UI
+and the `studios` CLI do. Authentication and access are the API's own, checked when a stream
+opens (a 401 or 404 before any event), then at every heartbeat and every change of shares or
+keys (the stream ends with an `error` event)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi.responses import StreamingResponse
+
+from studios.api.deps import ReadCallDep
+from studios.errors import Invalid, NotFound
+from studios.services import deployments as dep_service
+from studios.services import streams, views
+from studios.services.events import Event
+from studios.services.permissions import require
+from studios.store import deployments as dep_store
+
+router = APIRouter()
+Int32 = {"gt": 0, "le": 2**31 - 1}
+STEPS = 8
+"""Start-up steps sent to a follower that joins a deployment's stream."""
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _sse(stream: Any) -> Response:
+    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.get("/studios/{studio_id}/deployments/{deployment_id}/events", include_in_schema=False)
+async def deployment_events(call: ReadCallDep, studio_id: Annotated[int, Path(**Int32)], deployment_id: Annotated[int, Path(**Int32)]) -> Response:
+    async def view() -> dict[str, Any]:
+        return await call.run(lambda: views.deployment(dep_service.get(call.session, call.caller, studio_id, deployment_id), call.caller.id, call.ctx.links))
+
+    async def steps() -> list[str]:
+        return await call.ctx.db.read(lambda s: dep_store.recent_system_lines(s, deployment_id, STEPS))
+
+    await view()  # a 401 or 404 now, as a JSON error, rather than inside the stream
+    return _sse(streams.deployment(call.ctx.bus, deployment_id, view, steps, call.ctx.settings.stream_heartbeat_seconds))
+
+
+@router.get("/studios/{studio_id}/deployments/{deployment_id}/logs/stream", include_in_schema=False)
+async def log_stream(
+    call: ReadCallDep,
+    studio_id: Annotated[int, Path(**Int32)],
+    deployment_id: Annotated[int, Path(**Int32)],
+    start_at: Annotated[datetime | None, Query(description="Lines at or after this time, then every new line.")] = None,
+    tail: Annotated[int, Query(description="Without start_at: the last `tail` lines first.", ge=0, le=100_000)] = 100,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> Response:
+    after_id = None
+    if last_event_id is not None and last_event_id.strip():
+        if not last_event_id.strip().isdigit() or len(last_event_id.strip()) > 18:
+            raise Invalid(f"Last-Event-ID: {last_event_id[:40]!r} is not a log line id.")
+        after_id = int(last_event_id)
+    if start_at is not None and start_at.tzinfo is None:
+        start_at = start_at.replace(tzinfo=UTC)
+
+    async def view() -> dict[str, Any]:
+        return await call.run(lambda: {"id": dep_service.get(call.session, call.caller, studio_id, deployment_id).id})
+
+    await view()
+    return _sse(streams.logs(call.ctx.db, call.ctx.bus, deployment_id, view, after_id, start_at, tail, call.ctx.settings.stream_heartbeat_seconds))
+
+
+@router.get("/deployments/events", include_in_schema=False)
+async def deployments_events(call: ReadCallDep) -> Response:
+    def summary_of(event: Event) -> dict[str, Any] | None:
+        dep = dep_store.get(call.session, event.deployment_id)
+        if dep is None:
+            return None
+        try:
+            require(call.session, call.caller, dep.studio_id, "read")
+        except NotFound:
+            return None
+        return views.deployment_summary(dep, call.ctx.links)
+
+    async def visible(event: Event) -> dict[str, Any] | None:
+        return await call.run(lambda: summary_of(event))
+
+    async def recheck() -> None:
+        await call.run(lambda: None)
+
+    await recheck()
+    return _sse(streams.deployments(call.ctx.bus, visible, recheck, call.ctx.settings.stream_heartbeat_seconds))

@@ -1,0 +1,141 @@
+"""Live streams as server-sent events, fed by the event bus (no polling): a deployment's state,
+start-up steps and peak usage; a deployment's log lines, followed from a cursor; and the state of
+every deployment a user can see. The caller's access is checked when a stream opens, again at
+every change of shares or keys, and at every heartbeat: a stream whose caller lost access ends.
+
+Frames follow the SSE format: `event: <name>`, `id: <cursor>` (log streams: the line's id, so a
+client that reconnects with `Last-Event-ID` resumes after the last line it got), `data: <JSON>`,
+and a comment line as a heartbeat every `HEARTBEAT` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from studios.db.database import Database
+from studios.errors import StudiosError
+from studios.services.events import Bus, Event
+from studios.store import deployments as dep_store
+
+HEARTBEAT = 15.0
+LOG_BATCH = 1000
+LOOKBACK = 256
+"""On PostgreSQL, log ids are handed out before their transactions commit, so a line can
+become visible after a line with a higher id; each read looks this many ids back (skipping the
+lines already sent) so no such line is missed."""
+
+View = Callable[[], Awaitable[dict[str, Any]]]
+"""Reads what the stream shows (raising a `StudiosError` when the caller may no longer see it)."""
+
+
+def frame(event: str | None, data: Any, event_id: int | str | None = None) -> bytes:
+    out = ""
+    if event:
+        out += f"event: {event}\n"
+    if event_id is not None:
+        out += f"id: {event_id}\n"
+    return (out + "data: " + json.dumps(data, separators=(",", ":"), default=str) + "\n\n").encode()
+
+
+HEARTBEAT_FRAME = b": keep-alive\n\n"
+
+
+def _ended(error: StudiosError) -> bytes:
+    return frame("error", {"error": error.error, "errorDescription": error.description, "code": error.code})
+
+
+async def deployment(bus: Bus, deployment_id: int, view: View, steps: Callable[[], Awaitable[list[str]]], heartbeat: float = HEARTBEAT) -> AsyncIterator[bytes]:
+    """`deployment` (the whole deployment, as GET returns it) on connect and at every change;
+    `progress` ({"message"}) for each start-up step (on connect: the latest ones so far); `usage`
+    ({"maxMemoryUsage", "maxCpuUsage"}) when a peak rises."""
+    async with bus.subscription("deployment", "progress", "usage", "released", "shares", "keys") as sub:
+        try:
+            yield frame("deployment", await view())
+            for message in await steps():
+                yield frame("progress", {"deploymentId": deployment_id, "message": message})
+            while True:
+                event = await sub.get(timeout=heartbeat)
+                if event is None:
+                    await view()  # still allowed?
+                    yield HEARTBEAT_FRAME
+                elif event.topic in ("shares", "keys", "resync"):
+                    yield frame("deployment", await view())
+                elif event.deployment_id != deployment_id:
+                    continue
+                elif event.topic in ("deployment", "released"):
+                    yield frame("deployment", await view())
+                elif event.topic == "progress":
+                    yield frame("progress", {"deploymentId": deployment_id, "message": event.data.get("message", "")})
+                elif event.topic == "usage":
+                    yield frame("usage", {"deploymentId": deployment_id, **event.data})
+        except StudiosError as error:
+            yield _ended(error)
+
+
+async def logs(db: Database, bus: Bus, deployment_id: int, view: View, after_id: int | None, since: datetime | None, tail: int, heartbeat: float = HEARTBEAT) -> AsyncIterator[bytes]:
+    """`log` frames ({"id", "createdAt", "message", "stream", "source"}, `id:` the line's id):
+    after line `after_id` (a reconnecting client's Last-Event-ID), else from `since`, else the
+    last `tail` lines; then every line as it is stored."""
+    async with bus.subscription("logs", "progress", "deployment", "shares", "keys") as sub:
+        try:
+            await view()
+            if after_id is None and since is None:
+                after_id = await db.read(lambda s: dep_store.tail_start(s, deployment_id, tail))
+            last = after_id or 0
+            sent: set[int] = set()
+            first_read_since = since if after_id is None else None
+            while True:
+                while True:
+                    start = max(0, last - LOOKBACK) if db.postgresql and sent else last
+                    rows = await db.read(partial(dep_store.logs_after, deployment_id=deployment_id, after_id=start, limit=LOG_BATCH, since=first_read_since))
+                    first_read_since = None
+                    fresh = [row for row in rows if row[0] not in sent]
+                    for line_id, created, stream, source, message in fresh:
+                        yield frame("log", {"id": line_id, "createdAt": created, "message": message, "stream": stream, "source": source}, line_id)
+                        last = max(last, line_id)
+                        if db.postgresql:
+                            sent.add(line_id)
+                    if db.postgresql:
+                        sent = {i for i in sent if i > last - LOOKBACK}
+                    if len(rows) < LOG_BATCH:
+                        break
+                event = await _next_for(sub, deployment_id, heartbeat)
+                if event is None:
+                    await view()
+                    yield HEARTBEAT_FRAME
+                elif event.topic in ("shares", "keys", "resync"):
+                    await view()
+        except StudiosError as error:
+            yield _ended(error)
+
+
+async def _next_for(sub: Any, deployment_id: int, heartbeat: float) -> Event | None:
+    """The next event that concerns this deployment's lines (or access), None at a heartbeat."""
+    while True:
+        event: Event | None = await sub.get(timeout=heartbeat)
+        if event is None or event.topic in ("shares", "keys", "resync") or event.deployment_id == deployment_id:
+            return event
+
+
+async def deployments(bus: Bus, visible: Callable[[Event], Awaitable[dict[str, Any] | None]], recheck: Callable[[], Awaitable[None]], heartbeat: float = HEARTBEAT) -> AsyncIterator[bytes]:
+    """`deployment` frames (the deployment's summary, with `studioId`) for every change of a
+    deployment the caller can see (`visible` answers None for the others)."""
+    async with bus.subscription("deployment", "released", "shares", "keys") as sub:
+        try:
+            yield HEARTBEAT_FRAME
+            while True:
+                event = await sub.get(timeout=heartbeat)
+                if event is None or event.topic in ("shares", "keys", "resync"):
+                    await recheck()
+                    if event is None:
+                        yield HEARTBEAT_FRAME
+                    continue
+                summary = await visible(event)
+                if summary is not None:
+                    yield frame("deployment", summary)
+        except StudiosError as error:
+            yield _ended(error)

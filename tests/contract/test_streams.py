@@ -1,0 +1,193 @@
+"""Live streams (server-sent events) through a real `studios serve` on the fake runtime: a
+deployment's state reaches a follower without polling, a line the app prints after the follower
+started arrives, a reconnect with Last-Event-ID resumes without repeating a line, heartbeats
+flow, and access is checked at the start and while the stream is open."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from contract.server import StudiosServer, poll, studios_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudiosServer]:
+    with studios_server(tmp_path_factory.mktemp("streams"), name="streams", runtime="fake", env={"STUDIOS_STREAM_HEARTBEAT_SECONDS": "0.5"}) as started:
+        yield started
+
+
+class Follower:
+    """Reads an SSE stream in a thread; `next(event, within)` waits for a frame of that event."""
+
+    def __init__(self, url: str, key: str, headers: dict[str, str] | None = None) -> None:
+        self.frames: queue.Queue[tuple[str, Any, str | None]] = queue.Queue()
+        self.status: int | None = None
+        self._client = httpx.Client(trust_env=False, timeout=httpx.Timeout(30, read=60))
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(url, {"Authorization": f"Bearer {key}", **(headers or {})}), daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+
+    def _read(self, url: str, headers: dict[str, str]) -> None:
+        try:
+            with self._client.stream("GET", url, headers=headers) as response:
+                self.status = response.status_code
+                self._ready.set()
+                event, data, event_id = "message", "", None
+                for line in response.iter_lines():
+                    if line.startswith(":"):
+                        self.frames.put(("heartbeat", None, None))
+                    elif line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("id: "):
+                        event_id = line[4:]
+                    elif line.startswith("data: "):
+                        data = line[6:]
+                    elif line == "":
+                        if data:
+                            self.frames.put((event, json.loads(data), event_id))
+                        event, data, event_id = "message", "", None
+        except httpx.HTTPError:
+            pass
+        finally:
+            self._ready.set()
+            self.frames.put(("closed", None, None))
+
+    def next(self, event: str, within: float = 20.0, where: Any = None) -> tuple[Any, str | None]:
+        """The next frame of `event` (whose data satisfies `where`, if given); fails after `within`."""
+        import time
+
+        deadline = time.monotonic() + within
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {event!r} frame within {within} s")
+            try:
+                name, data, event_id = self.frames.get(timeout=left)
+            except queue.Empty:
+                continue
+            if name == event and (where is None or where(data)):
+                return data, event_id
+            if name == "closed" and event != "closed":
+                raise AssertionError(f"the stream closed while waiting for {event!r}")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def api(server: StudiosServer, key: str) -> httpx.Client:
+    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, trust_env=False, timeout=30)
+
+
+def print_in_app(display_url: str, text: str, proxy_port: int) -> None:
+    """Open the app through its display URL (as a browser would) and have it print `text`."""
+    parsed = httpx.URL(display_url)
+    host = f"{parsed.host}:{parsed.port}"
+    with httpx.Client(trust_env=False, timeout=10) as http:
+        first = http.get(str(parsed.copy_with(host="127.0.0.1")), headers={"Host": host})
+        cookie = first.headers["set-cookie"].split(";", 1)[0]
+        target = parsed.copy_with(host="127.0.0.1", path="/print", query=f"text={text}".encode())
+        assert http.get(str(target), headers={"Host": host, "Cookie": cookie}).text == "printed\n"
+
+
+def test_a_follower_sees_the_deployment_start_and_stop(server: StudiosServer) -> None:
+    key = server.create_user("sue")
+    with api(server, key) as http:
+        studio = http.post("/studios", json={"name": "s", "dockerImageName": "fake", "params": [{"name": "STUDIOS_FAKE", "type": "string", "value": "slow-start=0.5"}]}).json()
+        dep = http.post(f"/studios/{studio['id']}/deployments", json={}).json()
+        path = f"/studios/{studio['id']}/deployments/{dep['deploymentId']}"
+        follower = Follower(f"{server.url}{path}/events", key)
+        try:
+            assert follower.status == 200
+            first, _ = follower.next("deployment")
+            assert first["deploymentId"] == dep["deploymentId"]
+            follower.next("progress")  # a start-up step, as it happens
+            running, _ = follower.next("deployment", where=lambda d: d["state"] == "running")
+            assert running["displayUrl"]
+            follower.next("heartbeat")
+            assert http.delete(path).status_code == 204
+            ended, _ = follower.next("deployment", where=lambda d: d["state"] == "terminated")
+            assert ended["stateMessage"] == "stopped by sue"
+        finally:
+            follower.close()
+
+
+def test_logs_follow_and_resume_with_last_event_id(server: StudiosServer) -> None:
+    key = server.create_user("lou")
+    with api(server, key) as http:
+        studio = http.post("/studios", json={"name": "s", "dockerImageName": "fake"}).json()
+        dep = http.post(f"/studios/{studio['id']}/deployments", json={}).json()
+        path = f"/studios/{studio['id']}/deployments/{dep['deploymentId']}"
+        running = poll(lambda: (d := http.get(path).json())["state"] == "running" and d, 20, "running")
+        follower = Follower(f"{server.url}{path}/logs/stream", key)
+        try:
+            follower.next("log", where=lambda line: line["message"].startswith("fake app listening"))
+            print_in_app(running["displayUrl"], "printed-after-following", server.proxy_port)
+            line, last_id = follower.next("log", where=lambda line: line["message"] == "printed-after-following")
+            assert line["source"] == "user" and line["stream"] == "stdout" and last_id == str(line["id"])
+        finally:
+            follower.close()
+        print_in_app(running["displayUrl"], "while-away-1", server.proxy_port)
+        print_in_app(running["displayUrl"], "while-away-2", server.proxy_port)
+        again = Follower(f"{server.url}{path}/logs/stream", key, {"Last-Event-ID": str(last_id)})
+        try:
+            got = [again.next("log")[0]["message"] for _ in range(2)]
+            assert got == ["while-away-1", "while-away-2"]  # nothing before the cursor again
+        finally:
+            again.close()
+        http.delete(path)
+
+
+def test_no_access_no_stream_and_a_revoked_share_ends_it(server: StudiosServer) -> None:
+    owner_key, viewer_key = server.create_user("ola"), server.create_user("vic")
+    with api(server, owner_key) as http, api(server, viewer_key) as viewer_http:
+        studio = http.post("/studios", json={"name": "s", "dockerImageName": "fake"}).json()
+        dep = http.post(f"/studios/{studio['id']}/deployments", json={}).json()
+        path = f"/studios/{studio['id']}/deployments/{dep['deploymentId']}"
+        for url in (f"{path}/events", f"{path}/logs/stream"):
+            denied = viewer_http.get(url)
+            assert denied.status_code == 404 and denied.json()["error"] == "not_found"
+        viewer_id = viewer_http.get("/users/me").json()["id"]
+        assert http.put(f"/studios/{studio['id']}/shares/users", json={"userIds": [viewer_id], "permissionLevel": "read"}).status_code == 200
+        follower = Follower(f"{server.url}{path}/events", viewer_key)
+        try:
+            follower.next("deployment")
+            assert http.delete(f"/studios/{studio['id']}/shares/users/{viewer_id}").status_code == 204
+            error, _ = follower.next("error")
+            assert error["code"] == 404
+            follower.next("closed")
+        finally:
+            follower.close()
+        http.delete(path)
+
+
+def test_the_list_stream_shows_only_what_the_caller_can_see(server: StudiosServer) -> None:
+    mine, theirs = server.create_user("mia"), server.create_user("tom")
+    with api(server, mine) as me, api(server, theirs) as them:
+        follower = Follower(f"{server.url}/deployments/events", mine)
+        try:
+            other_studio = them.post("/studios", json={"name": "theirs", "dockerImageName": "fake"}).json()
+            them.post(f"/studios/{other_studio['id']}/deployments", json={}).json()
+            studio = me.post("/studios", json={"name": "mine", "dockerImageName": "fake"}).json()
+            dep = me.post(f"/studios/{studio['id']}/deployments", json={}).json()
+            seen, _ = follower.next("deployment", where=lambda d: d["state"] == "running")
+            assert seen["deploymentId"] == dep["deploymentId"] and seen["studioId"] == studio["id"]
+            me.delete(f"/studios/{studio['id']}/deployments/{dep['deploymentId']}")
+            follower.next("deployment", where=lambda d: d["state"] == "terminated")
+            while not follower.frames.empty():
+                name, data, _ = follower.frames.get_nowait()
+                assert name != "deployment" or data["studioId"] == studio["id"], "saw another user's deployment"
+        finally:
+            follower.close()
+
+
+def test_streams_are_not_in_the_discovery_document(server: StudiosServer) -> None:
+    spec = httpx.get(f"{server.url}/endpoints", trust_env=False).json()
+    assert not any("events" in path or "stream" in path for path in spec["paths"])
