@@ -23,6 +23,7 @@ from studios.services.keys import KeyHasher
 from studios.services.proxy_backend import DatabaseProxyBackend
 from studios.services.secrets import SecretBox
 from studios.settings import Settings
+from studios.ui import routes as ui
 
 log = logging.getLogger("studios")
 
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None, *, 
     errors.install(api)
     for router in (studios.router, deployments.router, shares.router, credentials.router, users.router, platform.router, discovery.router):
         api.include_router(router)
+    ui.install(api)
     api.add_middleware(CloseSessions)
     api.add_middleware(NormalizePath)
     return api

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     log_line_cap: int = Field(1_000_000, description="Most log lines kept per deployment; past it lines are dropped and a system line says so.")
     idle_sleep_seconds: float = Field(3600.0, description="A running deployment with no proxied traffic for this long goes to sleep (0 disables).")
     reconcile_interval_seconds: float = Field(30.0, description="How often live deployments are checked against their runtime.")
+    ui_session_seconds: float = Field(43200.0, gt=0, description="How long a web UI sign-in lasts before the page asks for the API key again.")
     access_log: bool = Field(False, description="uvicorn access log (costs ~16% of throughput).")
 
     @field_validator("image_commands", mode="before")

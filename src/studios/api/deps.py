@@ -13,8 +13,9 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from studios.api.session_cookie import authenticate_request
 from studios.context import Context
-from studios.services.keys import Caller, authenticate
+from studios.services.keys import Caller
 
 
 @dataclasses.dataclass
@@ -33,7 +34,7 @@ async def _call(request: Request) -> AsyncIterator[Call]:
     ctx: Context = request.app.state.ctx
     sessions = ctx.db if request.method in ("GET", "HEAD") else ctx.locking_db
     with sessions() as session:
-        caller = authenticate(session, ctx.hasher, request.headers.get("authorization"))
+        caller = authenticate_request(session, ctx, request)
         session.commit()
         yield Call(ctx, session, caller)
 
@@ -48,7 +49,7 @@ async def _read_call(request: Request) -> Call:
     ctx: Context = request.app.state.ctx
     session = ctx.db()
     request.scope.setdefault(SESSIONS_KEY, []).append(session)
-    caller = authenticate(session, ctx.hasher, request.headers.get("authorization"))
+    caller = authenticate_request(session, ctx, request)
     return Call(ctx, session, caller)
 
 

@@ -109,7 +109,12 @@ def key_from_header(header: str | None) -> str:
 
 
 def authenticate(session: Session, hasher: KeyHasher, header: str | None) -> Caller:
-    key_hash = hasher.hash(key_from_header(header))
+    return authenticate_hash(session, hasher, hasher.hash(key_from_header(header)))
+
+
+def authenticate_hash(session: Session, hasher: KeyHasher, key_hash: str) -> Caller:
+    """The caller of a key given by its keyed hash (what a web session holds instead of the
+    key); Unauthorized when the key is unknown or revoked."""
     known = hasher.cached(key_hash)
     if known is not None:
         return known
