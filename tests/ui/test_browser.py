@@ -175,7 +175,7 @@ def test_create_deploy_watch_open_stop_and_sign_out(browser: Any, server: Studio
     shot(page, "deployment-running", full_page=True)
 
     page.set_viewport_size({"width": 390, "height": 844})
-    shot(page, "deployment-phone")
+    shot(page, "deployment-phone", full_page=True)
     page.set_viewport_size({"width": 1280, "height": 860})
 
     page.click("#stop")

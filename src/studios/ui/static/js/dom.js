@@ -60,11 +60,15 @@ export function when(civis) {
   return t ? h('time', { datetime: civis, title: t.toLocaleString() }, ago(civis)) : '';
 }
 
+let lastClock = ['', ''];
 export function clock(civis) {
+  // Local wall-clock time with milliseconds; lines come in runs of one time, so remember the last.
+  if (civis === lastClock[0]) return lastClock[1];
   const t = parseTime(civis);
   if (!t) return '';
   const p = (n, w = 2) => String(n).padStart(w, '0');
-  return `${p(t.getHours())}:${p(t.getMinutes())}:${p(t.getSeconds())}.${p(t.getMilliseconds(), 3)}`;
+  lastClock = [civis, `${p(t.getHours())}:${p(t.getMinutes())}:${p(t.getSeconds())}.${p(t.getMilliseconds(), 3)}`];
+  return lastClock[1];
 }
 
 export function badge(state) {

@@ -52,9 +52,10 @@ export function follow(studioId, deploymentId, { onDeployment, onLines, onError 
     if (running || stopped) return;
     running = true;
     try {
-      // The deployment first, then its lines: every line is stored before it terminates.
-      const dep = await get(base);
-      const lines = await newLines(base, cursor);
+      const [dep, lines] = await Promise.all([get(base), newLines(base, cursor)]);
+      // Every line is stored before a deployment terminates: once it has, one more look
+      // (after that answer) gets the last of them.
+      if (dep.state === 'terminated') lines.push(...await newLines(base, cursor));
       if (stopped) return;
       if (lines.length) onLines(lines);
       onDeployment(dep);
