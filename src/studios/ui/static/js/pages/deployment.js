@@ -61,8 +61,13 @@ export async function view(main, studioId, deploymentId) {
   const logs = logView({ download: async () => save(`studio-${studioId}-deployment-${deploymentId}.log`, asText(await everyLine(base))) });
   let firstTime = null;
 
+  let shownKey = '';
   function showState(d) {
     dep = d;
+    // Each poll answers the deployment; the page changes only when something on it did.
+    const key = JSON.stringify([d.state, d.stateMessage, d.displayUrl, d.maxCpuUsage, d.maxMemoryUsage]);
+    if (key === shownKey) return;
+    shownKey = key;
     replace(state, badge(d.state));
     replace(message, d.state === 'pending' ? spinner('starting') : null, ' ', d.stateMessage || d.state);
     open.hidden = !d.displayUrl || d.state === 'terminated';

@@ -5,6 +5,8 @@
 import { clock, h, replace } from '../dom.js';
 
 const MAX_LINES = 20000;
+const FIRST_DRAW = 500; // lines drawn at once from a big batch; the rest in chunks of CHUNK
+const CHUNK = 2500;
 const KINDS = [['stdout', 'out', 'stdout'], ['stderr', 'err', 'stderr'], ['system', 'sys', 'system']];
 const TAGS = Object.fromEntries(KINDS.map(([kind, tag]) => [kind, tag]));
 
@@ -28,9 +30,12 @@ export function logView({ download }) {
   function matches(el) { return !needle || el.textContent.toLowerCase().includes(needle); }
 
   function refreshCount() {
-    let shown = 0;
-    for (const el of lines.children) {
-      if (!el.hidden && !lines.classList.contains(`hide-${el.dataset.kind}`)) shown += 1;
+    let shown = total;
+    if (needle || KINDS.some(([kind]) => lines.classList.contains(`hide-${kind}`))) {
+      shown = 0;
+      for (const el of lines.children) {
+        if (!el.hidden && !lines.classList.contains(`hide-${el.dataset.kind}`)) shown += 1;
+      }
     }
     count.textContent = shown === total ? `${total} line${total === 1 ? '' : 's'}` : `${shown} of ${total} lines shown`;
   }
@@ -52,10 +57,9 @@ export function logView({ download }) {
     try { await download(); } finally { downloadButton.disabled = false; downloadButton.textContent = was; }
   });
 
-  function add(batch) {
-    if (!batch.length) return;
-    // The hot path (10,000 lines at once): one element and one text node per line; the time
-    // and the kind are drawn from data attributes by CSS (and left out of a copy).
+  function draw(batch) {
+    // The hot path: one element and one text node per line; the time and the kind are drawn
+    // from data attributes by CSS (and left out of a copy).
     const fragment = document.createDocumentFragment();
     for (const line of batch) {
       const kind = kindOf(line);
@@ -68,13 +72,47 @@ export function logView({ download }) {
       if (needle && !matches(el)) el.hidden = true;
       fragment.append(el);
     }
-    const atEnd = lines.scrollHeight - lines.scrollTop - lines.clientHeight < 40;
-    lines.append(fragment);
-    total += batch.length;
-    while (lines.childElementCount > MAX_LINES) { lines.firstElementChild.remove(); total -= 1; }
+    return fragment;
+  }
+
+  function settle(atEnd, before) {
     emptyNote.hidden = total > 0;
     refreshCount();
-    if (follow.checked || atEnd) lines.scrollTop = lines.scrollHeight;
+    if (atEnd) lines.scrollTop = lines.scrollHeight;
+    else if (before !== undefined) lines.scrollTop += lines.scrollHeight - before; // older lines came in above
+    // For bench/ui_bench.py: when this many lines are in the page (after the next frame).
+    const count = total;
+    requestAnimationFrame(() => setTimeout(() => performance.mark('studios:log-lines', { detail: count }), 0));
+  }
+
+  let backlog = null;
+  function add(batch) {
+    if (!batch.length) return;
+    // A big first batch (a 10,000-line tail) shows its newest lines at once; the older ones
+    // follow in chunks, above them, without holding up the page.
+    let now = batch;
+    if (batch.length > FIRST_DRAW) {
+      now = batch.slice(-FIRST_DRAW);
+      const room = MAX_LINES - total - now.length;
+      if (room > 0) backlog = batch.slice(Math.max(0, batch.length - FIRST_DRAW - room), -FIRST_DRAW);
+    }
+    const atEnd = follow.checked || lines.scrollHeight - lines.scrollTop - lines.clientHeight < 40;
+    lines.append(draw(now));
+    total += now.length;
+    while (lines.childElementCount > MAX_LINES) { lines.firstElementChild.remove(); total -= 1; }
+    settle(atEnd);
+    if (backlog && now !== batch) setTimeout(older, 0);
+  }
+
+  function older() {
+    if (!backlog || !backlog.length) { backlog = null; return; }
+    const chunk = backlog.splice(Math.max(0, backlog.length - CHUNK));
+    const atEnd = follow.checked || lines.scrollHeight - lines.scrollTop - lines.clientHeight < 40;
+    const before = atEnd ? 0 : lines.scrollHeight;
+    lines.prepend(draw(chunk));
+    total += chunk.length;
+    settle(atEnd, before);
+    if (backlog.length) setTimeout(older, 0); else backlog = null;
   }
 
   const el = h('div', { class: 'logview' },
@@ -85,7 +123,7 @@ export function logView({ download }) {
       downloadButton),
     emptyNote, lines, h('p', {}, count));
   refreshCount();
-  return { el, add, clear() { replace(lines); total = 0; refreshCount(); } };
+  return { el, add };
 }
 
 export function asText(allLines) {
