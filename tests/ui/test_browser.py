@@ -198,6 +198,38 @@ def test_create_deploy_watch_open_stop_and_sign_out(browser: Any, server: Studio
     context.close()
 
 
+def test_each_validation_error_shows_at_the_field_it_names(browser: Any, server: StudiosServer) -> None:
+    context, page, problems = new_page(browser)
+    sign_in(page, server, "bob")
+    page.goto(server.url + "/ui/studios/new")
+    page.wait_for_selector("#studio-form")
+    page.fill("#name", "Too big")
+    page.fill("#memory", "999999")  # over the instance type's ceiling: the service's own check
+    page.click("#studio-form button[type=submit]")
+    error = page.wait_for_selector("#memory-error:not([hidden])")
+    assert "exceeds the ceiling of instance type 'small'" in error.text_content()
+    page.fill("#memory", "")
+    page.click("#add-param")
+    page.click("#add-param")
+    page.fill("#param-0-name", "COUNT")
+    page.select_option("#param-0-type", "integer")
+    page.fill("#param-0-value", "lots")
+    page.fill("#param-1-name", "not a name")
+    page.click("#studio-form button[type=submit]")
+    page.wait_for_selector("#param-0-value-error:not([hidden])")
+    assert "is not an integer" in page.text_content("#param-0-value-error")
+    assert "not a valid environment variable name" in page.text_content("#param-1-name-error")
+    assert page.is_hidden("#memory-error")  # the earlier message went when its field was fixed
+    summary = page.text_content("#error-summary")
+    assert "2 problems" in summary and "Parameter 1, value" in summary and "Parameter 2, name" in summary
+    import httpx
+
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.keys['bob']}"}, trust_env=False) as http:  # type: ignore[attr-defined]
+        assert http.get("/studios", params={"name": "Too big"}).json() == []  # nothing was stored
+    assert problems == []
+    context.close()
+
+
 def test_another_user_sees_nothing_of_a_studio(browser: Any, server: StudiosServer, repo: str) -> None:
     import httpx
 

@@ -198,3 +198,20 @@ def test_wake_starts_a_sleeping_deployment_for_a_viewer_only(api: Any, ctx: Any,
     assert as_author.post(path).status_code == 409  # no longer sleeping
     logs = as_author.get(f"/studios/{sid}/deployments/{did}/logs").json()
     assert "waking up: the display URL was opened" in [line["message"] for line in logs]
+
+
+def test_every_ui_asset_ships_in_the_package() -> None:
+    """Each file under ui/static matches a package-data pattern of pyproject.toml (else an
+    installed wheel would serve a page without it)."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["studios"]
+    package = repo / "src" / "studios"
+    files = [p.relative_to(package).as_posix() for p in (package / "ui" / "static").rglob("*") if p.is_file()]
+    assert files
+    # setuptools' * does not cross a slash
+    missing = [f for f in files if not any(fnmatch.fnmatch(f, pat) and f.count("/") == pat.count("/") for pat in patterns)]
+    assert missing == []
