@@ -90,15 +90,17 @@ def test_pages_walks_every_page_by_the_headers() -> None:
     assert seen == [{"archived": "all", "limit": "2", "page_num": "1"}, {"archived": "all", "limit": "2", "page_num": "2"}]
 
 
-def test_the_log_cursor_hands_over_lines_of_equal_time_once() -> None:
-    def line(t: str, message: str) -> dict[str, str]:
-        return {"createdAt": t, "message": message, "stream": "stdout", "source": "user"}
+def test_the_log_cursor_hands_over_every_line_once_even_when_stored_late() -> None:
+    def line(t: str, message: str, source: str = "user") -> dict[str, str]:
+        return {"createdAt": f"2026-01-01T00:00:{t}Z", "message": message, "stream": "stdout", "source": source}
 
-    cursor = LogCursor()
-    assert [x["message"] for x in cursor.take([line("T1", "a"), line("T2", "b"), line("T2", "c")])] == ["a", "b", "c"]
-    assert cursor.params() == {"start_at": "T2"}
-    # next answer starts at T2 again: b and c were seen, d is new at the same time
-    assert [x["message"] for x in cursor.take([line("T2", "b"), line("T2", "c"), line("T2", "d"), line("T3", "e")])] == ["d", "e"]
-    assert [x["message"] for x in cursor.take([line("T3", "e")])] == []
-    assert [x["message"] for x in cursor.take([line("T3", "e"), line("T3", "e")])] == ["e"]  # a repeated line is a new line
-    assert json.dumps(cursor.params()) == '{"start_at": "T3"}'
+    cursor = LogCursor(overlap=5.0)
+    assert cursor.params() == {}
+    first = [line("10.000", "a"), line("12.000", "ready", "system")]
+    assert [x["message"] for x in cursor.take(first)] == ["a", "ready"]
+    assert cursor.params() == {"start_at": "2026-01-01T00:00:07.000Z"}  # 5 s before the newest
+    # a batch of the app's lines stored after the later system line, with earlier times
+    later = [line("10.000", "a"), line("11.000", "b"), line("11.000", "b"), line("12.000", "ready", "system"), line("12.500", "c")]
+    assert [x["message"] for x in cursor.take(later)] == ["b", "b", "c"]  # b twice: stored twice
+    assert [x["message"] for x in cursor.take(later)] == []
+    assert json.dumps(cursor.params()) == '{"start_at": "2026-01-01T00:00:07.500Z"}'

@@ -288,3 +288,24 @@ def test_a_sleeping_deployment_wakes_from_its_page(browser: Any, tmp_path: Path,
         expect(page.locator("#steps li:has-text('ready after')")).to_have_count(2, timeout=WAIT_MS)
         assert problems == []
         context.close()
+
+
+def test_the_pages_log_cursor_hands_over_lines_stored_late(browser: Any, server: StudiosServer) -> None:
+    """The page's LogCursor (static/js/live.js), run in the browser: an app's lines stored after a
+    later system line still come through, once each (the CLI's twin is in tests/client)."""
+    context, page, _ = new_page(browser)
+    page.goto(server.url + "/ui/signin")
+    got = page.evaluate("""async () => {
+      const { LogCursor } = await import('/ui/static/js/live.js');
+      const line = (t, message, source = 'user') => ({ createdAt: `2026-01-01T00:00:${t}Z`, message, stream: 'stdout', source });
+      const cursor = new LogCursor();
+      const out = [];
+      out.push(cursor.take([line('10.000', 'a'), line('12.000', 'ready', 'system')]).map((l) => l.message));
+      out.push(cursor.params().start_at);
+      const later = [line('10.000', 'a'), line('11.000', 'b'), line('11.000', 'b'), line('12.000', 'ready', 'system'), line('12.500', 'c')];
+      out.push(cursor.take(later).map((l) => l.message));
+      out.push(cursor.take(later).map((l) => l.message));
+      return out;
+    }""")
+    assert got == [["a", "ready"], "2026-01-01T00:00:07.000Z", ["b", "b", "c"], []]
+    context.close()

@@ -1,5 +1,5 @@
-// Live data for the deployment page. Today it polls the REST API (the deployment, then its
-// new log lines from the last line's time, skipping lines at that exact time already seen);
+// Live data for the deployment page. Today it polls the REST API (the deployment and its new
+// log lines, see LogCursor);
 // a server-sent-events source can replace `follow` behind the same callbacks:
 //   follow(studioId, deploymentId, { onDeployment, onLines, onError }) -> { stop(), poke() }
 
@@ -8,33 +8,46 @@ import { get } from './api.js';
 export const POLL_MS = 1000;
 const PAGE = 10000;
 
-export class LogCursor {
-  constructor() { this.time = null; this.seenAtTime = 0; }
+// Lines are not stored in time order (an app's lines are stored in batches after they were
+// read; the service's own lines at once), so a line can appear with a time before the newest
+// one seen. Each request starts OVERLAP_MS before the newest time seen and skips the lines
+// already handed over, counted by (time, stream, source, message).
+const OVERLAP_MS = 5000;
 
-  params() { return this.time ? { start_at: this.time } : {}; }
+export class LogCursor {
+  constructor() { this.newest = null; this.seen = new Map(); }
+
+  params() { return this.newest ? { start_at: new Date(Date.parse(this.newest) - OVERLAP_MS).toISOString() } : {}; }
 
   take(lines) {
-    let start = 0;
-    if (this.time !== null) {
-      while (start < lines.length && start < this.seenAtTime && lines[start].createdAt === this.time) start += 1;
+    const fresh = [];
+    const counts = new Map();
+    for (const line of lines) {
+      const key = `${line.createdAt}\u0000${line.stream}\u0000${line.source}\u0000${line.message}`;
+      const n = (counts.get(key) || 0) + 1;
+      counts.set(key, n);
+      if (n > (this.seen.get(key) || 0)) { this.seen.set(key, n); fresh.push(line); }
+      if (this.newest === null || line.createdAt > this.newest) this.newest = line.createdAt;
     }
-    const fresh = lines.slice(start);
-    for (const line of fresh) {
-      if (line.createdAt === this.time) this.seenAtTime += 1;
-      else { this.time = line.createdAt; this.seenAtTime = 1; }
+    if (this.seen.size > 1000) {
+      const oldest = new Date(Date.parse(this.newest) - 2 * OVERLAP_MS).toISOString();
+      for (const key of this.seen.keys()) if (key.split('\u0000', 1)[0] < oldest) this.seen.delete(key);
     }
     return fresh;
   }
 }
 
-export async function newLines(base, cursor) {
-  if (cursor.time === null) return cursor.take(await get(`${base}/logs`, { limit: PAGE }));
+// New lines: the tail on the first call, then from the cursor; a full page goes on from
+// where it ended. `start` overrides where the first request starts.
+export async function newLines(base, cursor, start) {
+  if (cursor.newest === null && start === undefined) return cursor.take(await get(`${base}/logs`, { limit: PAGE }));
   const all = [];
-  for (let round = 0; round < 100; round += 1) {
-    const page = await get(`${base}/logs`, { limit: PAGE, ...cursor.params() });
-    const fresh = cursor.take(page);
-    all.push(...fresh);
-    if (page.length < PAGE || !fresh.length) break;
+  let params = start === undefined ? cursor.params() : { start_at: start };
+  for (let round = 0; round < 1000; round += 1) {
+    const page = await get(`${base}/logs`, { limit: PAGE, ...params });
+    all.push(...cursor.take(page));
+    if (page.length < PAGE || page[0].createdAt === page[page.length - 1].createdAt) break;
+    params = { start_at: page[page.length - 1].createdAt };
   }
   return all;
 }

@@ -42,8 +42,13 @@ export function signedIn(me, next) {
   session.user = me.user;
   setSession(me.csrfToken, () => { if (session.user) signedOut(true); });
   header();
-  const safe = next && next.startsWith('/') && !next.startsWith('//') ? next : '/ui';
-  navigate(safe, { replace: true });
+  // Only a page of this UI: `next` comes from the address, which anyone can link to.
+  let to = '/ui';
+  try {
+    const u = new URL(next || '/ui', window.location.origin);
+    if (u.origin === window.location.origin && (u.pathname === '/' || u.pathname.startsWith('/ui'))) to = u.pathname + u.search;
+  } catch (e) { /* keep /ui */ }
+  navigate(to, { replace: true });
 }
 
 function guard(view) {

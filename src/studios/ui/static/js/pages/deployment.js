@@ -4,7 +4,7 @@
 
 import { get, del, post } from '../api.js';
 import { badge, button, clock, h, link, notice, parseTime, replace, setBusy, spinner } from '../dom.js';
-import { LogCursor, follow } from '../live.js';
+import { LogCursor, follow, newLines } from '../live.js';
 import { usageChart } from '../parts/chart.js';
 import { asText, logView } from '../parts/logs.js';
 import { sharesPanel } from '../parts/shares.js';
@@ -13,17 +13,8 @@ import { focusHeading } from '../router.js';
 const ACTIVE = ['pending', 'running', 'sleeping'];
 
 async function everyLine(base) {
-  const cursor = new LogCursor();
-  cursor.time = '1970-01-01T00:00:00.000Z';
-  cursor.seenAtTime = 0;
-  const all = [];
-  for (let round = 0; round < 1000; round += 1) {
-    const page = await get(`${base}/logs`, { limit: 10000, ...cursor.params() });
-    const fresh = cursor.take(page);
-    all.push(...fresh);
-    if (page.length < 10000 || !fresh.length) break;
-  }
-  return all;
+  // From the very first line (without start_at the API answers the tail).
+  return newLines(base, new LogCursor(), '1970-01-01T00:00:00.000Z');
 }
 
 function save(name, text) {
