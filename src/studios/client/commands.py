@@ -29,7 +29,8 @@ POLL_SECONDS = 1.0
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 app = typer.Typer()
-out = Console(highlight=False, soft_wrap=True)
+# Into a pipe, tables keep one row per line (rich would wrap them at 80 columns).
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
