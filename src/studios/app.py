@@ -34,6 +34,7 @@ from studios.services.proxy_backend import DatabaseProxyBackend, sleeps_at
 from studios.services.relay import PgRelay
 from studios.services.secrets import SecretBox
 from studios.settings import Settings
+from studios.ui import routes as ui
 
 log = logging.getLogger("studios")
 SEEN_FLUSH_SECONDS = 5.0
@@ -192,6 +193,7 @@ def create_app(
     errors.install(app)
     for router in (studios.router, deployments.router, streams.router, shares.router, credentials.router, users.router, platform.router, discovery.router):
         app.include_router(router)
+    ui.install(app)
     app.add_middleware(NormalizePath)
     return app
 

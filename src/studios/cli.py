@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from studios.client import commands as client_commands
 from studios.settings import Settings
 
 app = typer.Typer(help="Studios: a self-hostable server for the Civis Platform /studios API.", no_args_is_help=True)
@@ -17,6 +18,7 @@ db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(client_commands.app)  # the user commands: ls, ps, deploy, logs, stop
 console = Console()
 err = Console(stderr=True)
 

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     db_lock_timeout_seconds: float = Field(10.0, gt=0, description="Longest wait for a database lock; a request that waits longer gets a 503 with Retry-After.")
     engine_lease_seconds: float = Field(6.0, gt=0, description="Life of the lifecycle engine's lease: another server takes the engine over within this long after its holder dies.")
     stream_heartbeat_seconds: float = Field(15.0, gt=0, description="Live streams (server-sent events) send a heartbeat this often, and check the caller's access again.")
+    ui_session_seconds: float = Field(43200.0, gt=0, description="How long a web UI sign-in lasts before the page asks for the API key again.")
     access_log: bool = Field(False, description="uvicorn access log (costs ~16% of throughput).")
 
     @cached_property

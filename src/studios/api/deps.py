@@ -20,8 +20,9 @@ from pydantic import BaseModel
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from studios.api.session_cookie import authenticate_request
 from studios.context import Context
-from studios.services.keys import Caller, authenticate, cached_caller, flush_seen
+from studios.services.keys import Caller, cached_caller, flush_seen
 
 T = TypeVar("T")
 
@@ -29,11 +30,12 @@ T = TypeVar("T")
 class Call:
     """One request: who calls, and its database work (in the pool)."""
 
-    __slots__ = ("_caller", "_session", "ctx", "header", "writes")
+    __slots__ = ("_caller", "_session", "ctx", "header", "request", "writes")
 
-    def __init__(self, ctx: Context, header: str | None, writes: bool) -> None:
+    def __init__(self, ctx: Context, request: Request, writes: bool) -> None:
         self.ctx = ctx
-        self.header = header
+        self.request = request
+        self.header = request.headers.get("authorization")
         self.writes = writes
         self._session: Session | None = None
         self._caller: Caller | None = None
@@ -53,7 +55,7 @@ class Call:
         with db.writing() if self.writes else db.reading() as session:
             self._session = session
             try:
-                self._caller = authenticate(session, self.ctx.hasher, self.header)
+                self._caller = authenticate_request(session, self.ctx, self.request)
                 if self.writes and self.ctx.hasher.seen:
                     flush_seen(session, self.ctx.hasher)  # a write transaction is open anyway
                 return body()
@@ -75,18 +77,18 @@ class Call:
 
         def call() -> T:
             with self.ctx.db.reading() as session:
-                self._caller = authenticate(session, self.ctx.hasher, self.header)
+                self._caller = authenticate_request(session, self.ctx, self.request)
             return body(self.ctx.db.connection(), self._caller)
 
         return await self.ctx.db.run(call)
 
 
 def _write_call(request: Request) -> Call:
-    return Call(request.app.state.ctx, request.headers.get("authorization"), writes=True)
+    return Call(request.app.state.ctx, request, writes=True)
 
 
 def _read_call(request: Request) -> Call:
-    return Call(request.app.state.ctx, request.headers.get("authorization"), writes=False)
+    return Call(request.app.state.ctx, request, writes=False)
 
 
 CallDep = Annotated[Call, Depends(_write_call)]

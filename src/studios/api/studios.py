@@ -68,6 +68,7 @@ async def list_studios(
     page_num: Annotated[int, Query(description="Page number of the results to return. Defaults to the first page, 1.", ge=1, le=1_000_000)] = 1,
     order: Annotated[Literal["updated_at", "name", "created_at"], Query(description="The field on which to order the result set. Defaults to updated_at. Must be one of: updated_at, name, created_at.")] = "updated_at",
     order_dir: OrderDir = "desc",
+    name: Annotated[str | None, Query(description="Only studios whose name contains this (case-insensitive). A Studios extension, left out of GET /endpoints.", max_length=255, include_in_schema=False)] = None,
 ) -> Response:
     flag = archived.strip().lower() or "false"
     if flag not in ("true", "false", "all"):
@@ -79,8 +80,12 @@ async def list_studios(
         authors = [int(a) for a in author.split(",")]
         if max(authors) > 2**31 - 1:
             raise Invalid(f"author: {max(authors)} is not a user ID (too large).")
+    if name is not None and "\x00" in name:
+        raise Invalid("name: must not contain a NUL character")
+    search = name.strip() if name else None
+
     def body_(conn: Connection, caller: Caller) -> tuple[list[views.WireDict], int]:
-        page = studio_service.page(conn, caller, flag, authors, order, order_dir, limit, page_num)
+        page = studio_service.page(conn, caller, flag, authors, order, order_dir, limit, page_num, search)
         return views.studios(conn, page.studios, caller, call.ctx.links), page.total
 
     rows, total = await call.fast(body_)

@@ -123,9 +123,14 @@ def cached_caller(hasher: KeyHasher, header: str | None) -> Caller | None:
 
 
 def authenticate(session: Session, hasher: KeyHasher, header: str | None) -> Caller:
-    """The caller whose key the header carries; Unauthorized if none is valid. Reads only:
-    "last seen" times are noted in `hasher.seen` and written later by `flush_seen`."""
-    key_hash = hasher.hash(key_from_header(header))
+    """The caller whose key the header carries; Unauthorized if none is valid."""
+    return authenticate_hash(session, hasher, hasher.hash(key_from_header(header)))
+
+
+def authenticate_hash(session: Session, hasher: KeyHasher, key_hash: str) -> Caller:
+    """The caller of a key given by its keyed hash (what a web session holds instead of the
+    key); Unauthorized when the key is unknown or revoked. Reads only: "last seen" times are
+    noted in `hasher.seen` and written later by `flush_seen`."""
     known = hasher.cached(key_hash)
     if known is not None:
         return known

@@ -108,9 +108,9 @@ def archive(session: Session, caller: Caller, studio_id: int, status: bool) -> t
     return studio, level
 
 
-def page(conn: Connection, caller: Caller, archived: str, authors: list[int] | None, order: str, order_dir: str, limit: int, page_num: int) -> Page:
+def page(conn: Connection, caller: Caller, archived: str, authors: list[int] | None, order: str, order_dir: str, limit: int, page_num: int, name: str | None = None) -> Page:
     flag = {"true": True, "false": False, "all": None}[archived]
-    rows, total = studio_store.list_visible(conn, caller.id, caller.is_admin, flag, authors, order, order_dir == "desc", limit, (page_num - 1) * limit)
+    rows, total = studio_store.list_visible(conn, caller.id, caller.is_admin, flag, authors, order, order_dir == "desc", limit, (page_num - 1) * limit, name or None)
     return Page(rows, total)
 
 

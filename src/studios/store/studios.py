@@ -87,7 +87,7 @@ def remove_share(session: Session, studio_id: int, user_id: int) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def _page_query(see_all: bool, archived: bool | None, by_author: bool, order: str, descending: bool) -> Select:
+def _page_query(see_all: bool, archived: bool | None, by_author: bool, by_name: bool, order: str, descending: bool) -> Select:
     """One prebuilt statement per shape of list request (values are bound at execution)."""
     share = and_(StudioShare.studio_id == Studio.id, StudioShare.user_id == bindparam("uid"))
     query = select(Studio.__table__, *AUTHOR_COLUMNS, StudioShare.level, LATEST_ID, func.count().over().label("total")).join(User, User.id == Studio.author_id)
@@ -96,6 +96,8 @@ def _page_query(see_all: bool, archived: bool | None, by_author: bool, order: st
         query = query.where(Studio.archived.is_(archived))
     if by_author:
         query = query.where(Studio.author_id.in_(bindparam("authors", expanding=True)))
+    if by_name:
+        query = query.where(Studio.name.ilike(bindparam("name"), escape="\\"))
     column = ORDER_COLUMNS[order]
     query = query.order_by(column.desc() if descending else column.asc(), Studio.id.desc() if descending else Studio.id.asc())
     return query.limit(bindparam("limit")).offset(bindparam("offset"))
@@ -111,10 +113,14 @@ def list_visible(
     descending: bool,
     limit: int,
     offset: int,
+    name: str | None = None,
 ) -> tuple[list[Row], int]:
-    """A page of view rows of the studios the user may see, and the total count."""
-    query = _page_query(see_all, archived, bool(authors), order, descending)
-    params = {"uid": user_id, "limit": limit, "offset": offset, **({"authors": authors} if authors else {})}
+    """A page of view rows of the studios the user may see (whose name contains `name`,
+    case-insensitively, when given), and the total count."""
+    query = _page_query(see_all, archived, bool(authors), bool(name), order, descending)
+    params: dict[str, Any] = {"uid": user_id, "limit": limit, "offset": offset, **({"authors": authors} if authors else {})}
+    if name:
+        params["name"] = "%" + name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     rows = list(conn.execute(query, params))
     if rows or offset == 0:
         return rows, rows[0].total if rows else 0
