@@ -121,7 +121,7 @@ def test_revoking_the_key_ends_its_sessions(api: Any, ctx: Any, author: Any, mak
     key, key_id = make_key(author)
     cookie, _ = sign_in(api, key)
     assert with_cookie(api, cookie).get("/studios").status_code == 200
-    with ctx.db() as session:
+    with ctx.db.writing() as session:
         assert key_service.revoke(session, ctx.hasher, key_id)
     assert with_cookie(api, cookie).get("/studios").status_code == 401
     assert with_cookie(api, cookie).get("/ui/session").status_code == 401
@@ -186,7 +186,7 @@ def test_partitions_need_a_caller_and_list_instance_types(api: Any, author: Any)
 def test_wake_starts_a_sleeping_deployment_for_a_viewer_only(api: Any, ctx: Any, author: Any, other: Any) -> None:
     as_author = api.as_(author)
     sid = as_author.post("/studios", json={"name": "sleepy", "dockerImageName": "no-such-image-for-the-process-runtime"}).json()["id"]
-    with ctx.db() as session:
+    with ctx.db.writing() as session:
         dep = dep_store.create(session, {"studio_id": sid, "user_id": author.id, "name": "sleepy", "runtime": "process", "state": "sleeping", "state_message": "sleeping", "docker_image_name": "no-such-image-for-the-process-runtime", "docker_image_tag": "latest", "params": []})
         session.commit()
         did = dep.id
