@@ -17,7 +17,7 @@ import pytest
 
 from studios.proxy.backend import Target
 
-from .conftest import DEPLOYMENT, USER, Stack, listening_socket, make_stack
+from .conftest import DEPLOYMENT, USER, Stack, listening_socket
 
 pytestmark = pytest.mark.anyio
 

@@ -1,7 +1,7 @@
 """Display URLs, the signed tokens they carry, and the viewer cookies those tokens buy.
 
 A displayUrl token is an itsdangerous `URLSafeTimedSerializer` signature over
-`[deployment_id, user_id]` (salt `studios.display-token`), valid for `token_max_age` seconds
+`[deployment_id, user_id, nonce]` (salt `studios.display-token`), valid for `token_max_age` seconds
 and exchangeable once: the proxy's `/_studios/auth` endpoint trades it for a cookie signed the
 same way under another salt (`studios.display-cookie`), so a token is never accepted as a
 cookie or the other way round, and remembers it as spent until it expires (`spend_token`).
@@ -14,6 +14,7 @@ cookie attributes; it does no I/O and knows nothing of the backend.
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from urllib.parse import quote
 
@@ -100,7 +101,9 @@ class DisplayLinks:
 
     # -- tokens ---------------------------------------------------------------------------
     def make_token(self, deployment_id: int, user_id: int) -> str:
-        return self._tokens.dumps([int(deployment_id), int(user_id)])
+        # A random nonce makes every token distinct, so two links made in the same second
+        # (signatures carry whole seconds) are spent separately.
+        return self._tokens.dumps([int(deployment_id), int(user_id), secrets.token_urlsafe(6)])
 
     def verify_token(self, token: str) -> tuple[int, int] | None:
         """(deployment id, user id) of a valid, unexpired token, else None. Says nothing of
@@ -109,6 +112,8 @@ class DisplayLinks:
             value = self._tokens.loads(token, max_age=self.config.token_max_age)
         except (BadSignature, ValueError, TypeError):
             return None
+        if isinstance(value, list) and len(value) == 3 and isinstance(value[2], str):
+            value = value[:2]  # the nonce
         return _pair(value)
 
     def spend_token(self, token: str, now: float | None = None) -> bool:

@@ -11,7 +11,8 @@ the other side. Pipelined requests wait in `queue` and are answered in order.
 
 What reaches an app is never ambiguous: llhttp parses strictly (no obsolete line folding, no
 Content-Length next to Transfer-Encoding, no duplicate Content-Length), heads past
-`max_head_bytes` get a 431, two `Host` headers, `CONNECT` and chunked HTTP/1.0 bodies a 400,
+`max_head_bytes` get a 431; two `Host` headers, `CONNECT`, chunked HTTP/1.0 bodies and
+Upgrade requests with a body a 400,
 and the body's framing is rebuilt from what we parsed (`Request.length`/`chunked`) rather than
 copied from the viewer's headers.
 
@@ -45,6 +46,9 @@ _DROP = frozenset({
 own; X-Forwarded-For is extended, not replaced), and the body's framing (rebuilt from what the
 parser found, so the app cannot read the body's length differently from us)."""
 _BUFFER_LIMIT = 256 * 1024
+_HEADER_COST = 64
+"""Bytes each header counts for against `max_head_bytes` beyond its text, so that thousands
+of tiny headers (each a Python tuple here and a line at the app) meet the limit too."""
 
 
 class Rejected(Exception):
@@ -109,6 +113,9 @@ class Viewer(asyncio.Protocol):
         self.held_size = 0
         self.in_head = False
         self.head_size = 0
+        """Bytes of the head being parsed, as the parser reported its parts."""
+        self.head_read = 0
+        """Bytes read while that head was incomplete."""
         self.max_head = server.config.max_head_bytes
         self.closed = False
         self.last_touch = 0.0
@@ -149,9 +156,9 @@ class Viewer(asyncio.Protocol):
         except httptools.HttpParserError as error:
             self.reject(error.__context__.status if isinstance(error.__context__, Rejected) else 400)
             return
-        if self.in_head:  # a head still incomplete after this read: bound it
-            self.head_size += len(data)
-            if self.head_size > self.max_head:
+        if self.in_head:  # a head still incomplete after this read: bound what httptools buffers
+            self.head_read += len(data)
+            if self.head_read > self.max_head:
                 self.reject(431)
 
     def reject(self, status: int) -> None:
@@ -187,16 +194,24 @@ class Viewer(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.parsing = Request()
         self.in_head = True
-        self.head_size = 0
+        self.head_size = self.head_read = 0
 
     def on_url(self, url: bytes) -> None:
         self.parsing.url += url  # type: ignore[union-attr]
+        self._count(len(url))
+
+    def _count(self, size: int) -> None:
+        """Bound a head that arrived within one read (`data_received` bounds those that don't)."""
+        self.head_size += size
+        if self.head_size > self.max_head:
+            raise Rejected(431)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.in_head:  # a chunked body's trailer fields: dropped
             return
         req = self.parsing
         assert req is not None  # httptools calls on_message_begin first
+        self._count(len(name) + len(value) + 4 + _HEADER_COST)
         lname = name.lower()
         if lname == b"host":
             req.host = value
@@ -225,8 +240,11 @@ class Viewer(asyncio.Protocol):
         req.keep_alive = parser.should_keep_alive()
         req.upgrade = parser.should_upgrade()
         self.in_head = False
-        if req.hosts > 1 or req.method == b"CONNECT" or (req.chunked and req.version == "1.0"):
-            raise Rejected(400)  # ambiguous target, a tunnel we do not offer, framing 1.0 lacks
+        if (req.hosts > 1 or req.method == b"CONNECT" or (req.chunked and req.version == "1.0")
+                or (req.upgrade and req.has_body)):
+            # an ambiguous target, a tunnel we do not offer, framing HTTP/1.0 lacks, or an
+            # Upgrade with a body (llhttp reads what follows the head as the new protocol)
+            raise Rejected(400)
         if self.current is None:
             self.current = req
             self.server.loop.create_task(self.handle(req))

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from studios.context import Context
 from studios.proxy.backend import Target
+from studios.proxy.config import strip_prefix_choice
 from studios.services import permissions
 from studios.services.keys import Caller
 from studios.store import deployments as dep_store
@@ -41,7 +42,7 @@ class DatabaseProxyBackend:
             target = None
             if dep is not None:
                 address = self.runtime_address(dep.runtime or "", dep.handle) if dep.state == "running" and dep.handle else None
-                target = Target(dep.id, dep.studio_id, dep.state, dep.state_message, address, sleeps_at=self.sleeps_at(dep.id, dep.ready_at.timestamp() if dep.ready_at else None) if dep.state == "running" else None)
+                target = Target(dep.id, dep.studio_id, dep.state, dep.state_message, address, sleeps_at=self.sleeps_at(dep.id, dep.ready_at.timestamp() if dep.ready_at else None) if dep.state == "running" else None, strip_prefix=strip_prefix_choice(dep.params))
         self._targets[deployment_id] = (now + CACHE_SECONDS, target)
         return target
 
