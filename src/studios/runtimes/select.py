@@ -12,10 +12,10 @@ from studios.settings import Settings
 def build_runtimes(settings: Settings) -> tuple[dict[str, Runtime], str, str]:
     """(runtimes by name, default name, a sentence saying why)."""
     from studios.runtimes.docker import DockerRuntime, docker_available
-    from studios.runtimes.process import ProcessRuntime
+    from studios.runtimes.process import ProcessRuntime, recipes
 
     runtimes: dict[str, Runtime] = {
-        "process": ProcessRuntime(state_dir=settings.data_dir / "process-runtime", image_commands=settings.image_commands),
+        "process": ProcessRuntime(state_dir=settings.data_dir / "process-runtime", image_commands={**recipes.installed(), **settings.image_commands}),
     }
     instance = hashlib.sha256(str(settings.data_dir.resolve()).encode()).hexdigest()[:12]
     problem = docker_available(settings.docker_url) if settings.runtime in ("auto", "docker") else "not asked for"
