@@ -1,7 +1,7 @@
 """The apps people deploy, through a real `studios serve` and Debian's chromium, in both proxy
-modes: JupyterLab (the built-in `jupyterlab` image recipe) opens and runs a cell; Streamlit
-(the `streamlit` recipe) renders and reacts to a widget; a 50 MB download (three in a row,
-over one keep-alive connection pool) and a server-sent-events stream arrive whole.
+modes: JupyterLab (the built-in `jupyterlab` image recipe) opens and runs a cell; Streamlit,
+Shiny and Dash (their recipes) render and react to a widget; a 50 MB download (three in a
+row, over one keep-alive connection pool) and a server-sent-events stream arrive whole.
 
 Every wait is for what a person would wait for (the Lab's launcher, the cell's output, the
 page's text), bounded; nothing sleeps a fixed time."""
@@ -145,5 +145,37 @@ def test_a_50_mb_download_and_an_event_stream_arrive_whole(server: StudiosServer
             info.value.save_as(saved)
             assert saved.stat().st_size == 50 * 1024 * 1024
             assert hashlib.sha256(saved.read_bytes()).hexdigest() == expected
+    finally:
+        context.close()
+
+
+def test_shiny_renders_and_reacts_to_a_widget(server: StudiosServer, browser: Any) -> None:
+    params = [{"name": "SHINY_APP", "type": "string", "value": str(APPS / "shiny_app.py")},
+              # Shiny serves at its root: in path mode the proxy strips /_d/<id> for it
+              {"name": "STUDIOS_PATH_PREFIX", "type": "string", "value": "strip"}]
+    dep = deploy(server, "shiny", "shiny", params)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(dep["displayUrl"])
+        page.get_by_text("hello, nobody").wait_for()  # rendered over Shiny's WebSocket
+        page.get_by_label("Your name").fill("studios")
+        page.get_by_text("hello, studios").wait_for()
+    finally:
+        context.close()
+
+
+def test_dash_renders_and_reacts_to_a_widget(server: StudiosServer, browser: Any) -> None:
+    params = [{"name": "DASH_APP", "type": "string", "value": str(APPS / "dash_app.py")}]
+    dep = deploy(server, "dash", "dash", params)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(dep["displayUrl"])
+        page.get_by_text("hello, nobody").wait_for()  # the layout, then the first callback
+        page.get_by_placeholder("Your name").fill("studios")
+        page.get_by_text("hello, studios").wait_for()
     finally:
         context.close()
