@@ -1,5 +1,5 @@
 """Launch recipes: the image names the process runtime runs out of the box, when the program
-is installed on the server (JupyterLab, Streamlit, Shiny for Python, Dash, code-server).
+is installed on the server (JupyterLab, Streamlit, Shiny for Python, Dash).
 
 Owns the table of recipes and the lookup of their programs; nothing else. Each recipe is a
 `/bin/sh -c` command in the same form as an operator's `image_commands` entry (which wins
@@ -51,17 +51,11 @@ DASH = (
     'export DASH_URL_BASE_PATHNAME="$STUDIOS_BASE_PATH"; exec {program} --app "${{DASH_APP:-app}}:server" '
     'run --host 127.0.0.1 --port "$PORT" --no-reload --no-debugger'
 )
-CODE_SERVER = (
-    'exec {program} --bind-addr "127.0.0.1:$PORT" --auth none --disable-telemetry '
-    "--disable-update-check --disable-workspace-trust ."
-)
-
 RECIPES = (
     Recipe("jupyterlab", "jupyter-lab", JUPYTER),
     Recipe("streamlit", "streamlit", STREAMLIT),
     Recipe("shiny", "shiny", SHINY),
     Recipe("dash", "flask", DASH),
-    Recipe("code-server", "code-server", CODE_SERVER),
 )
 
 
