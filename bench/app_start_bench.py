@@ -11,7 +11,7 @@ Needs the apps (the test extras pin them: `pip install -e '.[test]'`) and Debian
   `STUDIOS_BASE_PATH=/`; the port probed every 5 ms until it answers HTTP; then chromium opens
   `http://127.0.0.1:PORT/` in a fresh context, until the first page is rendered;
 - **via Studios**: `POST /studios/{id}/deployments` on `studios serve` (`STUDIOS_RUNTIME=process`,
-  host mode) -> `running` polled every 2 ms -> chromium opens the `displayUrl` (token exchange,
+  host mode, instance type `medium`: no tighter cpu limit than the machine) -> `running` polled every 2 ms -> chromium opens the `displayUrl` (token exchange,
   cookie, redirect, the app) in a fresh context, until the first page is rendered.
 
 "Rendered" is what a person waits for: the Lab's launcher tiles, or the Streamlit app's first
@@ -105,7 +105,10 @@ def main() -> int:
         srv = Studios(session.procs, session.tmp, {"STUDIOS_RUNTIME": "process", "STUDIOS_IDLE_SLEEP_SECONDS": "0",
                                                      "STUDIOS_START_TIMEOUT_SECONDS": str(int(args.timeout))})
         srv.cleanup_with(session)
-        studios = {a: srv.create_studio(dockerImageName=a, params=[{"name": "STREAMLIT_APP", "type": "string", "value": str(app_file)}])
+        # instance type "medium" (2 cores, the whole machine here): the app started by hand has
+        # no cpu limit either, so what differs is Studios' own work
+        studios = {a: srv.create_studio(dockerImageName=a, instanceType="medium",
+                                        params=[{"name": "STREAMLIT_APP", "type": "string", "value": str(app_file)}])
                    for a in apps}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
