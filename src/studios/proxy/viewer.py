@@ -333,12 +333,11 @@ class Viewer(asyncio.Protocol):
         # keeps it alive, our whole request reached it before it answered, and it was not an
         # Upgrade the app declined (bytes sent after that head were never forwarded, but the
         # app may not have expected the request to end there). `Pool.put` checks the rest.
-        keep = upstream_keep_alive and req.complete and not req.early and not req.upgrade
-        if keep:
+        if upstream_keep_alive and req.complete and not req.early and not req.upgrade:
             self.server.pool.put(upstream)
         else:
             upstream.close()
-        self.finish(req, keep and req.keep_alive)
+        self.finish(req, upstream_keep_alive and req.complete and req.keep_alive and not req.upgrade)
 
     def upgraded(self, upstream: Upstream) -> None:
         """The app answered 101: from now on this connection is a two-way pipe."""
