@@ -14,8 +14,8 @@
 #    $STUDIOS_BASE_PATH, as user `app` in /home/app (the Docker runtime's PORT is 8080).
 #
 # Idempotent: an image carrying this recipe's label is kept unless FORCE=1. Cache:
-# $STUDIOS_IMAGE_CACHE (default /var/cache/studios-images): ~150 MB of rootfs, ~400 MB of wheels.
-# Costs measured on this 2-core machine are in docs/apps.md.
+# $STUDIOS_IMAGE_CACHE (default /var/cache/studios-images): 168 MB of rootfs tarball and 205 MB
+# of wheels for the four apps. Costs measured on a 2-core machine are in docs/apps.md.
 set -eu
 
 CACHE="${STUDIOS_IMAGE_CACHE:-/var/cache/studios-images}"
