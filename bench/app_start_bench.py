@@ -132,7 +132,7 @@ def main() -> int:
         summary[app] = {"by_hand_ms": round(hand * 1000), "via_studios_ms": round(ours * 1000),
                         "difference_ms": round((ours - hand) * 1000), "ratio": round(ours / hand, 2)}
         print(f"  {app:10s} by hand {hand * 1000:7.0f} ms   via Studios {ours * 1000:7.0f} ms   "
-              f"+{(ours - hand) * 1000:.0f} ms ({ours / hand:.2f}x)")
+              f"{(ours - hand) * 1000:+.0f} ms ({ours / hand:.2f}x)")
     write_results("app_start_bench", session.started, {"settings": settings(args), "runs": results, "median": summary}, args.output)
     return 0
 
