@@ -47,6 +47,8 @@ def proxy_config(settings: Settings) -> ProxyConfig:
         public_url=settings.effective_proxy_url,
         mode=settings.proxy_mode,
         token_max_age=settings.display_token_seconds,
+        strip_prefix=settings.proxy_path_prefix == "strip",
+        auth_attempts_per_minute=settings.proxy_auth_attempts_per_minute,
     )
 
 

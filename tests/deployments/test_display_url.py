@@ -63,9 +63,16 @@ def test_display_url_opens_the_app_and_a_tampered_link_does_not(api: Api, author
     # The other user has no share: their own link is refused until the author shares.
     me.put(f"/studios/{s['id']}/shares/users", json={"userIds": [other.id], "permissionLevel": "read"})
     theirs = api.as_(other).get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}").json()["displayUrl"]
-    assert open_link(theirs).status_code == 200
+    opened = open_link(theirs)
+    assert opened.status_code == 200
+    assert open_link(theirs).status_code == 403  # a link opens a studio once
+    # Unsharing closes the session that link opened, at its next request.
+    host, cookie = opened.request.headers["Host"], opened.request.headers["Cookie"]
+    again = httpx.get(str(opened.request.url), headers={"Host": host, "Cookie": cookie}, trust_env=False)
+    assert again.status_code == 200
     me.delete(f"/studios/{s['id']}/shares/users/{other.id}")
-    assert open_link(theirs).status_code == 403
+    refused = httpx.get(str(opened.request.url), headers={"Host": host, "Cookie": cookie}, trust_env=False)
+    assert refused.status_code == 403 and "do not have access" in refused.text
     me.delete(f"/studios/{s['id']}/deployments/{dep['deploymentId']}")
 
 
@@ -107,7 +114,9 @@ def test_a_real_browser_opens_the_display_url_of_a_deployed_app(api: Api, author
         try:
             page = browser.new_page()
             page.goto(dep["displayUrl"])
-            assert page.inner_text("body").startswith("hello from the app at / base=/")
+            # (this module's studios sleep after 2 s idle: if it did, the starting page wakes it
+            # and reloads into the app, which is what a person would wait for)
+            page.wait_for_function("document.body.innerText.startsWith('hello from the app at / base=/')", timeout=30_000)
             tampered = browser.new_page()
             response = tampered.goto(dep["displayUrl"][:-4] + "AAAA")
             assert response is not None and response.status == 403

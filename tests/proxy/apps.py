@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 CHUNK = b"x" * 65536
 
@@ -11,7 +12,8 @@ CHUNK = b"x" * 65536
 class UpstreamApp:
     """Routes: /headers (JSON of path, query, headers), /sse (one event, then waits for
     `release`, then a second), /ws (echo), /upload (counts body bytes), /download?n= (streams
-    n bytes, chunked), anything else: "hello <path>"."""
+    n bytes, chunked), /blob?n= (n bytes with a Content-Length, one write), anything else: "hello <path>". Like an app told its STUDIOS_BASE_PATH,
+    it serves the same routes under a `/_d/<id>` prefix (and reports the path it saw)."""
 
     def __init__(self) -> None:
         self.release = asyncio.Event()
@@ -25,20 +27,21 @@ class UpstreamApp:
             return
         self.requests += 1
         path = scope["path"]
-        if path == "/headers":
+        route = re.sub(r"^/_d/[0-9]+(?=/)", "", path)
+        if route == "/headers":
             body = json.dumps({
                 "path": path,
                 "query": scope["query_string"].decode(),
                 "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
             }).encode()
             await _reply(send, body, b"application/json")
-        elif path == "/sse":
+        elif route == "/sse":
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"text/event-stream")]})
             await send({"type": "http.response.body", "body": b"data: one\n\n", "more_body": True})
             await self.release.wait()
             await send({"type": "http.response.body", "body": b"data: two\n\n"})
-        elif path == "/upload":
+        elif route == "/upload":
             total = 0
             while True:
                 message = await receive()
@@ -46,7 +49,7 @@ class UpstreamApp:
                 if not message.get("more_body"):
                     break
             await _reply(send, str(total).encode(), b"text/plain")
-        elif path == "/download":
+        elif route == "/download":
             n = int(scope["query_string"].decode().partition("=")[2])
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"application/octet-stream")]})
@@ -56,6 +59,9 @@ class UpstreamApp:
                 sent += len(piece)
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
+        elif route == "/blob":  # n bytes with a Content-Length, in one write
+            n = int(scope["query_string"].decode().partition("=")[2])
+            await _reply(send, b"b" * n, b"application/octet-stream")
         else:
             body = b"<!doctype html><title>studio app</title><h1 id=app>hello " + path.encode() + b"</h1>"
             await _reply(send, body, b"text/html")

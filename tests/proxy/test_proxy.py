@@ -115,7 +115,7 @@ async def test_post_body_and_head(stack: Stack, client: httpx.AsyncClient):
     assert "hello /y" in r.text
 
 
-async def test_path_mode_strips_prefix(path_stack: Stack, client: httpx.AsyncClient):
+async def test_path_mode_forwards_the_prefix(path_stack: Stack, client: httpx.AsyncClient):
     s = path_stack
     url = s.links.display_url(DEPLOYMENT, USER)
     r = await client.get(s.base + path_and_query(url))
@@ -124,12 +124,36 @@ async def test_path_mode_strips_prefix(path_stack: Stack, client: httpx.AsyncCli
     cookie = {"Cookie": r.headers["set-cookie"].split(";")[0]}
     r = await client.get(s.base + "/_d/1/headers?q=1", headers=cookie)
     seen = r.json()
-    assert seen["path"] == "/headers" and seen["query"] == "q=1"
-    assert seen["headers"]["x-forwarded-prefix"] == "/_d/1"
+    # the app sees the path under its STUDIOS_BASE_PATH, as a base_url-aware app expects
+    assert seen["path"] == "/_d/1/headers" and seen["query"] == "q=1"
+    assert "x-forwarded-prefix" not in seen["headers"]
     r = await client.get(s.base + "/_d/1?x=1", headers=cookie)
     assert r.status_code == 303 and r.headers["location"] == "/_d/1/?x=1"
     r = await client.get(s.base + "/_d/2/", headers=cookie)
     assert r.status_code == 403
+
+
+@pytest.mark.parametrize("how", ["server default", "studio param"])
+async def test_path_mode_strips_the_prefix_when_chosen(how: str, client: httpx.AsyncClient):
+    async with make_stack("path") as s:
+        if how == "server default":
+            s.proxy.config = dataclasses.replace(s.proxy.config, strip_prefix=True)
+        else:  # what the service puts in the Target for a studio with STUDIOS_PATH_PREFIX=strip
+            s.backend.put(Target(DEPLOYMENT, 10, "running", "", s.upstream, strip_prefix=True))
+        r = await client.get(s.url("/headers?q=1"), headers={"Cookie": s.cookie()})
+        seen = r.json()
+        assert seen["path"] == "/headers" and seen["query"] == "q=1"
+        assert seen["headers"]["x-forwarded-prefix"] == "/_d/1"
+
+
+def test_the_studio_param_that_chooses():
+    from studios.proxy.config import strip_prefix_choice
+
+    assert strip_prefix_choice([{"name": "STUDIOS_PATH_PREFIX", "type": "string", "value": "strip"}]) is True
+    assert strip_prefix_choice([{"name": "STUDIOS_PATH_PREFIX", "type": "string", "value": "Forward"}]) is False
+    assert strip_prefix_choice([{"name": "STUDIOS_PATH_PREFIX", "type": "string", "value": "sideways"}]) is None
+    assert strip_prefix_choice([{"name": "OTHER", "type": "string", "value": "strip"}]) is None
+    assert strip_prefix_choice(None) is None
 
 
 async def test_other_hosts_without_fallback_are_404(stack: Stack, client: httpx.AsyncClient):

@@ -127,6 +127,18 @@ def test_config_from_env():
     config = ProxyConfig.from_env({
         "STUDIOS_PROXY_SECRET_KEYS": "a,b", "STUDIOS_PROXY_PUBLIC_URL": "https://x.example",
         "STUDIOS_PROXY_MODE": "path", "STUDIOS_PROXY_FALLBACK": "127.0.0.1:8000",
+        "STUDIOS_PROXY_PATH_PREFIX": "strip", "STUDIOS_PROXY_AUTH_ATTEMPTS_PER_MINUTE": "7",
     })
     assert list(config.secret_keys) == ["a", "b"]
     assert config.secure and config.mode == "path" and config.fallback == ("127.0.0.1", 8000)
+    assert config.strip_prefix and config.auth_attempts_per_minute == 7
+    default = ProxyConfig.from_env({"STUDIOS_PROXY_SECRET_KEYS": "a"})
+    assert not default.strip_prefix and default.auth_attempts_per_minute == 30
+
+
+def test_the_service_passes_its_proxy_settings():
+    from studios.app import proxy_config
+    from studios.settings import Settings
+
+    config = proxy_config(Settings(secret_key="k", proxy_mode="path", proxy_path_prefix="strip", proxy_auth_attempts_per_minute=5))
+    assert config.mode == "path" and config.strip_prefix and config.auth_attempts_per_minute == 5

@@ -38,6 +38,9 @@ class Target:
     sleeps_at: float | None = None
     """Unix time at which the deployment goes to sleep if still idle, or None; shown by the
     status endpoint."""
+    strip_prefix: bool | None = None
+    """Path mode only: strip `/_d/<id>` before forwarding (True), forward the whole path
+    (False), or None for the proxy's default (`ProxyConfig.strip_prefix`)."""
 
 
 @runtime_checkable

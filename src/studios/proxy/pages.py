@@ -15,7 +15,8 @@ from string import Template
 from .backend import Target
 
 _REASONS = {200: "OK", 303: "See Other", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-            502: "Bad Gateway", 503: "Service Unavailable"}
+            429: "Too Many Requests", 431: "Request Header Fields Too Large", 502: "Bad Gateway",
+            503: "Service Unavailable"}
 
 
 @cache
@@ -104,5 +105,14 @@ def redirect(location: str, set_cookie: str | None = None, keep_alive: bool = Tr
     return response(303, b"", headers=headers, keep_alive=keep_alive)
 
 
-def bad_request(keep_alive: bool = False) -> bytes:
-    return response(400, b"Bad request\n", content_type="text/plain; charset=utf-8", keep_alive=keep_alive)
+def bad_request(status: int = 400, keep_alive: bool = False) -> bytes:
+    """400 (a request we will not forward as sent) or 431 (its head is too large)."""
+    body = b"Request header fields too large\n" if status == 431 else b"Bad request\n"
+    return response(status, body, content_type="text/plain; charset=utf-8", keep_alive=keep_alive)
+
+
+def too_many(retry_after: int, keep_alive: bool = True) -> bytes:
+    """429 for a client address that used up its budget of token exchanges."""
+    body = (b"<!doctype html><title>Too many attempts</title><h1>Too many sign-in attempts</h1>"
+            b"<p>Too many links were opened from your address. Wait %d s and open the link again.</p>" % retry_after)
+    return response(429, body, headers=[("Retry-After", str(retry_after))], keep_alive=keep_alive)

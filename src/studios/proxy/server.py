@@ -1,11 +1,13 @@
 """The reverse proxy's listener and router: which deployment, who is asking, where to send it.
 
 `ProxyServer` accepts viewer connections (`viewer.Viewer`), and for each request finds the
-deployment (`d-<id>.<base>` host, or `/_d/<id>/` path prefix), answers `/_studios/auth` and
-`/_studios/status` itself, verifies the viewer cookie (cached HMAC) and asks the backend
-`can_view` and `target` on every request. Then it rewrites only the request head (path
-prefix, our cookie removed, `X-Forwarded-*`) and forwards through a pooled `upstream.Upstream`.
-A deployment that is not running gets a page (`pages`), never a bare 502.
+deployment (`d-<id>.<base>` host, or `/_d/<id>/` path prefix), answers `/_studios/auth`
+(single-use token → cookie, rate-limited per client address) and `/_studios/status` itself,
+verifies the viewer cookie (cached HMAC) and asks the backend `can_view` and `target` on every
+request. Then it rewrites only the request head (the path prefix kept or stripped as the
+deployment chooses, our cookie removed, the body's framing, `X-Forwarded-*`) and forwards
+through a pooled `upstream.Upstream`. A deployment that is not running gets a page (`pages`),
+never a bare 502.
 
 It owns the listener, the upstream pool and the open-WebSocket activity timer, and does not
 import the service: everything it needs comes through `backend.ProxyBackend`.
@@ -20,6 +22,7 @@ from urllib.parse import parse_qs
 from . import pages
 from .backend import RUNNING, STARTING_STATES, ProxyBackend, Target
 from .config import ProxyConfig
+from .limits import AttemptLimiter
 from .tokens import AUTH_PATH, STATUS_PATH, DisplayLinks, cookie_value, strip_cookie
 from .upstream import Pool
 from .viewer import Request, Viewer
@@ -40,6 +43,7 @@ class ProxyServer:
         self.backend = backend
         self.links = links or DisplayLinks(config)
         self.pool = Pool(config.pool_size, config.connect_timeout)
+        self.auth_limiter = AttemptLimiter(config.auth_attempts_per_minute)
         self.viewers: set[Viewer] = set()
         self.tunnels: dict[int, int] = {}
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -180,8 +184,10 @@ class ProxyServer:
             return
 
         backend.touch(deployment_id)
-        target_path = (path + "?" + query if query else path).encode("latin-1") if prefix else req.url
-        await self._send(viewer, req, target.address, target_path, prefix)
+        if prefix and (self.config.strip_prefix if target.strip_prefix is None else target.strip_prefix):
+            await self._send(viewer, req, target.address, (path + "?" + query if query else path).encode("latin-1"), prefix)
+        else:  # host mode, or path mode forwarding the whole path: the app sees the URL as sent
+            await self._send(viewer, req, target.address, req.url, "")
 
     def _viewer_user(self, req: Request, deployment_id: int) -> int | None:
         """The user of a valid cookie for this deployment (signature, expiry and deployment
@@ -204,6 +210,10 @@ class ProxyServer:
 
     async def _auth(self, viewer: Viewer, req: Request, deployment_id: int, prefix: str,
                     query: str) -> None:
+        wait = self.auth_limiter.allow(viewer.peer)
+        if wait:
+            viewer.respond(req, pages.too_many(wait))
+            return
         token = (parse_qs(query).get("token") or [""])[0]
         pair = self.links.verify_token(token) if token else None
         if pair is None or pair[0] != deployment_id:
@@ -212,6 +222,10 @@ class ProxyServer:
             return
         if not await self.backend.can_view(pair[1], deployment_id):
             viewer.respond(req, pages.forbidden("You do not have access to this studio."))
+            return
+        if not self.links.spend_token(token):
+            viewer.respond(req, pages.forbidden(
+                "This link was already used: each link opens a studio once."))
             return
         cookie = self.links.set_cookie(deployment_id, pair[1])
         viewer.respond(req, pages.redirect(prefix + "/", set_cookie=cookie))
@@ -239,6 +253,10 @@ class ProxyServer:
         parts = [req.method, b" ", path, b" HTTP/", req.version.encode(), b"\r\n"]
         for name, value in req.headers:
             parts += (name, b": ", value, b"\r\n")
+        if req.chunked:  # the framing as we parsed it, never the viewer's own header
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        elif req.length is not None:
+            parts += (b"Content-Length: ", req.length, b"\r\n")
         if req.cookie:  # already stripped of our cookie by _viewer_user (deployment requests)
             parts += (b"Cookie: ", req.cookie, b"\r\n")
         xff = req.xff + b", " + viewer.peer if req.xff else viewer.peer

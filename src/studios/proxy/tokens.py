@@ -1,10 +1,11 @@
 """Display URLs, the signed tokens they carry, and the viewer cookies those tokens buy.
 
 A displayUrl token is an itsdangerous `URLSafeTimedSerializer` signature over
-`[deployment_id, user_id]` (salt `studios.display-token`), valid for `token_max_age` seconds.
-The proxy's `/_studios/auth` endpoint exchanges it for a cookie signed the same way under
-another salt (`studios.display-cookie`), so a token is never accepted as a cookie or the other
-way round. Both are signed with the newest key and verified against all configured keys.
+`[deployment_id, user_id, nonce]` (salt `studios.display-token`), valid for `token_max_age` seconds
+and exchangeable once: the proxy's `/_studios/auth` endpoint trades it for a cookie signed the
+same way under another salt (`studios.display-cookie`), so a token is never accepted as a
+cookie or the other way round, and remembers it as spent until it expires (`spend_token`).
+Both are signed with the newest key and verified against all configured keys.
 
 This module owns the URL shapes (`d-<id>.<base domain>` or `<public url>/_d/<id>/`) and the
 cookie attributes; it does no I/O and knows nothing of the backend.
@@ -13,6 +14,7 @@ cookie attributes; it does no I/O and knows nothing of the backend.
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from urllib.parse import quote
 
@@ -27,6 +29,7 @@ AUTH_PATH = "/_studios/auth"
 STATUS_PATH = "/_studios/status"
 
 _CACHE_LIMIT = 10_000
+_SPENT_LIMIT = 200_000
 
 
 class DisplayLinks:
@@ -50,6 +53,8 @@ class DisplayLinks:
         # verified cookie value -> (deployment_id, user_id, expires_at); saves the HMAC and
         # JSON decoding on every request of a keep-alive session.
         self._cookie_cache: dict[str, tuple[int, int, float]] = {}
+        # (payload, signing time) of every token exchanged -> when it expires anyway.
+        self._spent: dict[str, float] = {}
 
     # -- URLs -----------------------------------------------------------------------------
     def host_for(self, deployment_id: int) -> str:
@@ -96,15 +101,39 @@ class DisplayLinks:
 
     # -- tokens ---------------------------------------------------------------------------
     def make_token(self, deployment_id: int, user_id: int) -> str:
-        return self._tokens.dumps([int(deployment_id), int(user_id)])
+        # A random nonce makes every token distinct, so two links made in the same second
+        # (signatures carry whole seconds) are spent separately.
+        return self._tokens.dumps([int(deployment_id), int(user_id), secrets.token_urlsafe(6)])
 
     def verify_token(self, token: str) -> tuple[int, int] | None:
-        """(deployment id, user id) of a valid, unexpired token, else None."""
+        """(deployment id, user id) of a valid, unexpired token, else None. Says nothing of
+        whether it was spent: `spend_token` does."""
         try:
             value = self._tokens.loads(token, max_age=self.config.token_max_age)
         except (BadSignature, ValueError, TypeError):
             return None
+        if isinstance(value, list) and len(value) == 3 and isinstance(value[2], str):
+            value = value[:2]  # the nonce
         return _pair(value)
+
+    def spend_token(self, token: str, now: float | None = None) -> bool:
+        """Mark a verified token as exchanged; False if it already was. Spent tokens are
+        remembered (in this process) until they would have expired anyway."""
+        now = time.time() if now is None else now
+        try:  # keyed by what was signed, not by the token's spelling
+            value, signed_at = self._tokens.loads(token, max_age=self.config.token_max_age, return_timestamp=True)
+        except (BadSignature, ValueError, TypeError):
+            return False
+        key = f"{value}@{signed_at.timestamp()}"
+        expires = self._spent.get(key)
+        if expires is not None and expires > now:
+            return False
+        if len(self._spent) >= _SPENT_LIMIT:
+            self._spent = {k: t for k, t in self._spent.items() if t > now}
+            if len(self._spent) >= _SPENT_LIMIT:  # all still live: forget the oldest half
+                self._spent = dict(list(self._spent.items())[_SPENT_LIMIT // 2:])
+        self._spent[key] = now + self.config.token_max_age
+        return True
 
     # -- cookies --------------------------------------------------------------------------
     def make_cookie(self, deployment_id: int, user_id: int) -> str:

@@ -25,7 +25,7 @@ class Upstream(asyncio.Protocol):
     """One connection to an app. `viewer` is set while it serves one of that viewer's requests."""
 
     __slots__ = ("address", "pool", "transport", "viewer", "parser", "head_only", "status",
-                 "done", "keep_alive", "upgraded", "received", "reused", "closed")
+                 "done", "keep_alive", "upgraded", "received", "reused", "closed", "paused", "excess")
 
     def __init__(self, address: tuple[str, int], pool: Pool) -> None:
         self.address = address
@@ -41,6 +41,10 @@ class Upstream(asyncio.Protocol):
         self.received = False
         self.reused = False
         self.closed = False
+        self.paused = False
+        """Reading paused because the viewer's socket is full (`pause`/`resume`)."""
+        self.excess = False
+        """The app sent bytes beyond the end of its response: never reuse the connection."""
 
     # -- driven by the viewer ---------------------------------------------------------------
     def begin(self, viewer: Viewer, head_only: bool) -> None:
@@ -51,6 +55,27 @@ class Upstream(asyncio.Protocol):
         self.status = 0
         self.done = False
         self.received = False
+        self.excess = False
+
+    def pause(self) -> None:
+        """Stop reading from the app (the viewer's socket is full)."""
+        if not self.paused and not self.closed:
+            self.paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            if not self.closed:
+                self.transport.resume_reading()  # type: ignore[union-attr]
+
+    def reusable(self) -> bool:
+        """True when the connection can serve another request as it is: open, its response
+        read to the end and nothing beyond it, and every byte of our request handed to the
+        kernel. (A paused connection is resumed by `Pool.put` first.)"""
+        return (not self.closed and not self.excess and not self.upgraded and not self.done
+                and self.viewer is None and self.transport is not None
+                and self.transport.get_write_buffer_size() == 0)
 
     def write(self, data: bytes) -> None:
         self.transport.write(data)  # type: ignore[union-attr]
@@ -81,15 +106,17 @@ class Upstream(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             pass
         except httptools.HttpParserError:
-            viewer.upstream_failed(self, "the app sent an invalid HTTP response")
-            return
+            if not self.done:
+                viewer.upstream_failed(self, "the app sent an invalid HTTP response")
+                return
+            self.excess = True  # the response was whole; what followed it was not HTTP
         viewer.from_upstream(data)
         if self.upgraded:
             viewer.upgraded(self)
         elif self.done:
             self.done = False
             self.viewer = None
-            viewer.response_complete(self, self.keep_alive)
+            viewer.response_complete(self, self.keep_alive and not self.excess)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -108,6 +135,10 @@ class Upstream(asyncio.Protocol):
             self.viewer.resume_reading("upstream")
 
     # -- httptools callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.done:  # a second response to one request: the app and we disagree on framing
+            self.excess = True
+
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()  # type: ignore[union-attr]
         self.status = status
@@ -152,11 +183,14 @@ class Pool:
         return conn
 
     def put(self, conn: Upstream) -> None:
-        """Return a connection whose response is complete and that the app keeps alive."""
+        """Take back a connection whose response is complete and that the app keeps alive;
+        it is resumed if a viewer's full socket had paused it, and closed instead of pooled
+        unless `reusable()`."""
         if conn.closed:
             return
+        conn.resume()
         idle = self._idle.setdefault(conn.address, [])
-        if len(idle) >= self.size:
+        if len(idle) >= self.size or not conn.reusable():
             conn.close()
         else:
             idle.append(conn)

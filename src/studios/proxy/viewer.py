@@ -5,8 +5,16 @@ head; the `Request` is handed to `ProxyServer.route` (in a task, since the backe
 which either answers it itself (`respond`) or attaches a pooled `Upstream` (`forward`). Body
 bytes go to the upstream as they arrive (re-chunked when the viewer sent chunked), response
 bytes come back unchanged through `from_upstream`, and after an app's 101 the connection is a
-raw two-way pipe. Flow control: a full socket on either side pauses reading the other side.
-Pipelined requests wait in `queue` and are answered in order.
+raw two-way pipe (bytes a viewer sends after an `Upgrade` request are held until then, and
+dropped if the app does not switch). Flow control: a full socket on either side pauses reading
+the other side. Pipelined requests wait in `queue` and are answered in order.
+
+What reaches an app is never ambiguous: llhttp parses strictly (no obsolete line folding, no
+Content-Length next to Transfer-Encoding, no duplicate Content-Length), heads past
+`max_head_bytes` get a 431; two `Host` headers, `CONNECT`, chunked HTTP/1.0 bodies and
+Upgrade requests with a body a 400,
+and the body's framing is rebuilt from what we parsed (`Request.length`/`chunked`) rather than
+copied from the viewer's headers.
 
 No policy lives here (routing, access, pages): that is `server.py`.
 """
@@ -32,19 +40,31 @@ log = logging.getLogger("studios.proxy")
 _DROP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade",
     b"proxy-authorization", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
-    b"x-forwarded-prefix", b"x-forwarded-port",
+    b"x-forwarded-prefix", b"x-forwarded-port", b"content-length", b"transfer-encoding",
 })
-"""Request headers never forwarded as they are: hop-by-hop ones, and X-Forwarded-* (we set
-our own; X-Forwarded-For is extended, not replaced)."""
+"""Request headers never forwarded as they are: hop-by-hop ones, X-Forwarded-* (we set our
+own; X-Forwarded-For is extended, not replaced), and the body's framing (rebuilt from what the
+parser found, so the app cannot read the body's length differently from us)."""
 _BUFFER_LIMIT = 256 * 1024
+_HEADER_COST = 64
+"""Bytes each header counts for against `max_head_bytes` beyond its text, so that thousands
+of tiny headers (each a Python tuple here and a line at the app) meet the limit too."""
+
+
+class Rejected(Exception):
+    """Raised from a parser callback: answer `status` and close the connection."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 class Request:
     """One parsed request head and the body bytes waiting for an upstream connection."""
 
-    __slots__ = ("method", "url", "headers", "version", "keep_alive", "upgrade", "host",
-                 "cookie", "xff", "upgrade_to", "chunked", "has_body", "complete", "pending", "pending_size",
-                 "upstream", "deployment_id", "user_id")
+    __slots__ = ("method", "url", "headers", "version", "keep_alive", "upgrade", "host", "hosts",
+                 "cookie", "xff", "upgrade_to", "chunked", "length", "has_body", "complete", "pending", "pending_size",
+                 "upstream", "deployment_id", "user_id", "early")
     # Set when the head is complete (`Viewer.on_headers_complete`):
     method: bytes
     version: str
@@ -55,10 +75,13 @@ class Request:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.host = b""
+        self.hosts = 0
         self.cookie = b""
         self.xff = b""
         self.upgrade_to = b"websocket"
         self.chunked = False
+        self.length: bytes | None = None
+        """The Content-Length the parser accepted (digits only), forwarded as the framing."""
         self.has_body = False
         self.complete = False
         self.pending: list[bytes] = []
@@ -66,6 +89,8 @@ class Request:
         self.upstream: Upstream | None = None
         self.deployment_id: int | None = None
         self.user_id: int | None = None
+        self.early = False
+        """The app began its response before the whole request had arrived."""
 
 
 class Viewer(asyncio.Protocol):
@@ -83,6 +108,15 @@ class Viewer(asyncio.Protocol):
         self.write_paused = False
         self.tunnel: Upstream | None = None
         self.upgrade_pending = False
+        self.held: list[bytes] = []
+        """Bytes sent after an Upgrade request, held until the app answers 101."""
+        self.held_size = 0
+        self.in_head = False
+        self.head_size = 0
+        """Bytes of the head being parsed, as the parser reported its parts."""
+        self.head_read = 0
+        """Bytes read while that head was incomplete."""
+        self.max_head = server.config.max_head_bytes
         self.closed = False
         self.last_touch = 0.0
 
@@ -110,7 +144,7 @@ class Viewer(asyncio.Protocol):
             self.server.tunnel_activity(self)
             return
         if self.upgrade_pending:  # bytes after an Upgrade request, before the app's answer
-            self._body(data)
+            self._hold(data)
             return
         try:
             self.parser.feed_data(data)
@@ -118,22 +152,32 @@ class Viewer(asyncio.Protocol):
             self.upgrade_pending = True
             rest = data[upgrade.args[0]:]
             if rest:
-                self._body(rest)
-        except httptools.HttpParserError:
-            self.transport.write(pages.bad_request())  # type: ignore[union-attr]
-            self.transport.close()  # type: ignore[union-attr]
+                self._hold(rest)
+        except httptools.HttpParserError as error:
+            self.reject(error.__context__.status if isinstance(error.__context__, Rejected) else 400)
+            return
+        if self.in_head:  # a head still incomplete after this read: bound what httptools buffers
+            self.head_read += len(data)
+            if self.head_read > self.max_head:
+                self.reject(431)
+
+    def reject(self, status: int) -> None:
+        """Answer a request we will not forward (bad framing, oversized head) and close."""
+        if not self.closed and self.current is None:
+            self.transport.write(pages.bad_request(status))  # type: ignore[union-attr]
+        self.transport.close()  # type: ignore[union-attr]
 
     def pause_writing(self) -> None:
         self.write_paused = True
         upstream = self.tunnel or (self.current.upstream if self.current else None)
-        if upstream is not None and upstream.transport is not None:
-            upstream.transport.pause_reading()
+        if upstream is not None:
+            upstream.pause()
 
     def resume_writing(self) -> None:
         self.write_paused = False
         upstream = self.tunnel or (self.current.upstream if self.current else None)
-        if upstream is not None and upstream.transport is not None:
-            upstream.transport.resume_reading()
+        if upstream is not None:
+            upstream.resume()
 
     def pause_reading(self, reason: str) -> None:
         if not self.paused and not self.closed:
@@ -149,16 +193,29 @@ class Viewer(asyncio.Protocol):
     # -- httptools callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:
         self.parsing = Request()
+        self.in_head = True
+        self.head_size = self.head_read = 0
 
     def on_url(self, url: bytes) -> None:
         self.parsing.url += url  # type: ignore[union-attr]
+        self._count(len(url))
+
+    def _count(self, size: int) -> None:
+        """Bound a head that arrived within one read (`data_received` bounds those that don't)."""
+        self.head_size += size
+        if self.head_size > self.max_head:
+            raise Rejected(431)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.in_head:  # a chunked body's trailer fields: dropped
+            return
         req = self.parsing
         assert req is not None  # httptools calls on_message_begin first
+        self._count(len(name) + len(value) + 4 + _HEADER_COST)
         lname = name.lower()
         if lname == b"host":
             req.host = value
+            req.hosts += 1
         elif lname == b"cookie":
             req.cookie = value if not req.cookie else req.cookie + b"; " + value
             return
@@ -167,7 +224,8 @@ class Viewer(asyncio.Protocol):
         elif lname == b"upgrade":
             req.upgrade_to = value
         elif lname == b"content-length":
-            req.has_body = value != b"0"
+            req.length = value
+            req.has_body = value.strip(b"0") != b""
         elif lname == b"transfer-encoding":
             req.chunked = req.has_body = b"chunked" in value.lower()
         if lname not in _DROP:
@@ -181,6 +239,12 @@ class Viewer(asyncio.Protocol):
         req.version = parser.get_http_version()
         req.keep_alive = parser.should_keep_alive()
         req.upgrade = parser.should_upgrade()
+        self.in_head = False
+        if (req.hosts > 1 or req.method == b"CONNECT" or (req.chunked and req.version == "1.0")
+                or (req.upgrade and req.has_body)):
+            # an ambiguous target, a tunnel we do not offer, framing HTTP/1.0 lacks, or an
+            # Upgrade with a body (llhttp reads what follows the head as the new protocol)
+            raise Rejected(400)
         if self.current is None:
             self.current = req
             self.server.loop.create_task(self.handle(req))
@@ -202,8 +266,11 @@ class Viewer(asyncio.Protocol):
         if req.chunked:
             self._send_body(req, b"0\r\n\r\n")
 
-    def _body(self, data: bytes) -> None:
-        self._send_body(self.current, data)  # type: ignore[arg-type]
+    def _hold(self, data: bytes) -> None:
+        self.held.append(data)
+        self.held_size += len(data)
+        if self.held_size > _BUFFER_LIMIT:
+            self.pause_reading("buffer")
 
     def _send_body(self, req: Request, data: bytes) -> None:
         if req.upstream is not None:
@@ -249,27 +316,38 @@ class Viewer(asyncio.Protocol):
             req.pending_size = 0
             self.resume_reading("buffer")
         if self.write_paused:
-            upstream.transport.pause_reading()  # type: ignore[union-attr]
+            upstream.pause()
 
     def from_upstream(self, data: bytes) -> None:
+        req = self.current
+        if req is not None and not req.complete:
+            req.early = True
         if not self.closed:
             self.transport.write(data)  # type: ignore[union-attr]
 
     def response_complete(self, upstream: Upstream, upstream_keep_alive: bool) -> None:
         req = self.current
-        req.upstream = None  # type: ignore[union-attr]
-        keep = upstream_keep_alive and req.complete  # type: ignore[union-attr]
-        if keep:
+        assert req is not None
+        req.upstream = None
+        # Reuse the app connection only when the exchange ended cleanly on both sides: the app
+        # keeps it alive, our whole request reached it before it answered, and it was not an
+        # Upgrade the app declined (bytes sent after that head were never forwarded, but the
+        # app may not have expected the request to end there). `Pool.put` checks the rest.
+        if upstream_keep_alive and req.complete and not req.early and not req.upgrade:
             self.server.pool.put(upstream)
         else:
             upstream.close()
-        self.resume_reading("upstream")
-        self.finish(req, keep and req.keep_alive and not req.upgrade)  # type: ignore[arg-type, union-attr]
+        self.finish(req, upstream_keep_alive and req.complete and req.keep_alive and not req.upgrade)
 
     def upgraded(self, upstream: Upstream) -> None:
         """The app answered 101: from now on this connection is a two-way pipe."""
         self.tunnel = upstream
         self.upgrade_pending = False
+        if self.held:
+            upstream.write(b"".join(self.held))
+            self.held.clear()
+            self.held_size = 0
+            self.resume_reading("buffer")
         self.server.tunnel_opened(self.current)
         self.server.tunnel_activity(self)
 
@@ -302,6 +380,12 @@ class Viewer(asyncio.Protocol):
 
     def finish(self, req: Request, keep_alive: bool) -> None:
         self.current = None
+        # Whatever paused reading for this request's sake ends with it (an app's full socket,
+        # a body buffered before the upstream was chosen); a stale reason would stall the
+        # next request on this connection for good.
+        req.pending.clear()
+        self.resume_reading("upstream")
+        self.resume_reading("buffer")
         if not keep_alive:
             self.transport.close()  # type: ignore[union-attr]
             return

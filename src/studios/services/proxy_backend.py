@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from studios.db.database import Database
 from studios.proxy.backend import Target
+from studios.proxy.config import strip_prefix_choice
 from studios.runtimes.registry import Runtimes
 from studios.services import deployments as dep_service
 from studios.services import permissions
@@ -59,7 +60,7 @@ class DatabaseProxyBackend:
         address = self.runtimes.address(dep.runtime, dep.handle) if dep.state == "running" else None
         progress = dep_store.recent_system_lines(session, deployment_id, PROGRESS_LINES) if dep.state in ("pending", "sleeping") else []
         last = max([t.timestamp() for t in (dep.last_activity_at, dep.ready_at) if t is not None] or [0.0])
-        return Target(dep.id, dep.studio_id, dep.state, dep.state_message, address, progress=progress), last
+        return Target(dep.id, dep.studio_id, dep.state, dep.state_message, address, progress=progress, strip_prefix=strip_prefix_choice(dep.params)), last
 
     async def target(self, deployment_id: int) -> Target | None:
         now = time.monotonic()

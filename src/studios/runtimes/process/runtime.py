@@ -43,6 +43,7 @@ from studios.runtimes import cgroups, git
 from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, RuntimeEnv, RuntimeSettings, Status, Usage
 from studios.runtimes.process import command as process_command
 from studios.runtimes.process import logs as process_logs
+from studios.runtimes.process import recipes
 from studios.runtimes.process import supervisor as process_supervisor
 
 log = logging.getLogger("studios.runtimes.process")
@@ -199,7 +200,7 @@ class ProcessRuntime(Runtime):
         self.state_dir = env.data_dir / "state"
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.deployments_dir = env.data_dir / "deployments"
-        self.image_commands = dict(settings.image_commands)
+        self.image_commands = {**recipes.installed(), **settings.image_commands}
         self.base_env = dict(
             base_env
             if base_env is not None
