@@ -76,7 +76,12 @@ async def reconcile(engine: Engine) -> None:
         engine.release_soon(dep.id)
     for runtime in kit.runtimes.by_name.values():
         try:
-            for orphan in await runtime.orphans(known):
+            found = await runtime.orphans(known)
+            if found:
+                # A deployment launched while this reconcile ran is no orphan: look again.
+                live = {dep.id for dep in await kit.db.read(_unfinished)} | set(engine.lives)
+                found = [orphan for orphan in found if orphan not in live]
+            for orphan in found:
                 log.warning("removing orphan workload of deployment %s (%s runtime)", orphan, runtime.name)
                 await runtime.remove_orphan(orphan)
         except Exception:
