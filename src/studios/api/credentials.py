@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
 from studios.api.deps import Call, CallDep, ReadCallDep, json, pagination_headers
-from studios.db.models import Credential as CredentialRow
 from studios.errors import Invalid
 from studios.schemas.credentials import CREDENTIAL_TYPES, Credential, CredentialCreateRequest, CredentialPatchRequest, CredentialType, CredentialUpdateRequest
 from studios.services import credentials as cred_service
-from studios.services import views
-from studios.store import users as user_store
 
 router = APIRouter()
 
 CredentialId = Annotated[int, Path(description="The ID of the credential.", gt=0, le=2**31 - 1)]
 
 
-def _out(call: Call, cred: CredentialRow) -> Credential:
-    owner = user_store.get(call.session, cred.owner_id)
-    assert owner is not None
-    return Credential(id=cred.id, name=cred.name, type=cred.type, username=cred.username, description=cred.description, owner=owner.username, user=views.user_simple(owner), remote_host_id=cred.remote_host_id, remote_host_name=None, state=None, created_at=cred.created_at, updated_at=cred.updated_at, default=cred.is_default, oauth=False, provider=None, provider_metadata=None)
+def _out(call: Call, cred: Any) -> Credential:
+    return cred_service.view(call.session, cred)
 
 
 @router.get("/credentials/types", summary="Get list of Credential Types", response_model=CredentialType)

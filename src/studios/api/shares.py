@@ -5,47 +5,32 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
-from sqlalchemy.orm import Session
 
 from studios.api.deps import CallDep, ReadCallDep, json
-from studios.schemas.shares import ShareGroupSummary, ShareIndex, ShareUserSetSummary, ShareUserSummary, ShareUsersUpdateRequest
+from studios.schemas.shares import ShareIndex, ShareUsersUpdateRequest
 from studios.services import studios as studio_service
+from studios.services import views
 from studios.services.permissions import require
-from studios.store import studios as studio_store
 
 router = APIRouter()
 
 ObjectId = Annotated[int, Path(description="The ID of the resource that is shared.", gt=0, le=2**31 - 1)]
 
 
-def _index(session: Session, studio_id: int) -> ShareIndex:
-    sets: dict[str, list[ShareUserSummary]] = {"read": [], "write": [], "manage": []}
-    for share, user in studio_store.shares_of(session, studio_id):
-        sets[share.level].append(ShareUserSummary(id=user.id, name=user.name))
-    empty: list[ShareGroupSummary] = []
-    return ShareIndex(
-        readers=ShareUserSetSummary(users=sets["read"], groups=empty),
-        writers=ShareUserSetSummary(users=sets["write"], groups=empty),
-        owners=ShareUserSetSummary(users=sets["manage"], groups=empty),
-        total_user_shares=sum(len(v) for v in sets.values()),
-        total_group_shares=0,
-    )
-
-
 @router.get("/studios/{id}/shares", summary="List users and groups permissioned on this object", response_model=list[ShareIndex])
 async def list_studio_shares(call: ReadCallDep, id: ObjectId) -> Response:
-    def body_() -> ShareIndex:
+    def body_() -> views.WireDict:
         require(call.session, call.caller, id, "read")
-        return _index(call.session, id)
+        return studio_service.share_index(call.session, id)
 
     return json([await call.run(body_)])
 
 
 @router.put("/studios/{id}/shares/users", summary="Set the permissions users have on this object", response_model=ShareIndex)
 async def put_studio_shares_users(call: CallDep, id: ObjectId, body: ShareUsersUpdateRequest) -> Response:
-    def body_() -> ShareIndex:
+    def body_() -> views.WireDict:
         studio_service.share(call.session, call.caller, id, body.user_ids, body.permission_level)
-        return _index(call.session, id)
+        return studio_service.share_index(call.session, id)
 
     return json(await call.run(body_))
 

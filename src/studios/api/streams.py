@@ -14,12 +14,10 @@ from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
 from studios.api.deps import ReadCallDep
-from studios.errors import Invalid, NotFound
+from studios.errors import Invalid
 from studios.services import deployments as dep_service
 from studios.services import streams, views
 from studios.services.events import Event
-from studios.services.permissions import require
-from studios.store import deployments as dep_store
 
 router = APIRouter()
 Int32 = {"gt": 0, "le": 2**31 - 1}
@@ -38,7 +36,7 @@ async def deployment_events(call: ReadCallDep, studio_id: Annotated[int, Path(**
         return await call.run(lambda: views.deployment(dep_service.get(call.session, call.caller, studio_id, deployment_id), call.caller.id, call.ctx.links))
 
     async def steps() -> list[str]:
-        return await call.ctx.db.read(lambda s: dep_store.recent_system_lines(s, deployment_id, STEPS))
+        return await call.ctx.db.read(lambda s: dep_service.recent_steps(s, deployment_id, STEPS))
 
     await view()  # a 401 or 404 now, as a JSON error, rather than inside the stream
     return _sse(streams.deployment(call.ctx.bus, deployment_id, view, steps, call.ctx.settings.stream_heartbeat_seconds))
@@ -70,18 +68,8 @@ async def log_stream(
 
 @router.get("/deployments/events", include_in_schema=False)
 async def deployments_events(call: ReadCallDep) -> Response:
-    def summary_of(event: Event) -> dict[str, Any] | None:
-        dep = dep_store.get(call.session, event.deployment_id)
-        if dep is None:
-            return None
-        try:
-            require(call.session, call.caller, dep.studio_id, "read")
-        except NotFound:
-            return None
-        return views.deployment_summary(dep, call.ctx.links)
-
     async def visible(event: Event) -> dict[str, Any] | None:
-        return await call.run(lambda: summary_of(event))
+        return await call.run(lambda: dep_service.visible_summary(call.session, call.caller, event.deployment_id, call.ctx.links))
 
     async def recheck() -> None:
         await call.run(lambda: None)

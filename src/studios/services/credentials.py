@@ -4,28 +4,35 @@ or use a credential."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from studios.db.models import Credential, utcnow
 from studios.errors import NotFound
+from studios.schemas.credentials import Credential as CredentialView
 from studios.schemas.credentials import CredentialCreateRequest, CredentialPatchRequest
+from studios.services import views
 from studios.services.keys import Caller
 from studios.services.secrets import SecretBox
+from studios.store import credentials as cred_store
+from studios.store import users as user_store
 
-ORDER = {"updated_at": Credential.updated_at, "created_at": Credential.created_at, "name": Credential.name}
+
+def view(session: Session, cred: Credential) -> CredentialView:
+    """The credential as the API shows it (its owner's name, never its secret)."""
+    owner = user_store.get(session, cred.owner_id)
+    assert owner is not None
+    return views.credential(cred, owner)
 
 
 def get(session: Session, caller: Caller, credential_id: int) -> Credential:
-    cred = session.get(Credential, credential_id)
+    cred = cred_store.get(session, credential_id)
     if cred is None or (cred.owner_id != caller.id and not caller.is_admin):
         raise NotFound(f"Credential {credential_id} was not found.")
     return cred
 
 
 def create(session: Session, box: SecretBox, caller: Caller, body: CredentialCreateRequest) -> Credential:
-    cred = Credential(owner_id=caller.id, name=body.name, type=body.type, username=body.username, description=body.description, remote_host_id=body.remote_host_id, is_default=bool(body.default), secret=box.seal(body.password))
-    session.add(cred)
+    cred = cred_store.add(session, {"owner_id": caller.id, "name": body.name, "type": body.type, "username": body.username, "description": body.description, "remote_host_id": body.remote_host_id, "is_default": bool(body.default), "secret": box.seal(body.password)})
     session.commit()
     return cred
 
@@ -46,17 +53,9 @@ def update(session: Session, box: SecretBox, caller: Caller, credential_id: int,
 
 
 def delete(session: Session, caller: Caller, credential_id: int) -> None:
-    session.delete(get(session, caller, credential_id))
+    cred_store.delete(session, get(session, caller, credential_id))
     session.commit()
 
 
 def page(session: Session, caller: Caller, types: list[str] | None, name: str | None, order: str, descending: bool, limit: int, page_num: int) -> tuple[list[Credential], int]:
-    query = select(Credential).where(Credential.owner_id == caller.id)
-    if types:
-        query = query.where(Credential.type.in_(types))
-    if name:
-        query = query.where(Credential.name.contains(name, autoescape=True))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    column = ORDER[order]
-    query = query.order_by(column.desc() if descending else column.asc(), Credential.id)
-    return list(session.scalars(query.limit(limit).offset((page_num - 1) * limit))), total
+    return cred_store.page(session, caller.id, types, name, order, descending, limit, (page_num - 1) * limit)

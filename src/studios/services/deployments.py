@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from studios.db.models import Credential, Deployment
+from studios.db.models import Deployment
 from studios.errors import Conflict, Invalid, NotFound
-from studios.services import state
+from studios.services import state, views
 from studios.services.keys import Caller
 from studios.services.permissions import require
+from studios.services.views import Links
+from studios.store import credentials as cred_store
 from studios.store import deployments as dep_store
 
 SNAPSHOT = ("docker_image_name", "docker_image_tag", "instance_type", "memory", "cpu", "disk_space", "params", "git_repo_url", "git_ref", "git_credential_id", "partition_label")
@@ -51,7 +54,7 @@ def _check_credentials(session: Session, caller: Caller, values: dict) -> None:
     for what, credential_id in named:
         if credential_id is None:
             continue
-        cred = session.get(Credential, credential_id)
+        cred = cred_store.get(session, credential_id)
         if cred is None or cred.owner_id != caller.id:
             raise Invalid(f"{what}: credential {credential_id} does not exist or belongs to someone else; each user deploys with their own credentials.")
 
@@ -87,3 +90,25 @@ def page(session: Session, caller: Caller, studio_id: int, deployment_id: int | 
 def logs(session: Session, caller: Caller, studio_id: int, deployment_id: int, start_at: datetime | None, end_at: datetime | None, limit: int) -> list[tuple[str, str, str, str]]:
     get(session, caller, studio_id, deployment_id)
     return dep_store.logs(session, deployment_id, start_at, end_at, limit)
+
+
+def recent_steps(session: Session, deployment_id: int, count: int) -> list[str]:
+    """The deployment's latest start-up steps and lifecycle notes (its system lines), oldest first."""
+    return dep_store.recent_system_lines(session, deployment_id, count)
+
+
+def tail_start(session: Session, deployment_id: int, lines: int) -> int:
+    """The log line id after which the deployment's last `lines` lines come."""
+    return dep_store.tail_start(session, deployment_id, lines)
+
+
+def visible_summary(session: Session, caller: Caller, deployment_id: int, links: Links) -> dict[str, Any] | None:
+    """The deployment's summary if the caller may read its studio, else None."""
+    dep = dep_store.get(session, deployment_id)
+    if dep is None:
+        return None
+    try:
+        require(session, caller, dep.studio_id, "read")
+    except NotFound:
+        return None
+    return views.deployment_summary(dep, links)

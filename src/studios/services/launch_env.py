@@ -7,11 +7,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from studios.db.models import Credential
 from studios.services.secrets import SecretBox
+from studios.store import credentials as cred_store
 
 GIT_TYPES = ("Git", "GitHub", "GitLab", "Bitbucket")
 """Credential types used for a clone when a studio names no gitCredentialId."""
@@ -28,7 +28,7 @@ class GitLogin:
 
 
 def _credential(session: Session, credential_id: int, user_id: int, what: str) -> Credential:
-    cred = session.get(Credential, credential_id)
+    cred = cred_store.get(session, credential_id)
     if cred is None or cred.owner_id != user_id:
         raise LaunchRefused(f"{what}: credential {credential_id} does not exist or is not yours to use")
     return cred
@@ -66,7 +66,7 @@ def git_login(session: Session, box: SecretBox, credential_id: int | None, user_
     if credential_id is not None:
         cred = _credential(session, credential_id, user_id, "gitCredentialId")
     else:
-        cred = session.scalar(select(Credential).where(Credential.owner_id == user_id, Credential.type.in_(GIT_TYPES)).order_by(Credential.id).limit(1))
+        cred = cred_store.first_of_types(session, user_id, GIT_TYPES)
         if cred is None:
             return None
     return GitLogin(cred.username, box.open(cred.secret))

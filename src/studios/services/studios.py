@@ -10,13 +10,15 @@ from typing import Any
 from sqlalchemy import Connection, Row
 from sqlalchemy.orm import Session
 
-from studios.db.models import Credential, Studio
+from studios.db.models import Studio
 from studios.errors import Invalid, NotFound
 from studios.partitions import Partitions
 from studios.schemas.studios import StudioCreateRequest, StudioUpdateRequest
+from studios.services import views
 from studios.services.events import Event, emit
 from studios.services.keys import Caller
 from studios.services.permissions import require
+from studios.store import credentials as cred_store
 from studios.store import studios as studio_store
 from studios.store import users as user_store
 
@@ -35,7 +37,7 @@ class Page:
 def _check_credential(session: Session, caller: Caller, credential_id: int | None) -> None:
     if credential_id is None:
         return
-    cred = session.get(Credential, credential_id)
+    cred = cred_store.get(session, credential_id)
     if cred is None or (cred.owner_id != caller.id and not caller.is_admin):
         raise Invalid(f"gitCredentialId {credential_id} is not a credential you can use.")
 
@@ -137,3 +139,8 @@ def unshare(session: Session, caller: Caller, studio_id: int, user_id: int) -> N
         raise NotFound(f"User {user_id} has no share on studio {studio_id}.")
     emit(session, Event("shares", studio_id=studio_id))
     session.commit()
+
+
+def share_index(session: Session, studio_id: int) -> views.WireDict:
+    """The studio's shares as the API shows them (the caller's access already checked)."""
+    return views.share_index([(share.level, user.id, user.name) for share, user in studio_store.shares_of(session, studio_id)])

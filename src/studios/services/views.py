@@ -11,9 +11,10 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Row
 
-from studios.db.models import Deployment, User
+from studios.db.models import Credential, Deployment, User
 from studios.errors import NotFound
 from studios.schemas.common import civis_time
+from studios.schemas.credentials import Credential as CredentialView
 from studios.services.keys import Caller, initials, is_online
 from studios.store import studios as studio_store
 
@@ -101,6 +102,31 @@ def studios(conn: Connection, rows: Sequence[Row], caller: Caller, links: Links)
     """A page of view rows in one more query (their newest deployments)."""
     latest = studio_store.latest_deployments(conn, rows)
     return [studio(r, "manage" if caller.is_admin else r.level, latest.get(r.id), caller, links) for r in rows]
+
+
+def credential(cred: Credential, owner: User) -> CredentialView:
+    return CredentialView(id=cred.id, name=cred.name, type=cred.type, username=cred.username, description=cred.description, owner=owner.username, user=user_simple(owner), remote_host_id=cred.remote_host_id, remote_host_name=None, state=None, created_at=cred.created_at, updated_at=cred.updated_at, default=cred.is_default, oauth=False, provider=None, provider_metadata=None)
+
+
+def share_index(shares: Sequence[tuple[str, int, str]]) -> WireDict:
+    """A studio's shares, (level, user id, user name) each, as a `ShareIndex`."""
+    sets: dict[str, list[WireDict]] = {"read": [], "write": [], "manage": []}
+    for level, user_id, name in shares:
+        sets[level].append({"id": user_id, "name": name})
+    return {
+        "readers": {"users": sets["read"], "groups": []},
+        "writers": {"users": sets["write"], "groups": []},
+        "owners": {"users": sets["manage"], "groups": []},
+        "totalUserShares": sum(len(v) for v in sets.values()),
+        "totalGroupShares": 0,
+    }
+
+
+def user_me(user: User) -> WireDict:
+    return {
+        "id": user.id, "name": user.name, "email": user.email, "username": user.username, "initials": initials(user.name),
+        "roles": ["admin"] if user.is_admin else [], "createdAt": _time(user.created_at), "personaRole": "admin" if user.is_admin else "user",
+    }
 
 
 def log_lines(rows: Sequence[tuple[str, str, str, str]]) -> list[WireDict]:
