@@ -146,6 +146,7 @@ def create_app(
                 idle_sleep=idle,
                 reconcile_interval=settings.reconcile_interval_seconds,
                 public_url=settings.effective_public_url,
+                allow_local_git_repos=settings.allow_local_git_repos,
             ),
             links=ctx.links,
             hasher=ctx.hasher,

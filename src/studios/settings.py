@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     db_lock_timeout_seconds: float = Field(10.0, gt=0, description="Longest wait for a database lock; a request that waits longer gets a 503 with Retry-After.")
     engine_lease_seconds: float = Field(6.0, gt=0, description="Life of the lifecycle engine's lease: another server takes the engine over within this long after its holder dies.")
     stream_heartbeat_seconds: float = Field(15.0, gt=0, description="Live streams (server-sent events) send a heartbeat this often, and check the caller's access again.")
+    allow_local_git_repos: bool = Field(False, description="Let studios use local git repositories (file:// URLs and absolute paths on this machine). Off: only https:// and http:// repositories; on, any user who can create a studio can make the service read any repository on its disk.")
     access_log: bool = Field(False, description="uvicorn access log (costs ~16% of throughput).")
 
     @cached_property

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Row
 from sqlalchemy.orm import Session
 
+from studios import git_input
 from studios.db.models import Credential, Studio
 from studios.errors import Invalid, NotFound
 from studios.partitions import Partitions
@@ -84,16 +85,29 @@ def _resolve(session: Session, partitions: Partitions, caller: Caller, merged: d
     return merged
 
 
-def create(session: Session, partitions: Partitions, caller: Caller, body: StudioCreateRequest) -> Studio:
-    values = _resolve(session, partitions, caller, _full_values(body))
+def _check_git_url(changes: dict[str, Any], allow_local_git: bool) -> None:
+    """A newly sent repository URL must be one this server may fetch (`studios.git_input`)."""
+    url = changes.get("git_repo_url")
+    if url:
+        try:
+            git_input.check_url(url, allow_local=allow_local_git)
+        except ValueError as exc:
+            raise Invalid(f"gitRepoUrl: {exc}") from None
+
+
+def create(session: Session, partitions: Partitions, caller: Caller, body: StudioCreateRequest, *, allow_local_git: bool = False) -> Studio:
+    changes = _full_values(body)
+    _check_git_url(changes, allow_local_git)
+    values = _resolve(session, partitions, caller, changes)
     studio = studio_store.create(session, caller.id, values)
     session.commit()
     return studio
 
 
-def update(session: Session, partitions: Partitions, caller: Caller, studio_id: int, body: StudioUpdateRequest, *, replace: bool) -> tuple[Studio, str]:
+def update(session: Session, partitions: Partitions, caller: Caller, studio_id: int, body: StudioUpdateRequest, *, replace: bool, allow_local_git: bool = False) -> tuple[Studio, str]:
     studio, level = require(session, caller, studio_id, "write", for_update=True)
     changes = _full_values(body) if replace else _patch_values(body, studio)
+    _check_git_url(changes, allow_local_git)
     current = {f: getattr(studio, f) for f in (*PLAIN_FIELDS, "memory", "cpu", "disk_space", "params")}
     merged = _resolve(session, partitions, caller, {**current, **changes})
     studio_store.apply(studio, merged)
