@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from studios.api import credentials, deployments, discovery, errors, platform, shares, streams, studios, users
+from studios.api import credentials, deployments, discovery, errors, platform, ratelimit, shares, streams, studios, users
 from studios.api.paths import NormalizePath
 from studios.context import Context
 from studios.db.database import Database
@@ -194,6 +194,7 @@ def create_app(
     for router in (studios.router, deployments.router, streams.router, shares.router, credentials.router, users.router, platform.router, discovery.router):
         app.include_router(router)
     app.add_middleware(NormalizePath)
+    ratelimit.install(app, per_key=ctx.settings.rate_limit_per_key, auth_failures=ctx.settings.auth_failure_limit, trusted_proxies=ctx.settings.trusted_proxies)
     return app
 
 
