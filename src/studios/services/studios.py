@@ -131,9 +131,10 @@ def page(conn: Connection, caller: Caller, archived: str, authors: list[int] | N
 def share(session: Session, caller: Caller, studio_id: int, user_ids: list[int], level: str) -> Studio:
     studio, _ = require(session, caller, studio_id, "manage", for_update=True)
     found = user_store.by_ids(session, set(user_ids))
-    missing = sorted(set(user_ids) - set(found))
-    if missing:
-        raise Invalid(f"userIds: no user with id {', '.join(map(str, missing))}.")
+    refused = sorted(uid for uid in set(user_ids) if not permissions.shareable(caller, found.get(uid)))
+    if refused:  # unknown ids and ids the caller cannot see: one answer, so it tells neither apart
+        these = f"{refused[0]} is not a user" if len(refused) == 1 else f"{', '.join(map(str, refused))} are not users"
+        raise Invalid(f"userIds: {these} you can share this studio with.")
     if studio.author_id in user_ids and level != "manage":
         raise Invalid(f"userIds: user {studio.author_id} is the author of studio {studio_id} and always keeps manage permission.")
     for user_id in user_ids:
