@@ -4,6 +4,7 @@ POST, PUT and PATCH, and nothing is stored."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,12 +25,15 @@ BAD_URLS = [
 LOCAL_URLS = ["file:///srv/repo.git", "/srv/repo.git"]
 
 
-def test_the_issues_reproducer_is_refused_and_nothing_is_stored(shared: Any) -> None:
+def test_the_issues_reproducer_is_refused_and_nothing_is_stored(shared: Any, tmp_path: Path) -> None:
+    marker = tmp_path / "PWNED"
     before = state(shared.as_author)
-    response = shared.as_author.post("/studios", json=REPRODUCER)
-    body = assert_civis_error(response, "gitRef")
-    assert "must not start with '-'" in body["errorDescription"]
+    for method, path in (("POST", "/studios"), ("PUT", f"/studios/{shared.studio['id']}"), ("PATCH", f"/studios/{shared.studio['id']}")):
+        body = {**REPRODUCER, "git_ref": f"--upload-pack=touch${{IFS}}{marker};git-upload-pack"}
+        error = assert_civis_error(shared.as_author.request(method, path, json=body), "gitRef")
+        assert "must not start with '-'" in error["errorDescription"]
     assert state(shared.as_author) == before
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
