@@ -1,14 +1,16 @@
 """What the request limits (studios/api/ratelimit.py) cost per request, measured in process.
 
     .venv/bin/python bench/ratelimit_bench.py                 # ~30 s
-    .venv/bin/python bench/ratelimit_bench.py --requests 20000 --rounds 7
+    .venv/bin/python bench/ratelimit_bench.py --rounds 200
 
-Two apps from `create_app` on one SQLite database (a user, 40 studios): one with the default
+Three apps from `create_app` on one SQLite database (a user, 40 studios): one with the default
 limits (a per-key ceiling high enough that no request is refused, so every request is counted
-and answered 200), one with the limits off (no middleware at all). Each round sends the same
-`GET /studios/{id}` through the whole ASGI stack of each app in turn (no network, no server
-process), timing the CPU of this thread only (`time.thread_time`), so other processes on a
-shared machine skew both apps alike; the median over rounds is reported, with the ratio.
+and answered 200), and two with the limits off (no middleware at all). Each round sends the
+same `GET /studios/{id}` through the whole ASGI stack of each app in turn (no network, no
+server process), timing the CPU of this thread only (`time.thread_time`). Short rounds, the
+order reversed every other round, and differences taken round by round keep other processes on
+a shared machine from skewing one app more than another; the two identical apps show how much
+noise is left (the noise floor).
 `bench/api_bench.py --limits-anchor` measures the same over HTTP with wrk.
 """
 
@@ -62,7 +64,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ratelimit-bench-") as tmp:
         data = Path(tmp)
         db_url = f"sqlite:///{data / 'studios.db'}"
-        apps = {"limits on": make_app(data, db_url, True), "limits off": make_app(data, db_url, False)}
+        apps = {"limits on": make_app(data, db_url, True), "limits off": make_app(data, db_url, False), "limits off again": make_app(data, db_url, False)}
         ctx = apps["limits on"].state.ctx
         with ctx.db() as session:
             user = user_store.create(session, "bench", "Bench", None, False)
@@ -83,24 +85,30 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for _ in range(500):
                     assert await request(app, path, auth) == 200
             per_request: dict[str, list[float]] = {name: [] for name in apps}
+            names = list(apps)
             for r in range(args.rounds):
-                for name, app in apps.items():
+                for name in names if r % 2 == 0 else names[::-1]:
+                    app = apps[name]
                     started = time.thread_time()
                     for _ in range(args.requests):
                         await request(app, path, auth)
-                    micros = (time.thread_time() - started) / args.requests * 1e6
-                    per_request[name].append(micros)
-                    print(f"  round {r + 1}/{args.rounds}  {name:10}  {micros:7.1f} us CPU per GET /studios/{{id}}", file=sys.stderr)
+                    per_request[name].append((time.thread_time() - started) / args.requests * 1e6)
+                if (r + 1) % 10 == 0:
+                    print(f"  {r + 1}/{args.rounds} rounds", file=sys.stderr)
     medians = {name: statistics.median(values) for name, values in per_request.items()}
-    ratio = medians["limits on"] / medians["limits off"]
-    print(f"\nlimits on {medians['limits on']:.1f} us, off {medians['limits off']:.1f} us per request: {ratio:.3f}x ({(ratio - 1) * 100:+.1f}%)")
-    return {"us_per_request": per_request, "median_us": medians, "ratio_on_off": ratio}
+    paired = {name: statistics.median(a - b for a, b in zip(per_request[name], per_request["limits off"], strict=True)) for name in ("limits on", "limits off again")}
+    off = medians["limits off"]
+    for name in apps:
+        print(f"{name:17} {medians[name]:7.1f} us CPU per GET /studios/{{id}} (median of {args.rounds} rounds)")
+    print(f"\nlimits on - off, paired by round: {paired['limits on']:+.1f} us ({paired['limits on'] / off * 100:+.1f}%);"
+          f" the noise floor, off again - off: {paired['limits off again']:+.1f} us ({paired['limits off again'] / off * 100:+.1f}%)")
+    return {"us_per_request": per_request, "median_us": medians, "paired_diff_us": paired}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=5000, help="requests per app per round (default 5000)")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the median is reported (default 5)")
+    parser.add_argument("--requests", type=int, default=300, help="requests per app per round (default 300)")
+    parser.add_argument("--rounds", type=int, default=60, help="interleaved rounds, the order reversed every other one (default 60)")
     parser.add_argument("--studios", type=int, default=40)
     args = parser.parse_args()
     started = dt.datetime.now()

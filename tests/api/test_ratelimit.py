@@ -98,3 +98,19 @@ def test_each_key_has_its_own_window_and_headers(api: Api, author: TestUser, mak
 def test_401_answers_carry_no_rate_limit_headers(api: Api) -> None:
     response = api.get("/users/me", headers=bearer_auth("stu_wrong"))
     assert response.status_code == 401 and "X-RateLimit-Limit" not in response.headers
+
+
+def test_fixed_windows_close_and_are_swept() -> None:
+    """The counter itself, on a clock the test drives: a window closes `seconds` after its first
+    hit, and closed windows do not pile up (an attacker's one-off keys cost no memory for long)."""
+    from studios.api.ratelimit import FixedWindows
+
+    windows = FixedWindows(amount=3, seconds=60)
+    assert [windows.hit("a", 100.0 + i) for i in range(4)] == [(1, 160.0), (2, 160.0), (3, 160.0), (4, 160.0)]
+    assert windows.over("a", 159.9) == 160.0 and windows.over("a", 160.0) is None and windows.over("b", 100.0) is None
+    assert windows.hit("a", 160.0) == (1, 220.0)  # a new window
+    for i in range(5000):
+        windows.hit(f"one-off-{i}", 200.0 + i / 1000)
+    for i in range(5000):
+        windows.hit(f"later-{i}", 400.0 + i / 1000)  # every earlier window has closed by now
+    assert len(windows._windows) <= 2 * 5000 and not any(k.startswith("one-off") for k in windows._windows)
