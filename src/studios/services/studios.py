@@ -17,7 +17,7 @@ from studios.partitions import Partitions
 from studios.schemas.studios import StudioCreateRequest, StudioUpdateRequest
 from studios.services.events import Event, emit
 from studios.services.keys import Caller
-from studios.services.permissions import require
+from studios.services.permissions import require, shareable
 from studios.store import studios as studio_store
 from studios.store import users as user_store
 
@@ -131,7 +131,7 @@ def page(conn: Connection, caller: Caller, archived: str, authors: list[int] | N
 def share(session: Session, caller: Caller, studio_id: int, user_ids: list[int], level: str) -> Studio:
     studio, _ = require(session, caller, studio_id, "manage", for_update=True)
     found = user_store.by_ids(session, set(user_ids))
-    refused = sorted(uid for uid in set(user_ids) if not permissions.shareable(caller, found.get(uid)))
+    refused = sorted(uid for uid in set(user_ids) if not shareable(caller, found.get(uid)))
     if refused:  # unknown ids and ids the caller cannot see: one answer, so it tells neither apart
         these = f"{refused[0]} is not a user" if len(refused) == 1 else f"{', '.join(map(str, refused))} are not users"
         raise Invalid(f"userIds: {these} you can share this studio with.")
