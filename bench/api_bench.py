@@ -94,20 +94,26 @@ class Target:
     pid: int = 0  # the server process, whose CPU per request is reported
 
 
-def start_ours(procs: Processes, tmp: Path, n_studios: int, admin: bool) -> list[Target]:
+def start_ours(procs: Processes, tmp: Path, n_studios: int, admin: bool, variant: str = "", extra_env: dict[str, str] | None = None) -> list[Target]:
     """`studios serve --port P` exactly as a person runs it: the real console script, the
-    default SQLite database in STUDIOS_DATA_DIR, one user who owns every studio."""
+    default SQLite database in STUDIOS_DATA_DIR, one user who owns every studio. A `variant`
+    (with its `extra_env`) is a second server, measured as `ours_get_<variant>`."""
     studios_cmd = str(OUR_VENV_BIN / "studios")
-    data = tmp / "studios-data"
+    data = tmp / f"studios-data{variant}"
     env = {**os.environ, "STUDIOS_DATA_DIR": str(data)}
     for var in ("STUDIOS_DATABASE_URL", "STUDIOS_ACCESS_LOG", "STUDIOS_SECRET_KEY", "STUDIOS_HOST", "STUDIOS_PORT"):
         env.pop(var, None)  # "as it runs by default"
+    env |= extra_env or {}
+    # The per-key limit (STUDIOS_RATE_LIMIT_PER_KEY, default 10000/minute) would answer most of
+    # wrk's requests with a 429: raise its ceiling so every request is counted and answered as a
+    # real client's. Set the variable to measure another value ("" turns the limits off).
+    env.setdefault("STUDIOS_RATE_LIMIT_PER_KEY", "1000000000/hour")
     key = create_user(env, admin)
     auth = {"Authorization": f"Bearer {key}"}
 
     port = free_port()
-    log = tmp / "studios.log"
-    proc = procs.start("studios serve", [studios_cmd, "serve", "--port", str(port)], log=log, env=env)
+    log = tmp / f"studios{variant}.log"
+    proc = procs.start(f"studios serve{variant}", [studios_cmd, "serve", "--port", str(port)], log=log, env=env)
     wait_http(port, "/users/me", proc, log, "studios serve", headers=auth)
 
     ids = []
@@ -117,9 +123,10 @@ def start_ours(procs: Processes, tmp: Path, n_studios: int, admin: bool) -> list
             raise RuntimeError(f"POST /studios answered {status}: {body[:300]!r}")
         ids.append(json.loads(body)["id"])
     one = ids[len(ids) // 2]
+    suffix = f" ({variant.strip('_').replace('_', ' ')})" if variant else ""
     return [
-        Target("ours_get", "ours GET /studios/{id}", port, f"/studios/{one}", auth, proc.pid),
-        Target("ours_list", "ours GET /studios (20)", port, "/studios", auth, proc.pid),
+        Target(f"ours_get{variant}", f"ours GET /studios/{{id}}{suffix}", port, f"/studios/{one}", auth, proc.pid),
+        Target(f"ours_list{variant}", f"ours GET /studios (20){suffix}", port, "/studios", auth, proc.pid),
     ]
 
 
@@ -340,6 +347,19 @@ def report(targets: list[Target], medians: dict[str, dict], runs: dict[str, list
     return {"ratios": ratios, "goals": goals}
 
 
+def limits_cost(medians: dict[str, dict]) -> dict:
+    """What the request limits cost: ours with them (the default) against ours without."""
+    cost = {}
+    for what in ("get", "list"):
+        on, off = medians.get(f"ours_{what}"), medians.get(f"ours_{what}_no_limits")
+        if not on or not off:
+            continue
+        cost[what] = {"rps_ratio": on["rps"] / off["rps"], "cpu_ratio": on["server_cpu_ms_per_req"] / off["server_cpu_ms_per_req"]}
+        print(f"request limits on / off, GET /studios{'/{id}' if what == 'get' else ''}: req/s {cost[what]['rps_ratio']:.3f}x, "
+              f"CPU per request {cost[what]['cpu_ratio']:.3f}x ({on['server_cpu_ms_per_req']:.3f} vs {off['server_cpu_ms_per_req']:.3f} ms)")
+    return cost
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -356,12 +376,14 @@ def main() -> int:
                         help="JupyterHub token kind: one the Hub generated (default, as the reference figures) or the config-file service token (16,384 hash rounds per request)")
     parser.add_argument("--jupyterhub-users", type=int, default=21, help="users in JupyterHub (default 21)")
     parser.add_argument("--only", default="", help="comma-separated subset of: ours_get, ours_list, bare, jh_get, jh_list (default: all)")
+    parser.add_argument("--limits-anchor", action="store_true",
+                        help="also run a second studios serve with the request limits off (ours_get_no_limits, ours_list_no_limits), interleaved, and print the limits' cost")
     parser.add_argument("--serve-only", action="store_true", help="start and seed the servers, print the targets and wait for Ctrl-C (for profiling)")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temporary directory (server logs, wrk outputs)")
     parser.add_argument("--output", type=Path, default=None, help="JSON file for the figures (default bench/results/api_bench-<time>.json)")
     args = parser.parse_args()
     only = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = only - {"ours_get", "ours_list", "bare", "jh_get", "jh_list"}
+    unknown = only - {"ours_get", "ours_list", "bare", "jh_get", "jh_list", "ours_get_no_limits", "ours_list_no_limits"}
     if unknown:
         parser.error(f"--only: unknown {', '.join(sorted(unknown))}")
     if not Path(WRK).exists():
@@ -376,6 +398,8 @@ def main() -> int:
         print("starting servers ...", file=sys.stderr)
         if wanted("ours_get", "ours_list"):
             targets += start_ours(procs, tmp, args.studios, args.admin_caller)
+        if args.limits_anchor:
+            targets += start_ours(procs, tmp, args.studios, args.admin_caller, "_no_limits", {"STUDIOS_RATE_LIMIT_PER_KEY": "", "STUDIOS_AUTH_FAILURE_LIMIT": ""})
         if wanted("bare"):
             targets += start_bare(procs, tmp)
         if wanted("jh_get", "jh_list"):
@@ -412,6 +436,8 @@ def main() -> int:
             for key, rs in runs.items()
         }
         summary = report(targets, medians, runs)
+        if args.limits_anchor:
+            summary["limits_cost"] = limits_cost(medians)
 
         write_results("api_bench", session.started, {
             "settings": settings(args),

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from studios.api import credentials, deployments, discovery, errors, platform, shares, streams, studios, users
+from studios.api import credentials, deployments, discovery, errors, platform, ratelimit, shares, streams, studios, users
 from studios.api.paths import NormalizePath
 from studios.context import Context
 from studios.db.database import Database
@@ -149,6 +149,7 @@ def create_app(
                 idle_sleep=idle,
                 reconcile_interval=settings.reconcile_interval_seconds,
                 public_url=settings.effective_public_url,
+                allow_local_git_repos=settings.allow_local_git_repos,
             ),
             links=ctx.links,
             hasher=ctx.hasher,
@@ -197,6 +198,7 @@ def create_app(
         app.include_router(router)
     ui.install(app)
     app.add_middleware(NormalizePath)
+    ratelimit.install(app, per_key=ctx.settings.rate_limit_per_key, auth_failures=ctx.settings.auth_failure_limit, trusted_proxies=ctx.settings.trusted_proxies)
     return app
 
 

@@ -48,7 +48,8 @@ def serve(
     url = settings.effective_database_url
     err.print(f"studios: database {url.split('@')[-1]}")
     err.print(f"studios: listening on http://{settings.host}:{settings.port} (public URL {settings.effective_public_url})")
-    options: dict[str, Any] = dict(host=settings.host, port=settings.port, access_log=settings.access_log, log_level="info", loop="uvloop", http="httptools", timeout_graceful_shutdown=5)
+    options: dict[str, Any] = dict(host=settings.host, port=settings.port, access_log=settings.access_log, log_level="info", loop="uvloop", http="httptools", timeout_graceful_shutdown=5,
+                                   proxy_headers=False)  # X-Forwarded-For is trusted only from STUDIOS_TRUSTED_PROXIES (studios.api.ratelimit)
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **options)
         return

@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,7 +50,20 @@ class Settings(BaseSettings):
     engine_lease_seconds: float = Field(6.0, gt=0, description="Life of the lifecycle engine's lease: another server takes the engine over within this long after its holder dies.")
     stream_heartbeat_seconds: float = Field(15.0, gt=0, description="Live streams (server-sent events) send a heartbeat this often, and check the caller's access again.")
     ui_session_seconds: float = Field(43200.0, gt=0, description="How long a web UI sign-in lasts before the page asks for the API key again.")
+    rate_limit_per_key: str = Field("10000/minute", description="Requests one API key may make per window, as the `limits` library reads it (N/second, N/minute, N/hour, N/day; N/5 minutes). Past it: 429 with Retry-After. Empty or 0: no limit. Counted per server process, in memory.")
+    auth_failure_limit: str = Field("20/minute", description="Failed authentications (401 answers) one client address may cause per window; past it every request from that address is a 429 with Retry-After until the window ends. Empty or 0: no limit. Counted per server process, in memory.")
+    trusted_proxies: str = Field("", description="Comma-separated addresses or networks (127.0.0.1, 10.0.0.0/8; * for any) of reverse proxies whose X-Forwarded-For names the client address the limits count. Empty: the connection's peer is the client, and X-Forwarded-For is ignored.")
+    allow_local_git_repos: bool = Field(False, description="Let studios use local git repositories (file:// URLs and absolute paths on this machine). Off: only https:// and http:// repositories; on, any user who can create a studio can make the service read any repository on its disk.")
     access_log: bool = Field(False, description="uvicorn access log (costs ~16% of throughput).")
+
+    @field_validator("rate_limit_per_key", "auth_failure_limit")
+    @classmethod
+    def _limit_expression(cls, value: str) -> str:
+        from limits import parse
+
+        if value.strip() and value.strip() != "0":
+            parse(value)  # ValueError: "couldn't parse rate limit string ..."
+        return value.strip()
 
     @cached_property
     def secret_keys(self) -> list[str]:

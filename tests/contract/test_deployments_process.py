@@ -54,7 +54,8 @@ CRASHER_START = "#!/bin/sh\necho 'about to fail'\necho 'failing now' >&2\nexit 3
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudiosServer]:
     root = tmp_path_factory.mktemp("deploy-process")
-    env = {"STUDIOS_START_TIMEOUT_SECONDS": "20", "STUDIOS_STOP_GRACE_SECONDS": "2", "STUDIOS_IDLE_SLEEP_SECONDS": "0"}
+    # The apps are local repositories (file:// URLs): an administrator's opt-in, off by default.
+    env = {"STUDIOS_START_TIMEOUT_SECONDS": "20", "STUDIOS_STOP_GRACE_SECONDS": "2", "STUDIOS_IDLE_SLEEP_SECONDS": "0", "STUDIOS_ALLOW_LOCAL_GIT_REPOS": "true"}
     with studios_server(root / "server", name="deploy_process", runtime="process", env=env) as srv:
         srv.keys = {"alice": srv.create_user("alice")}  # type: ignore[attr-defined]
         yield srv

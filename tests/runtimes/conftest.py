@@ -25,7 +25,7 @@ def git_repo(repo: Path) -> Source:
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "HOME": str(repo), "PATH": "/usr/bin:/bin"}
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "--allow-empty", "-m", "app"]):
         subprocess.run(["git", *args], cwd=repo, env=env, check=True)
-    return Source(str(repo))
+    return Source(str(repo), allow_local=True)  # a local repository: the administrator's opt-in (STUDIOS_ALLOW_LOCAL_GIT_REPOS)
 
 
 @pytest.fixture

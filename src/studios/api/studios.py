@@ -24,7 +24,7 @@ OrderDir = Annotated[Literal["asc", "desc"], Query(description="Direction in whi
 @router.post("/studios", summary="Create a Studio", status_code=201, response_model=Studio)
 async def post_studio(call: CallDep, body: Annotated[StudioCreateRequest | None, Body(title="StudioCreateRequest")] = None) -> Response:
     def body_() -> views.WireDict:
-        studio = studio_service.create(call.session, call.ctx.partitions, call.caller, body or StudioCreateRequest())
+        studio = studio_service.create(call.session, call.ctx.partitions, call.caller, body or StudioCreateRequest(), allow_local_git=call.ctx.settings.allow_local_git_repos)
         return views.studio_for(call.session.connection(), call.caller, studio.id, call.ctx.links)
 
     return json(await call.run(body_), 201)
@@ -55,7 +55,7 @@ async def put_studio_archive(call: CallDep, id: Annotated[int, Path(description=
 
 
 def _updated(call: Call, studio_id: int, body: StudioUpdateRequest, *, replace: bool) -> views.WireDict:
-    studio, _ = studio_service.update(call.session, call.ctx.partitions, call.caller, studio_id, body, replace=replace)
+    studio, _ = studio_service.update(call.session, call.ctx.partitions, call.caller, studio_id, body, replace=replace, allow_local_git=call.ctx.settings.allow_local_git_repos)
     return views.studio_for(call.session.connection(), call.caller, studio.id, call.ctx.links)
 
 

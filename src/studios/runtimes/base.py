@@ -54,6 +54,9 @@ class Source:
     username: str | None = None
     password: str | None = dataclasses.field(default=None, repr=False)
     """A secret: never in argv, a log line, a handle or a spec stored in plain text."""
+    allow_local: bool = False
+    """Whether `url` may be a repository on this machine (file://, a path): the service's
+    STUDIOS_ALLOW_LOCAL_GIT_REPOS. The checkout refuses one otherwise (studios.git_input)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, WithJsonSchema, field_validator, model_validator
 
+from studios import git_input
 from studios.schemas.common import RequestModel, ResponseModel, Time
 from studios.schemas.deployments import StudioDeployment
 from studios.schemas.users import UserSimpleUser
@@ -30,8 +31,6 @@ ParamType = Literal[PARAM_TYPES]  # type: ignore[valid-type]
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 IMAGE_NAME = re.compile(r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 IMAGE_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-GIT_URL = re.compile(r"^(?:(?:https?|file|ssh|git)://\S+|[\w.-]+@[\w.-]+:\S+|/\S*)$")
-GIT_REF = re.compile(r"^[^\s~^:?*\[\\\x00-\x1f\x7f]{1,255}$")
 BOOL_VALUES = {"true", "false", "1", "0", "yes", "no", "t", "f"}
 
 Name = Annotated[str, Field(min_length=1, max_length=255)]
@@ -126,15 +125,15 @@ class _StudioWrite(RequestModel):
     @field_validator("git_repo_url")
     @classmethod
     def _git_url(cls, value: str | None) -> str | None:
-        if value is not None and value != "" and not GIT_URL.match(value):
-            raise ValueError(f"{value!r} is not a git URL (https://, http://, file://, ssh:// or user@host:path)")
+        if value:
+            git_input.check_url(value, allow_local=True)  # whether local ones are allowed: services.studios
         return value or None
 
     @field_validator("git_ref")
     @classmethod
     def _git_ref(cls, value: str | None) -> str | None:
-        if value is not None and value != "" and not GIT_REF.match(value):
-            raise ValueError(f"{value!r} is not a valid git ref")
+        if value:
+            git_input.check_ref(value)
         return value or None
 
     @field_validator("params")

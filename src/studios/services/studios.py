@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Row
 from sqlalchemy.orm import Session
 
+from studios import git_input
 from studios.db.models import Studio
 from studios.errors import Invalid, NotFound
 from studios.partitions import Partitions
@@ -17,7 +18,7 @@ from studios.schemas.studios import StudioCreateRequest, StudioUpdateRequest
 from studios.services import views
 from studios.services.events import Event, emit
 from studios.services.keys import Caller
-from studios.services.permissions import require
+from studios.services.permissions import require, shareable
 from studios.store import credentials as cred_store
 from studios.store import studios as studio_store
 from studios.store import users as user_store
@@ -86,16 +87,29 @@ def _resolve(session: Session, partitions: Partitions, caller: Caller, merged: d
     return merged
 
 
-def create(session: Session, partitions: Partitions, caller: Caller, body: StudioCreateRequest) -> Studio:
-    values = _resolve(session, partitions, caller, _full_values(body))
+def _check_git_url(changes: dict[str, Any], allow_local_git: bool) -> None:
+    """A newly sent repository URL must be one this server may fetch (`studios.git_input`)."""
+    url = changes.get("git_repo_url")
+    if url:
+        try:
+            git_input.check_url(url, allow_local=allow_local_git)
+        except ValueError as exc:
+            raise Invalid(f"gitRepoUrl: {exc}") from None
+
+
+def create(session: Session, partitions: Partitions, caller: Caller, body: StudioCreateRequest, *, allow_local_git: bool = False) -> Studio:
+    changes = _full_values(body)
+    _check_git_url(changes, allow_local_git)
+    values = _resolve(session, partitions, caller, changes)
     studio = studio_store.create(session, caller.id, values)
     session.commit()
     return studio
 
 
-def update(session: Session, partitions: Partitions, caller: Caller, studio_id: int, body: StudioUpdateRequest, *, replace: bool) -> tuple[Studio, str]:
+def update(session: Session, partitions: Partitions, caller: Caller, studio_id: int, body: StudioUpdateRequest, *, replace: bool, allow_local_git: bool = False) -> tuple[Studio, str]:
     studio, level = require(session, caller, studio_id, "write", for_update=True)
     changes = _full_values(body) if replace else _patch_values(body, studio)
+    _check_git_url(changes, allow_local_git)
     current = {f: getattr(studio, f) for f in (*PLAIN_FIELDS, "memory", "cpu", "disk_space", "params")}
     merged = _resolve(session, partitions, caller, {**current, **changes})
     studio_store.apply(studio, merged)
@@ -119,9 +133,10 @@ def page(conn: Connection, caller: Caller, archived: str, authors: list[int] | N
 def share(session: Session, caller: Caller, studio_id: int, user_ids: list[int], level: str) -> Studio:
     studio, _ = require(session, caller, studio_id, "manage", for_update=True)
     found = user_store.by_ids(session, set(user_ids))
-    missing = sorted(set(user_ids) - set(found))
-    if missing:
-        raise Invalid(f"userIds: no user with id {', '.join(map(str, missing))}.")
+    refused = sorted(uid for uid in set(user_ids) if not shareable(caller, found.get(uid)))
+    if refused:  # unknown ids and ids the caller cannot see: one answer, so it tells neither apart
+        these = f"{refused[0]} is not a user" if len(refused) == 1 else f"{', '.join(map(str, refused))} are not users"
+        raise Invalid(f"userIds: {these} you can share this studio with.")
     if studio.author_id in user_ids and level != "manage":
         raise Invalid(f"userIds: user {studio.author_id} is the author of studio {studio_id} and always keeps manage permission.")
     for user_id in user_ids:

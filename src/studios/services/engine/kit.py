@@ -26,6 +26,7 @@ class EngineSettings:
     reconcile_interval: float = 30.0
     usage_interval: float = 2.0
     public_url: str = "http://localhost:8000"
+    allow_local_git_repos: bool = False
 
 
 @dataclasses.dataclass

@@ -30,7 +30,7 @@ def _spec(kit: Kit, session: Session, dep: Deployment) -> LaunchSpec:
     secret_env["CIVIS_API_KEY"] = api_key
     source = None
     if dep.git_repo_url:
-        source = Source(dep.git_repo_url, dep.git_ref, login.username if login else None, login.password if login else None)
+        source = Source(dep.git_repo_url, dep.git_ref, login.username if login else None, login.password if login else None, allow_local=kit.settings.allow_local_git_repos)
     return LaunchSpec(
         deployment_id=dep.id,
         studio_id=dep.studio_id,
