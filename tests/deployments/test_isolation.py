@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +65,39 @@ def run_probe(me: Api, paths: list[str] | None = None) -> tuple[int, int, list[s
     wanted = len(paths) + 1
     lines = wait_until(lambda: (got := [line["message"] for line in me.get(f"{path}/logs").json() if line["source"] == "user"]) and len(got) >= wanted and got, 20, "the probe's findings")
     return studio["id"], dep["deploymentId"], lines
+
+
+PRELOAD = r"""
+#include <stdio.h>
+#include <unistd.h>
+__attribute__((constructor)) static void mark(void) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/loaded-by-uid-%d", MARKER_DIR, (int)getuid());
+    FILE *f = fopen(path, "w");
+    if (f) fclose(f);
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build the preload library")
+def test_a_param_like_ld_preload_reaches_the_app_only_never_its_root_supervisor(api: Api, author: TestUser, shared: Path) -> None:
+    markers = shared / "markers"
+    markers.mkdir(exist_ok=True)
+    markers.chmod(0o1777)
+    source = shared / "preload.c"
+    source.write_text(PRELOAD.replace("MARKER_DIR", f'"{markers}"'))
+    library = shared / "preload.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True, capture_output=True)
+    library.chmod(0o755)
+    me = api.as_(author)
+    studio = me.post("/studios", json={"name": "preload", "dockerImageName": "probe", "params": [{"name": "LD_PRELOAD", "type": "string", "value": str(library)}]}).json()
+    dep = me.post(f"/studios/{studio['id']}/deployments", json={}).json()
+    path = f"/studios/{studio['id']}/deployments/{dep['deploymentId']}"
+    wait_until(lambda: me.get(path).json()["state"] == "running", 20, "the app running")
+    loaded_by = sorted(p.name for p in markers.iterdir())
+    assert "loaded-by-uid-0" not in loaded_by, "a user's LD_PRELOAD ran inside a root process"
+    assert loaded_by and all(name != "loaded-by-uid-0" for name in loaded_by)  # the app itself did load it
+    me.delete(path)
 
 
 def test_apps_cannot_read_the_service_or_each_other(api: Api, author: TestUser, other: TestUser, ctx: Context, settings: Any) -> None:

@@ -49,6 +49,7 @@ from studios.runtimes.process import supervisor as process_supervisor
 log = logging.getLogger("studios.runtimes.process")
 MIB = 1024 * 1024
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SUPERVISOR_ENV = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"}
 STATE_FILES = ("process-app.json", "process-exit.json", "process-usage.json", "stdout.log", "stderr.log")
 
 
@@ -79,6 +80,16 @@ def _signal_group(ident: Mapping[str, Any] | None, sig: int) -> None:
             os.killpg(int(ident["pid"]), sig)  # type: ignore[index]
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def _hand_over(supervisor: subprocess.Popen[bytes], env: dict[str, str]) -> None:
+    """Send the app's environment to its supervisor's stdin (it reads it before anything else)."""
+    assert supervisor.stdin is not None
+    try:
+        supervisor.stdin.write(marshal.dumps(env))
+        supervisor.stdin.close()
+    except BrokenPipeError:  # it died at once: _await_app reports why
+        pass
 
 
 def _own(directory: Path, uid: int) -> None:
@@ -261,16 +272,19 @@ class ProcessRuntime(Runtime):
         config_path = workdir / "process-supervisor.marshal"  # the supervisor reads it without imports
         config_path.write_bytes(marshal.dumps(config))
         with open(workdir / "process-supervisor.log", "ab") as supervisor_log:  # noqa: ASYNC230 (a local file, opened once per start)
+            # The supervisor (root, when apps run as their authors' users) gets a fixed minimal
+            # environment; the app's, which users choose, reaches it on stdin and only the app.
             supervisor = subprocess.Popen(  # noqa: ASYNC220 (Popen returns at once; start latency is measured)
                 [sys.executable, "-I", "-S", process_supervisor.__file__, str(config_path)],
-                env=env,
+                env=SUPERVISOR_ENV,
                 cwd=workdir,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=supervisor_log,
                 start_new_session=True,
             )
         self._children[supervisor.pid] = supervisor
+        await asyncio.to_thread(_hand_over, supervisor, env)
         handle: Handle = {
             "runtime": self.name,
             "deployment_id": spec.deployment_id,

@@ -233,7 +233,7 @@ def spawn(config: dict[str, Any], stdout: int, stderr: int) -> int:
                 os.setuid(config["uid"])
                 os.umask(0o077)
             os.chdir(config["cwd"])
-            os.execvp(config["argv"][0], config["argv"])
+            os.execvpe(config["argv"][0], config["argv"], config["env"])
         except BaseException as error:  # reported to the parent, then exit
             reason = getattr(error, "strerror", None) or str(error)
             os.write(status_w, f"{getattr(error, 'errno', 0) or 0}:{reason}".encode())
@@ -251,9 +251,22 @@ def spawn(config: dict[str, Any], stdout: int, stderr: int) -> int:
     return pid
 
 
+def read_environment() -> dict[str, str]:
+    """The app's environment, sent on stdin by the runtime (never on disk, never in this
+    process's own environment: the supervisor may run as root, and variables like LD_PRELOAD
+    must reach only the app)."""
+    data = b""
+    while chunk := os.read(0, 1 << 16):
+        data += chunk
+    os.close(0)
+    env: dict[str, str] = marshal.loads(data) if data else {}
+    return env
+
+
 def main(config_path: str) -> int:
     with open(config_path, "rb") as source:
         config = marshal.load(source)
+    config["env"] = read_environment()
     workdir = config["workdir"]
     files = {name: os.path.join(workdir, name) for name in ("stdout.log", "stderr.log")}
     exit_path = os.path.join(workdir, "process-exit.json")
