@@ -131,7 +131,7 @@ class StudiosServer:
         may leave one), as an admin made for the purpose. Workloads outlive the server."""
         if self.process is None or self.process.poll() is not None:
             return
-        key = self.create_user(f"teardown-{self.starts}-{os.getpid()}", "--admin")
+        key = self.create_user(f"teardown-{self.starts}-{os.getpid()}-{self.port}", "--admin")
         with httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, trust_env=False, timeout=30) as http:
 
             def every(path: str, **params: Any) -> Iterator[dict[str, Any]]:

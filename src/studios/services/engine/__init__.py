@@ -131,7 +131,7 @@ class Engine:
                 runtime, handle, running = adopted
                 began = time.monotonic()
             self.usage.add(deployment_id, runtime, handle, (None, None))
-            await follow(self.kit, deployment_id, runtime, handle, running, began)
+            await follow(self.kit, deployment_id, runtime, handle, running, began, self.usage)
         except asyncio.CancelledError:
             raise
         except Exception as error:

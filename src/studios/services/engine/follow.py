@@ -25,6 +25,7 @@ from studios.db.models import utcnow
 from studios.runtimes.base import Exit, Handle, Runtime, Status
 from studios.services import state
 from studios.services.engine.kit import Kit
+from studios.services.engine.usage import UsageTracker
 from studios.store import deployments as dep_store
 
 
@@ -51,7 +52,7 @@ async def _next(stream: AsyncIterator[Status]) -> Status | None:
         return None
 
 
-async def follow(kit: Kit, deployment_id: int, runtime: Runtime, handle: Handle, running: bool, began: float) -> None:
+async def follow(kit: Kit, deployment_id: int, runtime: Runtime, handle: Handle, running: bool, began: float, usage: UsageTracker) -> None:
     """Follow the workload until it has ended and the deployment is terminated, or until the
     deployment is ended by someone else (a transition refused) or this task is cancelled."""
     timeout = kit.settings.start_timeout
@@ -98,7 +99,9 @@ async def follow(kit: Kit, deployment_id: int, runtime: Runtime, handle: Handle,
             if status.exit is not None:
                 if probe is not None:
                     probe.cancel()
-                # Every line the app wrote is stored before the API says it has ended.
+                # Its last peak usage and every line it wrote are stored before the API says it
+                # has ended.
+                await usage.sample(extra={deployment_id: (runtime, handle)})
                 await kit.sink.drain(deployment_id)
                 await move("terminated", status.exit.message)
                 return
