@@ -36,7 +36,7 @@ CRASHER = "#!/bin/sh\necho 'about to fail'\nexit 3\n"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudiosServer]:
-    env = {"STUDIOS_START_TIMEOUT_SECONDS": "20", "STUDIOS_STOP_GRACE_SECONDS": "2", "STUDIOS_IDLE_SLEEP_SECONDS": "0"}
+    env = {"STUDIOS_START_TIMEOUT_SECONDS": "20", "STUDIOS_STOP_GRACE_SECONDS": "2", "STUDIOS_IDLE_SLEEP_SECONDS": "0", "STUDIOS_ALLOW_LOCAL_GIT_REPOS": "true"}
     with studios_server(tmp_path_factory.mktemp("cli") / "server", name="cli", runtime="process", env=env) as srv:
         srv.keys = {"alice": srv.create_user("alice"), "bob": srv.create_user("bob")}  # type: ignore[attr-defined]
         yield srv

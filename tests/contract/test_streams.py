@@ -129,13 +129,13 @@ def test_logs_follow_and_resume_with_last_event_id(server: StudiosServer) -> Non
         follower = Follower(f"{server.url}{path}/logs/stream", key)
         try:
             follower.next("log", where=lambda line: line["message"].startswith("fake app listening"))
-            print_in_app(running["displayUrl"], "printed-after-following", server.proxy_port)
+            print_in_app(running["displayUrl"], "printed-after-following", server.proxy_port)  # a displayUrl opens once
             line, last_id = follower.next("log", where=lambda line: line["message"] == "printed-after-following")
             assert line["source"] == "user" and line["stream"] == "stdout" and last_id == str(line["id"])
         finally:
             follower.close()
-        print_in_app(running["displayUrl"], "while-away-1", server.proxy_port)
-        print_in_app(running["displayUrl"], "while-away-2", server.proxy_port)
+        print_in_app(http.get(path).json()["displayUrl"], "while-away-1", server.proxy_port)
+        print_in_app(http.get(path).json()["displayUrl"], "while-away-2", server.proxy_port)
         again = Follower(f"{server.url}{path}/logs/stream", key, {"Last-Event-ID": str(last_id)})
         try:
             got = [again.next("log")[0]["message"] for _ in range(2)]

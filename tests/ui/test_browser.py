@@ -61,7 +61,7 @@ def shot(page: Any, name: str, *, full_page: bool = False) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudiosServer]:
-    env = {"STUDIOS_START_TIMEOUT_SECONDS": "20", "STUDIOS_STOP_GRACE_SECONDS": "2", "STUDIOS_IDLE_SLEEP_SECONDS": "0"}
+    env = {"STUDIOS_START_TIMEOUT_SECONDS": "20", "STUDIOS_STOP_GRACE_SECONDS": "2", "STUDIOS_IDLE_SLEEP_SECONDS": "0", "STUDIOS_ALLOW_LOCAL_GIT_REPOS": "true"}
     with studios_server(tmp_path_factory.mktemp("ui") / "server", name="ui_browser", runtime="process", env=env) as srv:
         srv.keys = {"alice": srv.create_user("alice", "--name", "Alice Adams"), "bob": srv.create_user("bob", "--name", "Bob Brown")}  # type: ignore[attr-defined]
         yield srv
@@ -268,7 +268,7 @@ def test_keyboard_focus_is_visible_and_buttons_are_buttons(browser: Any, server:
 def test_a_sleeping_deployment_wakes_from_its_page(browser: Any, tmp_path: Path, repo: str) -> None:
     import httpx
 
-    env = {"STUDIOS_IDLE_SLEEP_SECONDS": "2", "STUDIOS_STOP_GRACE_SECONDS": "1", "STUDIOS_START_TIMEOUT_SECONDS": "20"}
+    env = {"STUDIOS_IDLE_SLEEP_SECONDS": "2", "STUDIOS_STOP_GRACE_SECONDS": "1", "STUDIOS_START_TIMEOUT_SECONDS": "20", "STUDIOS_ALLOW_LOCAL_GIT_REPOS": "true"}
     with studios_server(tmp_path / "sleepy", name="ui_sleepy", runtime="process", env=env) as srv:
         srv.keys = {"carol": srv.create_user("carol")}  # type: ignore[attr-defined]
         with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {srv.keys['carol']}"}, trust_env=False, timeout=30) as http:  # type: ignore[attr-defined]
