@@ -28,13 +28,7 @@ log = logging.getLogger("studios")
 
 
 def proxy_config(settings: Settings) -> ProxyConfig:
-    # The proxy signs with the last key; settings list the newest first.
-    return ProxyConfig(
-        secret_keys=list(reversed(settings.secret_keys)),
-        public_url=settings.effective_proxy_url,
-        mode=settings.proxy_mode,
-        token_max_age=settings.display_token_seconds,
-    )
+    return ProxyConfig.from_settings(settings)
 
 
 def build_context(settings: Settings, *, migrate: bool = True) -> Context:

@@ -1,7 +1,9 @@
 """Every setting of the service, read once from `STUDIOS_*` environment variables.
 
-This module owns configuration and nothing else: no other module reads the environment.
-The README's configuration table lists each field here with its default.
+This module owns configuration and nothing else: no other module reads the environment. The
+service (`studios serve`), the CLI and the standalone proxy (`python -m studios.proxy`) all read
+this one model. The README's configuration table is generated from it (`markdown_table`,
+written by `scripts/settings-table`; a test fails when the two differ).
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,29 +25,36 @@ def _default_data_dir() -> Path:
     return Path(base) / "studios"
 
 
+def _shown(text: str) -> dict[str, Any]:
+    """How the README shows a default that is computed, not a constant."""
+    return {"shown_default": text}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STUDIOS_", extra="ignore")
 
-    data_dir: Path = Field(default_factory=_default_data_dir, description="Where the SQLite database, the secret key and deployment work directories live.")
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default: a SQLite file in the data directory. PostgreSQL: postgresql+psycopg://user:pass@host/db.")
-    secret_key: str | None = Field(None, description="Keys API-key hashes, display-URL tokens and credential encryption. Default: generated once into <data_dir>/secret_key. Several keys, comma-separated, rotate: the first signs, all verify.")
-    public_url: str | None = Field(None, description="The base URL users reach the service at (displayUrl and CIVIS_API_ENDPOINT given to apps). Default: http://localhost:<port>.")
-    host: str = Field("127.0.0.1", description="Address `studios serve` listens on.")
-    port: int = Field(8000, description="Port `studios serve` listens on.")
-    proxy_port: int | None = Field(None, description="Port of the display-URL proxy inside `studios serve` (default: port + 1).")
-    proxy_public_url: str | None = Field(None, description="Where browsers reach the proxy; host mode serves deployments at d-<id>.<its host>. Default: http://localhost:<proxy port>.")
-    proxy_mode: Literal["host", "path"] = Field("host", description="host: one host name per deployment (wildcard DNS; *.localhost works locally); path: <proxy URL>/_d/<id>/.")
-    display_token_seconds: int = Field(3600, description="How long a displayUrl can be exchanged for a viewer cookie.")
-    runtime: Literal["auto", "process", "docker"] = Field("auto", description="How deployments run: docker when a daemon answers (auto), else host processes.")
-    docker_url: str | None = Field(None, description="Docker Engine API URL (unix:///var/run/docker.sock; Podman: unix:///run/podman/podman.sock). Default: the docker SDK's environment.")
-    partitions_file: Path | None = Field(None, description="TOML file declaring partitions and instance types; default: the built-in one (docs/partitions.md).")
-    image_commands: dict[str, str] = Field(default_factory=dict, description='JSON map of image name to a host command for the process runtime, e.g. {"jupyter/base-notebook": "jupyter lab --port $PORT"}.')
-    start_timeout_seconds: float = Field(120.0, description="A deployment that does not answer HTTP within this time ends as terminated.")
-    stop_grace_seconds: float = Field(5.0, description="Time between SIGTERM and SIGKILL when stopping.")
-    log_line_cap: int = Field(1_000_000, description="Most log lines kept per deployment; past it lines are dropped and a system line says so.")
-    idle_sleep_seconds: float = Field(3600.0, description="A running deployment with no proxied traffic for this long goes to sleep (0 disables).")
+    data_dir: Path = Field(default_factory=_default_data_dir, json_schema_extra=_shown("`~/.local/share/studios` (under `$XDG_DATA_HOME` when set)"), description="SQLite database, generated secret key, deployment work directories.")
+    database_url: str | None = Field(None, json_schema_extra=_shown("SQLite file in the data dir"), description="SQLAlchemy URL, e.g. `postgresql+psycopg://user:pw@host/db`. Migrated on start.")
+    secret_key: str | None = Field(None, json_schema_extra=_shown("generated into `<data dir>/secret_key`"), description="Keys API-key hashes, display-URL signatures and credential encryption. Comma-separated to rotate, newest first: the first hashes, signs and encrypts; every key verifies and decrypts (`docs/security.md`).")
+    host: str = Field("127.0.0.1", description="Where `studios serve` listens (also `--host`); the display-URL proxy listens on the same address.")
+    port: int = Field(8000, description="The API's port (also `--port`).")
+    public_url: str | None = Field(None, json_schema_extra=_shown("`http://localhost:<port>`"), description="The API's URL as users and apps reach it (apps get it as `CIVIS_API_ENDPOINT`).")
+    proxy_port: int | None = Field(None, json_schema_extra=_shown("port + 1"), description="The display-URL proxy's port (inside `studios serve`, and the default of `python -m studios.proxy --port`).")
+    proxy_public_url: str | None = Field(None, json_schema_extra=_shown("`http://localhost:<proxy port>`"), description="Where browsers reach the proxy; host mode serves deployment N at `d-N.<its host>`.")
+    proxy_mode: Literal["host", "path"] = Field("host", description="`host` (wildcard DNS; `*.localhost` works in browsers) or `path` (`/_d/N/`).")
+    proxy_fallback: str | None = Field(None, json_schema_extra=_shown("none"), description="`host:port` the proxy forwards every request that is not for a deployment to, unchecked. Set it to the API's own address (e.g. `127.0.0.1:8000`) to expose only the proxy's port (`docs/proxy.md`).")
+    display_token_seconds: int = Field(3600, description="How long a `displayUrl` can be exchanged for a viewer cookie.")
+    display_cookie_seconds: int = Field(86400, description="How long a viewer cookie stays valid (access is still checked on every request).")
+    runtime: Literal["auto", "process", "docker"] = Field("auto", description="`auto` (Docker when a daemon answers, else host processes), `process` or `docker`. `studios serve` prints which and why.")
+    docker_url: str | None = Field(None, json_schema_extra=_shown("the docker SDK's default"), description="Docker Engine socket; Podman: `unix:///run/podman/podman.sock`.")
+    partitions_file: Path | None = Field(None, json_schema_extra=_shown("built-in `studios/partitions.toml`"), description="Partitions, their runtime and instance types (`docs/partitions.md`).")
+    image_commands: dict[str, str] = Field(default_factory=dict, description="JSON map: image name → host command, for the process runtime (`docs/runtimes/process.md`).")
+    start_timeout_seconds: float = Field(120.0, description="A deployment not answering HTTP by then ends as terminated.")
+    stop_grace_seconds: float = Field(5.0, description="SIGTERM → SIGKILL grace when stopping.")
+    log_line_cap: int = Field(1_000_000, description="Log lines kept per deployment; past it lines are dropped and a system line says so.")
+    idle_sleep_seconds: float = Field(3600.0, description="Running deployments without proxied traffic for this long go to `sleeping` (0: never).")
     reconcile_interval_seconds: float = Field(30.0, description="How often live deployments are checked against their runtime.")
-    access_log: bool = Field(False, description="uvicorn access log (costs ~16% of throughput).")
+    access_log: bool = Field(False, description="uvicorn's access log (costs ~16% of throughput).")
 
     @field_validator("image_commands", mode="before")
     @classmethod
@@ -52,6 +62,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return json.loads(value) if value.strip() else {}
         return value
+
+    @field_validator("proxy_fallback")
+    @classmethod
+    def _check_address(cls, value: str | None) -> str | None:
+        if value:
+            port = value.rpartition(":")[2]
+            if not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"must be host:port (e.g. 127.0.0.1:8000), not {value!r}")
+        return value or None
 
     @cached_property
     def secret_keys(self) -> list[str]:
@@ -84,3 +103,37 @@ class Settings(BaseSettings):
     @property
     def effective_public_url(self) -> str:
         return (self.public_url or f"http://localhost:{self.port}").rstrip("/")
+
+    @property
+    def proxy_fallback_address(self) -> tuple[str, int] | None:
+        """`proxy_fallback` as (host, port); a bare `:port` means 127.0.0.1."""
+        if not self.proxy_fallback:
+            return None
+        host, _, port = self.proxy_fallback.rpartition(":")
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _default_text(field: Any) -> str:
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    if "shown_default" in extra:
+        return str(extra["shown_default"])
+    value = field.get_default(call_default_factory=True)
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, float):
+        text = f"{value:g}"
+    elif isinstance(value, dict):
+        text = json.dumps(value)
+    else:
+        text = str(value)
+    return f"`{text}`"
+
+
+def markdown_table(models: Iterable[type[BaseSettings]] = (Settings,)) -> str:
+    """The README's configuration table: one row per field of each settings model, in order."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for model in models:
+        prefix = model.model_config.get("env_prefix", "")
+        for name, field in model.model_fields.items():
+            rows.append(f"| `{(prefix + name).upper()}` | {_default_text(field)} | {field.description or ''} |")
+    return "\n".join(rows) + "\n"

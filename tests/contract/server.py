@@ -164,14 +164,17 @@ class StudiosServer:
 
 
 @contextlib.contextmanager
-def studios_server(root: Path, *, name: str, runtime: str = "process", env: dict[str, str] | None = None) -> Iterator[StudiosServer]:
-    """A started server on a fresh database; stopped (and its database dropped) afterwards."""
+def studios_server(root: Path, *, name: str, runtime: str = "process", env: dict[str, str] | None = None, configure: Callable[[StudiosServer], None] | None = None) -> Iterator[StudiosServer]:
+    """A started server on a fresh database; stopped (and its database dropped) afterwards.
+    `configure(server)` runs before the start (e.g. to set variables naming its ports)."""
     root.mkdir(parents=True, exist_ok=True)
     with pg_database(name) if TEST_DATABASE_URL else contextlib.nullcontext() as db_url:
         extra = {"STUDIOS_RUNTIME": runtime, **(env or {})}
         if db_url:
             extra["STUDIOS_DATABASE_URL"] = db_url
         server = StudiosServer(root, extra)
+        if configure is not None:
+            configure(server)
         try:
             server.start()
             yield server
