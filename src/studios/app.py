@@ -42,7 +42,7 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
         db=make_sessionmaker(engine),
         locking_db=make_locking_sessionmaker(engine),
         partitions=Partitions.load(settings.partitions_file),
-        hasher=KeyHasher(settings.secret_keys[0]),
+        hasher=KeyHasher(settings.secret_keys),
         box=SecretBox(settings.secret_keys),
         links=DisplayLinks(proxy_config(settings)),
     )

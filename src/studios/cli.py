@@ -14,9 +14,11 @@ app = typer.Typer(help="Studios: a self-hostable server for the Civis Platform /
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+credentials_app = typer.Typer(help="Manage stored credentials.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(credentials_app, name="credentials")
 console = Console()
 err = Console(stderr=True)
 
@@ -149,6 +151,21 @@ def keys_revoke(key_id: int) -> None:
             err.print(f"no key with id {key_id}")
             raise typer.Exit(1)
     err.print(f"revoked key {key_id}; a running server refuses it within {KeyHasher.VERIFIED_SECONDS:g} s")
+
+
+@credentials_app.command("reseal")
+def credentials_reseal() -> None:
+    """Re-encrypt every stored credential with the newest secret key (the first of
+    STUDIOS_SECRET_KEY): run it after a rotation, before dropping the old key."""
+    from studios.services.credentials import reseal_all
+
+    ctx = _context()
+    with ctx.db() as session:
+        done, failed = reseal_all(session, ctx.box)
+    err.print(f"resealed {done} credential(s) with the newest secret key")
+    if failed:
+        err.print(f"{failed} credential(s) could not be decrypted with the configured keys and were left as they are")
+        raise typer.Exit(1)
 
 
 @db_app.command("upgrade")

@@ -71,6 +71,12 @@ class StudiosServer:
         assert result.returncode == 0, f"studios {' '.join(args)} failed:\n{result.stderr}"
         return result.stdout.strip()
 
+    def studios_stderr(self, *args: str) -> str:
+        """What `studios ARGS` says on stderr (its messages to people); fails if it fails."""
+        result = subprocess.run([str(BIN / "studios"), *args], env=self.env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, f"studios {' '.join(args)} failed:\n{result.stderr}"
+        return result.stderr
+
     def create_user(self, name: str, *extra: str) -> str:
         """`studios users create NAME`: its stdout is the new API key."""
         key = self.studios("users", "create", name, *extra)

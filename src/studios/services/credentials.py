@@ -60,3 +60,17 @@ def page(session: Session, caller: Caller, types: list[str] | None, name: str | 
     column = ORDER[order]
     query = query.order_by(column.desc() if descending else column.asc(), Credential.id)
     return list(session.scalars(query.limit(limit).offset((page_num - 1) * limit))), total
+
+
+def reseal_all(session: Session, box: SecretBox) -> tuple[int, int]:
+    """Re-encrypt every stored secret with the newest secret key (committed). Returns (resealed,
+    unreadable): an unreadable one was sealed under a key no longer configured and is left as it is."""
+    done = failed = 0
+    for cred in session.scalars(select(Credential)):
+        try:
+            cred.secret = box.reseal(cred.secret)
+            done += 1
+        except ValueError:
+            failed += 1
+    session.commit()
+    return done, failed

@@ -2,7 +2,12 @@
 
 Keys are shown once and stored as HMAC-SHA256(secret, key): a leaked database does not leak
 keys, and checking one costs a hash and an indexed lookup (no slow KDF per request, since the
-keys are random 256-bit values, not passwords)."""
+keys are random 256-bit values, not passwords).
+
+Rotation (`STUDIOS_SECRET_KEY=new,old`): new keys are hashed with the first secret; a presented
+key is looked up under every configured secret's hash (one indexed `IN` query), and a key found
+under an older secret is re-hashed with the first one on that use, so keys in use move to the
+new secret and the old one can later be dropped (`docs/security.md`)."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import OperationalError
@@ -37,19 +43,28 @@ class Caller:
 
 
 class KeyHasher:
-    """Hashes keys, and remembers verified ones for `VERIFIED_SECONDS` so a busy client costs
-    one HMAC per request instead of a database lookup. Revocations made by this process drop
-    the entry at once (`forget`); one made by another process (`studios keys revoke`) takes
-    effect within `VERIFIED_SECONDS`."""
+    """Hashes keys with the service's secrets (newest first: the first hashes new keys, every
+    one is tried on lookup), and remembers verified ones for `VERIFIED_SECONDS` so a busy client
+    costs one HMAC per secret per request instead of a database lookup. Revocations made by this
+    process drop the entry at once (`forget`); one made by another process (`studios keys
+    revoke`) takes effect within `VERIFIED_SECONDS`."""
 
     VERIFIED_SECONDS = 5.0
 
-    def __init__(self, secret: str) -> None:
-        self._secret = secret.encode()
+    def __init__(self, secrets: Sequence[str]) -> None:
+        if isinstance(secrets, str) or not secrets:
+            raise ValueError("KeyHasher needs a list of secrets, newest first")
+        self._secrets = [secret.encode() for secret in secrets]
         self._verified: dict[str, tuple[float, Caller]] = {}
 
     def hash(self, key: str) -> str:
-        return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()
+        """The hash a new key is stored under (the newest secret's)."""
+        return hmac.new(self._secrets[0], key.encode(), hashlib.sha256).hexdigest()
+
+    def candidates(self, key: str) -> list[str]:
+        """The key's hash under every configured secret, newest first (what a lookup tries)."""
+        encoded = key.encode()
+        return [hmac.new(secret, encoded, hashlib.sha256).hexdigest() for secret in self._secrets]
 
     def cached(self, key_hash: str) -> Caller | None:
         entry = self._verified.get(key_hash)
@@ -109,23 +124,29 @@ def key_from_header(header: str | None) -> str:
 
 
 def authenticate(session: Session, hasher: KeyHasher, header: str | None) -> Caller:
-    key_hash = hasher.hash(key_from_header(header))
-    known = hasher.cached(key_hash)
-    if known is not None:
-        return known
-    found = user_store.caller_by_key_hash(session, key_hash)
-    if found is None or not hmac.compare_digest(found[1].key_hash, key_hash):
+    hashes = hasher.candidates(key_from_header(header))
+    for key_hash in hashes:
+        known = hasher.cached(key_hash)
+        if known is not None:
+            return known
+    found = user_store.caller_by_key_hashes(session, hashes)
+    if found is None or not any(hmac.compare_digest(found[1].key_hash, h) for h in hashes):
         raise Unauthorized("The API key is not valid (unknown or revoked).")
-    user = found[0]
+    user, api_key = found
+    caller = Caller(user.id, user.username, user.name, user.is_admin)
+    stored, key_id, last_seen = api_key.key_hash, api_key.id, user.last_seen_at
+    rehash = not hmac.compare_digest(stored, hashes[0])  # stored under an older secret
     now = utcnow()
-    if user.last_seen_at is None or now - user.last_seen_at > SEEN_WRITE_EVERY:
+    if rehash or last_seen is None or now - last_seen > SEEN_WRITE_EVERY:
         try:
-            user_store.mark_seen(session, user.id, now)
+            if rehash:
+                user_store.set_key_hash(session, key_id, hashes[0])
+            user_store.mark_seen(session, caller.id, now)
             session.commit()
+            stored = hashes[0] if rehash else stored
         except OperationalError:  # best effort: a busy database must not fail the request
             session.rollback()
-    caller = Caller(user.id, user.username, user.name, user.is_admin)
-    hasher.remember(key_hash, caller)
+    hasher.remember(stored, caller)  # under the stored hash: the one `forget` is given on revocation
     return caller
 
 
