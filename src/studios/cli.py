@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -20,7 +21,21 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(credentials_app, name="credentials")
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+"""Messages to people. Lines meant to be copied go through `copyable` instead."""
+
+
+def copyable(line: str) -> None:
+    """A line to copy and paste (a shell command): plain text on stderr, never wrapped, styled
+    or split, whatever the terminal width and also when stderr is a file or a pipe."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def show_key(key: str, endpoint: str) -> None:
+    """The new key alone on stdout (for scripts), then the line that puts it to use."""
+    print(key, flush=True)
+    err.print("to use it with the civis client and CLI, paste:")
+    copyable(f"export CIVIS_API_ENDPOINT={endpoint} CIVIS_API_KEY={key}")
 
 
 def _context():
@@ -66,8 +81,8 @@ def users_create(
         user = user_store.create(session, username, name or username, email, admin)
         key = mint(session, ctx.hasher, user.id, "created with the user")
         session.commit()
-        err.print(f"created user {user.id} ({username}{', admin' if admin else ''}); its API key:")
-    print(key)
+        err.print(f"created user {user.id} ({username}{', admin' if admin else ''}); its API key (shown only now):")
+    show_key(key, ctx.settings.effective_public_url)
 
 
 @app.command()
@@ -85,8 +100,7 @@ def bootstrap() -> None:
         key = mint(session, ctx.hasher, user.id, "bootstrap")
         session.commit()
     err.print("studios: created the admin user; its API key (shown only now):")
-    print(key)
-    err.print(f"  export CIVIS_API_ENDPOINT={ctx.settings.effective_public_url} CIVIS_API_KEY={key}")
+    show_key(key, ctx.settings.effective_public_url)
 
 
 @users_app.command("list")
@@ -116,7 +130,8 @@ def keys_create(username: str, name: Annotated[str, typer.Option(help="A label f
             raise typer.Exit(1)
         key = mint(session, ctx.hasher, user.id, name)
         session.commit()
-    print(key)
+    err.print(f"a new API key for {username} (shown only now):")
+    show_key(key, ctx.settings.effective_public_url)
 
 
 @keys_app.command("list")
