@@ -43,9 +43,11 @@ def apps_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def settings_overrides(apps_dir: Path) -> dict[str, Any]:
+def settings_overrides(apps_dir: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A start timeout far above what starting an app takes on a loaded machine; the test of the
+    timeout itself asks for a short one (indirect parametrization)."""
     commands = {f"app-{name}": f"exec {sys.executable} {apps_dir}/app_{name}.py" for name in APPS}
-    return {"runtime": "process", "image_commands": commands, "start_timeout_seconds": 3.0, "stop_grace_seconds": 2.0}
+    return {"runtime": "process", "image_commands": commands, "start_timeout_seconds": 60.0, "stop_grace_seconds": 2.0, **getattr(request, "param", {})}
 
 
 def studio(api: Api, image: str, **extra: Any) -> dict[str, Any]:
@@ -60,7 +62,7 @@ def deploy(api: Api, studio_id: int, body: dict | None = None) -> dict[str, Any]
     return response.json()
 
 
-def settled(api: Api, studio_id: int, deployment_id: int, timeout: float = 15.0) -> dict[str, Any]:
+def settled(api: Api, studio_id: int, deployment_id: int, timeout: float = 30.0) -> dict[str, Any]:
     def state() -> dict[str, Any] | None:
         dep = api.get(f"/studios/{studio_id}/deployments/{deployment_id}").json()
         return dep if dep["state"] != "pending" else None
@@ -95,7 +97,7 @@ def test_deploy_runs_the_app_with_params_logs_and_stop(api: Api, author: TestUse
     assert httpx.get(f"http://127.0.0.1:{app_port(ctx, dep['deploymentId'])}/").text == "app says hi"
     assert me.get(f"/studios/{s['id']}").json()["mostRecentDeployment"]["deploymentId"] == dep["deploymentId"]
 
-    lines = wait_until(lambda: (got := logs(me, s["id"], dep["deploymentId"])) and any("API=" in line["message"] for line in got) and got, 5, "app output")
+    lines = wait_until(lambda: (got := logs(me, s["id"], dep["deploymentId"])) and any("API=" in line["message"] for line in got) and got, 15, "app output")
     user = {(line["stream"], line["message"]) for line in lines if line["source"] == "user"}
     assert ("stdout", "hello on stdout") in user and ("stderr", "hello on stderr") in user
     assert ("stdout", "GREETING=hej COUNT=7") in user
@@ -149,6 +151,7 @@ def test_a_memory_hog_is_killed_at_its_limit(api: Api, author: TestUser, ctx: An
     assert 40 <= dep["maxMemoryUsage"] <= 70
 
 
+@pytest.mark.parametrize("settings_overrides", [{"start_timeout_seconds": 3.0}], indirect=True, ids=["timeout-3s"])
 def test_an_app_that_never_answers_times_out(api: Api, author: TestUser) -> None:
     me = api.as_(author)
     s = studio(me, "app-silent")
