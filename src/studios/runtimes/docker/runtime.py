@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import math
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from studios.runtimes.docker import cgroups
 from studios.runtimes.docker import logs as docker_logs
 from studios.runtimes.docker.exits import exit_of, to_json
 from studios.runtimes.docker.images import disk_limit_refusal, ensure_image, image_reference, is_storage_opt_refusal
+from studios.runtimes.docker.oom import report_oom_kills
 
 WORKSPACE = "/workspace"
 """Where `spec.checkout` is mounted in the container (and the working directory)."""
@@ -97,6 +99,7 @@ class DockerRuntime(Runtime):
         # Caches and timers only: everything needed after a restart is in the handle/state file.
         self._samplers: dict[str, cgroups.CpuSampler] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._oom_watches: dict[str, asyncio.Task[None]] = {}
 
     # -- engine -----------------------------------------------------------------------------
 
@@ -158,6 +161,7 @@ class DockerRuntime(Runtime):
 
         sampler = cgroups.CpuSampler(paths, state_file)
         sampler.sample()  # the baseline: whole-life average starts here
+        started_at = time.time()
         try:
             await asyncio.to_thread(container.start)
             await asyncio.to_thread(container.reload)
@@ -187,6 +191,8 @@ class DockerRuntime(Runtime):
         }
         self._samplers[container.id] = sampler
         self._watch(handle)
+        # A child of the app killed for memory while the container lives on: a system line.
+        self._oom_watches[container.id] = report_oom_kills(self.client().api, handle, report, since=int(started_at) - 1)
         return handle
 
     def _create_options(
@@ -273,9 +279,10 @@ class DockerRuntime(Runtime):
         self._tasks[cid] = asyncio.get_running_loop().create_task(run(), name=f"studios-sample-{cid[:12]}")
 
     def _unwatch(self, container_id: str) -> None:
-        task = self._tasks.pop(container_id, None)
-        if task is not None:
-            task.cancel()
+        for tasks in (self._tasks, self._oom_watches):
+            task = tasks.pop(container_id, None)
+            if task is not None:
+                task.cancel()
 
     # -- the contract -----------------------------------------------------------------------
 
@@ -400,7 +407,7 @@ class DockerRuntime(Runtime):
         await self._remove_cgroup(self.cgroup_root, layout.relative_path(deployment_id))
 
     async def close(self) -> None:
-        for cid in list(self._tasks):
+        for cid in {*self._tasks, *self._oom_watches}:
             self._unwatch(cid)
         if self._client is not None:
             await asyncio.to_thread(self._client.close)
