@@ -4,9 +4,26 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
+import sys
+from pathlib import Path
 
 from studios.runtimes.base import Runtime
 from studios.settings import Settings
+
+EXAMPLE_IMAGE = "localhost/studios-hello"
+"""The README's first deploy: on Docker, the image `examples/hello/build-image.sh` builds
+locally; on host processes, `examples/hello/app.py` of a source checkout."""
+
+
+def example_image_commands() -> dict[str, str]:
+    """The host command of the example image, when this is a source checkout (`pip install -e`)
+    that has `examples/hello`: the README's first deploy then runs with no configuration. Like
+    the image on Docker, it runs the studio's own checkout instead when it has one (its `start`)."""
+    app = Path(__file__).resolve().parents[3] / "examples" / "hello" / "app.py"
+    if not app.is_file():
+        return {}
+    return {EXAMPLE_IMAGE: f"if [ -x ./start ]; then exec ./start; fi; exec {shlex.quote(sys.executable)} {shlex.quote(str(app))}"}
 
 
 def build_runtimes(settings: Settings) -> tuple[dict[str, Runtime], str, str]:
@@ -15,7 +32,7 @@ def build_runtimes(settings: Settings) -> tuple[dict[str, Runtime], str, str]:
     from studios.runtimes.process import ProcessRuntime
 
     runtimes: dict[str, Runtime] = {
-        "process": ProcessRuntime(state_dir=settings.data_dir / "process-runtime", image_commands=settings.image_commands),
+        "process": ProcessRuntime(state_dir=settings.data_dir / "process-runtime", image_commands={**example_image_commands(), **settings.image_commands}),
     }
     instance = hashlib.sha256(str(settings.data_dir.resolve()).encode()).hexdigest()[:12]
     problem = docker_available(settings.docker_url) if settings.runtime in ("auto", "docker") else "not asked for"
