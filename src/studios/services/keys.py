@@ -51,10 +51,10 @@ class KeyHasher:
 
     VERIFIED_SECONDS = 5.0
 
-    def __init__(self, secrets: Sequence[str]) -> None:
-        if isinstance(secrets, str) or not secrets:
+    def __init__(self, secret_keys: Sequence[str]) -> None:
+        if isinstance(secret_keys, str) or not secret_keys:
             raise ValueError("KeyHasher needs a list of secrets, newest first")
-        self._secrets = [secret.encode() for secret in secrets]
+        self._secrets = [secret.encode() for secret in secret_keys]
         self._verified: dict[str, tuple[float, Caller]] = {}
 
     def hash(self, key: str) -> str:
