@@ -11,9 +11,13 @@ parent, v1 `memory.oom_control` of the container's own cgroup) and the limit:
     a process in the app was killed: out of memory (limit 64 MB)
 
 The kernel raises several `oom` events for one kill, so events are gathered until none has
-come for `SETTLE_SECONDS`; a `die` in that time (or a container found stopped) means the main
-process went, and nothing is said here. Knows nothing of the database or the engine: the
-runtime hands each line to its reporter.
+come for `SETTLE_SECONDS`. Then the app must have survived it, or nothing is said here (the
+exit tells): no `die` event came, the engine still calls the container running, and the
+container's init (the runtime starts every container with one) still has a live child, the
+app's main process, read from `/proc` when the engine runs on this machine. That last check
+does not wait on the engine noticing the exit, so a main process killed for memory is never
+reported as a child, however slow the engine is. Knows nothing of the database or the engine
+proper: the runtime hands each line to its reporter.
 """
 
 from __future__ import annotations
@@ -107,7 +111,7 @@ async def oom_kill_lines(api: Any, container_id: str, *, memory_mb: int | None, 
                     break
                 if event is None or _action(event) == "die":
                     return
-            if not await _running(api, container_id):
+            if not await _survived(api, container_id):
                 return
             kills = oom_kill_count(memory_dir, container_id)
             if kills is not None and reported is not None:
@@ -139,14 +143,39 @@ def report_oom_kills(api: Any, handle: Handle, report: Reporter, *, since: float
     return asyncio.get_running_loop().create_task(run(), name=f"studios-oom-{container_id[:12]}")
 
 
-async def _running(api: Any, container_id: str) -> bool:
-    def inspect() -> bool:
+def _init_has_live_child(init_pid: int) -> bool | None:
+    """Whether the container's init still has a child that is not a zombie (the app's main
+    process), or None when `/proc` does not show it (an engine on another machine)."""
+    if init_pid <= 0:
+        return None
+    try:
+        children = Path(f"/proc/{init_pid}/task/{init_pid}/children").read_text().split()
+    except OSError:
+        return None
+    for child in children:
         try:
-            return bool((api.inspect_container(container_id).get("State") or {}).get("Running"))
+            state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # gone since: not alive
+        if state not in ("Z", "X"):
+            return True
+    return False
+
+
+async def _survived(api: Any, container_id: str) -> bool:
+    """After an OOM burst: is the container's app (its main process) still alive?"""
+
+    def check() -> bool:
+        try:
+            state = api.inspect_container(container_id).get("State") or {}
         except docker.errors.NotFound:
             return False
+        if not state.get("Running"):
+            return False
+        alive = _init_has_live_child(int(state.get("Pid") or 0))
+        return True if alive is None else alive
 
     try:
-        return await asyncio.to_thread(inspect)
+        return await asyncio.to_thread(check)
     except Exception:  # the engine did not answer: say what we saw
         return True
