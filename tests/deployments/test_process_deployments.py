@@ -246,3 +246,27 @@ def test_log_paging_with_start_and_end(api: Api, author: TestUser) -> None:
     assert logs(me, s["id"], dep["deploymentId"], start_at=times[0], limit=1) == every[:1]
     bad = me.get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}/logs", params={"start_at": "yesterday"})
     assert bad.status_code == 400 and "start_at" in bad.json()["errorDescription"]
+
+
+def test_the_reconcile_never_removes_a_live_deployment_as_an_orphan(api: Api, author: TestUser, ctx: Any) -> None:
+    """The periodic reconcile reads the live deployments, then lists the runtime's workloads; a
+    deployment started in between is in the listing but not in what it read. It must ask the
+    database again rather than remove that deployment's app."""
+    me = api.as_(author)
+    s = studio(me, "app-http")
+    dep = settled(me, s["id"], deploy(me, s["id"])["deploymentId"])
+    assert dep["state"] == "running"
+    runtime = ctx.deployments.runtimes["process"]
+    listing = runtime.orphans
+
+    async def started_meanwhile(known: set[int]) -> list[int]:  # the listing saw an app the first read did not
+        return sorted({*await listing(known), dep["deploymentId"]})
+
+    runtime.orphans = started_meanwhile
+    try:
+        api.portal.call(ctx.deployments.reconcile)
+    finally:
+        runtime.orphans = listing
+    assert me.get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}").json()["state"] == "running"
+    assert httpx.get(f"http://127.0.0.1:{app_port(ctx, dep['deploymentId'])}/").text == "app says hi"
+    me.delete(f"/studios/{s['id']}/deployments/{dep['deploymentId']}")

@@ -334,7 +334,11 @@ class Engine:
             await self._finish(dep_id)
         known = {dep_id for dep_id, *_ in live}
         for runtime in self.runtimes.values():
-            for orphan in await runtime.orphans(known):
+            found = await runtime.orphans(known)
+            if found:  # a deployment started since `live` was read is no orphan: ask again, after the listing
+                with self.ctx.db() as session:
+                    known |= {d.id for d in dep_store.in_states(session, ACTIVE)}
+            for orphan in (o for o in found if o not in known):
                 log.warning("removing orphan workload of deployment %s (%s runtime)", orphan, runtime.name)
                 await runtime.remove_orphan(orphan)
 

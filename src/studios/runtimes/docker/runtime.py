@@ -368,6 +368,9 @@ class DockerRuntime(Runtime):
                 self.client().api.remove_container(cid, force=True, v=True)
             except docker.errors.NotFound:
                 pass
+            except docker.errors.APIError as error:
+                if error.status_code != 409:  # 409: its removal is already in progress (an orphan sweep)
+                    raise
 
         await asyncio.to_thread(remove)
         cgroup = handle.get("cgroup") or {}
@@ -401,8 +404,11 @@ class DockerRuntime(Runtime):
         for summary in await self._ours(deployment_id):
             self._unwatch(summary["Id"])
             self._samplers.pop(summary["Id"], None)
-            with contextlib.suppress(docker.errors.NotFound):
+            try:
                 await asyncio.to_thread(self.client().api.remove_container, summary["Id"], force=True, v=True)
+            except docker.errors.APIError as error:
+                if not isinstance(error, docker.errors.NotFound) and error.status_code != 409:  # gone, or already being removed
+                    raise
         layout = await self._layout()
         await self._remove_cgroup(self.cgroup_root, layout.relative_path(deployment_id))
 
