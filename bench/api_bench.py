@@ -13,7 +13,7 @@ req/s, p50 and p99 of each target:
   JupyterHub GET user      JupyterHub 6.1.1, `GET /hub/api/users/<name>` and
   JupyterHub GET users     `GET /hub/api/users` (21 users), with a generated API token
 
-and prints the ratios against the goals of `shared/reference/performance-goals.md`:
+and prints the ratios against the goals of `bench/performance-goals.md`:
 GET /studios/{id} >= 5x JupyterHub's single-user GET with p99 < 25 ms, and GET /studios >= 5x
 JupyterHub's user list. The figures go to bench/results/api_bench-<time>.json.
 
@@ -44,7 +44,7 @@ JH_VENV = BENCH / ".venvs" / "jupyterhub"
 JH_VERSION = "6.1.1"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 
-# The goals (shared/reference/performance-goals.md) and the reference anchor figures there.
+# The goals (bench/performance-goals.md) and the reference anchor figures there.
 GOAL_RATIO = 5.0
 GOAL_P99_MS = 25.0
 REFERENCE = {"jh_get_rps": 470.0, "jh_list_rps": 190.0, "bare_rps": 6490.0}

@@ -16,7 +16,7 @@ Each round measures, in alternating order:
               proxy: token exchange, then `GET /` with the viewer cookie), as a browser opens it.
 
 It prints the medians and the difference against the goal of
-`shared/reference/performance-goals.md`: deploy -> running at most 50 ms more than spawn -> 200.
+`bench/performance-goals.md`: deploy -> running at most 50 ms more than spawn -> 200.
 Each deployment is deleted after it is measured; figures go to bench/results/deploy_bench-<time>.json.
 
 The helpers (processes, ports, `studios serve`, cleanup, results) are in bench/common.py.

@@ -19,7 +19,7 @@ Each round measures, in alternating order:
                polling `GET .../deployments/{did}` every 2 ms over a keep-alive httpx connection
                -> the first HTTP 200 through its displayUrl (token exchange, then `GET /`).
 
-It prints the medians and the ratio against the goal of `shared/reference/performance-goals.md`:
+It prints the medians and the ratio against the goal of `bench/performance-goals.md`:
 deploy -> running at most 1.2x `docker run` -> 200. Containers from `docker run` are removed after
 each measurement and deployments deleted; on the way out (also Ctrl-C) every container this
 bench started, and any the service left, is removed. Figures go to

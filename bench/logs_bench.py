@@ -24,7 +24,7 @@ interleaved: `client.studios.list_deployments_logs(id, did, limit=10000)` throug
 httpx client (body parsed as JSON), and the anchor: the server's own query (newest 10,000 by the
 `(deployment_id, created_at, id)` index) straight from SQLite with the stdlib sqlite3.
 
-Goals (`shared/reference/performance-goals.md`): ingest >= 100k lines/s with none lost;
+Goals (`bench/performance-goals.md`): ingest >= 100k lines/s with none lost;
 list_deployments_logs of 10,000 lines < 100 ms. Figures go to bench/results/logs_bench-<time>.json.
 """
 

@@ -98,7 +98,7 @@ def main() -> None:
         (tmp / "backend.json").write_text(json.dumps({"deployments": [{
             "deploymentId": 1, "studioId": 1, "state": "running",
             "address": ["127.0.0.1", up_port], "viewers": [7]}]}))
-        env = os.environ | {"STUDIOS_PROXY_SECRET_KEYS": "bench-key",
+        env = os.environ | {"STUDIOS_SECRET_KEY": "bench-key",
                             "STUDIOS_PROXY_PUBLIC_URL": public,
                             "PYTHONPATH": str(ROOT / "src")}
         procs.append(ours := subprocess.Popen(

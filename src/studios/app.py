@@ -41,15 +41,7 @@ SEEN_FLUSH_SECONDS = 5.0
 
 
 def proxy_config(settings: Settings) -> ProxyConfig:
-    # The proxy signs with the last key; settings list the newest first.
-    return ProxyConfig(
-        secret_keys=list(reversed(settings.secret_keys)),
-        public_url=settings.effective_proxy_url,
-        mode=settings.proxy_mode,
-        token_max_age=settings.display_token_seconds,
-        strip_prefix=settings.proxy_path_prefix == "strip",
-        auth_attempts_per_minute=settings.proxy_auth_attempts_per_minute,
-    )
+    return ProxyConfig.from_settings(settings)
 
 
 def build_context(settings: Settings, *, migrate: bool = True) -> Context:
@@ -62,7 +54,7 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
         db=Database(url, bus, threads=settings.db_threads, lock_timeout=settings.db_lock_timeout_seconds),
         bus=bus,
         partitions=Partitions.load(settings.partitions_file),
-        hasher=KeyHasher(settings.secret_keys[0]),
+        hasher=KeyHasher(settings.secret_keys),
         box=SecretBox(settings.secret_keys),
         links=DisplayLinks(proxy_config(settings)),
     )
@@ -184,6 +176,8 @@ def create_app(
             await asyncio.gather(*background, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await activity.flush()
+            with contextlib.suppress(Exception):  # last-seen times and re-hashed keys noted since the last flush
+                await db.write(lambda s: flush_seen(s, ctx.hasher))
             await runtimes.close()
             await kit.http.aclose()
             if relay is not None:

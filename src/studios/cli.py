@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -15,12 +16,28 @@ app = typer.Typer(help="Studios: a self-hostable server for the Civis Platform /
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+credentials_app = typer.Typer(help="Manage stored credentials.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(credentials_app, name="credentials")
 app.add_typer(client_commands.app)  # the user commands: ls, ps, deploy, logs, stop
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
+"""Messages to people. Lines meant to be copied go through `copyable` instead."""
+
+
+def copyable(line: str) -> None:
+    """A line to copy and paste (a shell command): plain text on stderr, never wrapped, styled
+    or split, whatever the terminal width and also when stderr is a file or a pipe."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def show_key(key: str, endpoint: str) -> None:
+    """The new key alone on stdout (for scripts), then the line that puts it to use."""
+    print(key, flush=True)
+    err.print("to use it with the civis client and CLI, paste:")
+    copyable(f"export CIVIS_API_ENDPOINT={endpoint} CIVIS_API_KEY={key}")
 
 
 def _context():
@@ -83,8 +100,8 @@ def users_create(
         user = user_store.create(session, username, name or username, email, admin)
         key = mint(session, ctx.hasher, user.id, "created with the user")
         session.commit()
-        err.print(f"created user {user.id} ({username}{', admin' if admin else ''}); its API key:")
-    print(key)
+        err.print(f"created user {user.id} ({username}{', admin' if admin else ''}); its API key (shown only now):")
+    show_key(key, ctx.settings.effective_public_url)
 
 
 @app.command()
@@ -102,8 +119,7 @@ def bootstrap() -> None:
         key = mint(session, ctx.hasher, user.id, "bootstrap")
         session.commit()
     err.print("studios: created the admin user; its API key (shown only now):")
-    print(key)
-    err.print(f"  export CIVIS_API_ENDPOINT={ctx.settings.effective_public_url} CIVIS_API_KEY={key}")
+    show_key(key, ctx.settings.effective_public_url)
 
 
 @users_app.command("list")
@@ -133,7 +149,8 @@ def keys_create(username: str, name: Annotated[str, typer.Option(help="A label f
             raise typer.Exit(1)
         key = mint(session, ctx.hasher, user.id, name)
         session.commit()
-    print(key)
+    err.print(f"a new API key for {username} (shown only now):")
+    show_key(key, ctx.settings.effective_public_url)
 
 
 @keys_app.command("list")
@@ -168,6 +185,21 @@ def keys_revoke(key_id: int) -> None:
             err.print(f"no key with id {key_id}")
             raise typer.Exit(1)
     err.print(f"revoked key {key_id}; a running server refuses it within {KeyHasher.VERIFIED_SECONDS:g} s")
+
+
+@credentials_app.command("reseal")
+def credentials_reseal() -> None:
+    """Re-encrypt every stored credential with the newest secret key (the first of
+    STUDIOS_SECRET_KEY): run it after a rotation, before dropping the old key."""
+    from studios.services.credentials import reseal_all
+
+    ctx = _context()
+    with ctx.db.writing() as session:
+        done, failed = reseal_all(session, ctx.box)
+    err.print(f"resealed {done} credential(s) with the newest secret key")
+    if failed:
+        err.print(f"{failed} credential(s) could not be decrypted with the configured keys and were left as they are")
+        raise typer.Exit(1)
 
 
 @db_app.command("upgrade")

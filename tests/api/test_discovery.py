@@ -1,6 +1,7 @@
-"""`GET /endpoints` against the published contract (`shared/reference/civis_studios_spec.json`,
-a subset of the spec inside civis 2.10.1): every operation of the contract that the server
-implements has the same parameters, and every definition they reach the same fields and types."""
+"""`GET /endpoints` against the published contract (`tests/contract/civis_studios_spec.json`, a
+subset of the spec inside the pinned civis client; see `tests/contract/README.md`): every
+operation of the contract that the server implements has the same parameters, and every
+definition they reach the same fields and types."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SPEC_PATH = REPO.parent / "shared" / "reference" / "civis_studios_spec.json"
+SPEC_PATH = REPO / "tests" / "contract" / "civis_studios_spec.json"
 METHODS = ("get", "put", "post", "patch", "delete")
 REQUIRED_OPERATIONS = [("/studios/", "post"), ("/studios/{id}", "get"), ("/studios/{id}", "put"), ("/studios/{id}", "patch"), ("/studios/{id}/archive", "put")]
 
 
 @pytest.fixture(scope="module")
 def contract() -> dict[str, Any]:
-    assert SPEC_PATH.is_file(), f"the contract {SPEC_PATH} is missing: shared/ must sit beside the repository"
+    assert SPEC_PATH.is_file(), f"the contract {SPEC_PATH} is missing (scripts/refresh_civis_spec.py writes it)"
     return json.loads(SPEC_PATH.read_text())
 
 

@@ -45,31 +45,48 @@ def poll(condition: Callable[[], Any], timeout: float, what: str, interval: floa
 # ----------------------------------------------------------------------------- the server
 
 
-class StudiosServer:
-    """One `studios serve` process; `restart()` keeps data dir, database and ports."""
+class PortTaken(Exception):
+    """`studios serve` could not bind a port that was free when it was picked (the machine is
+    shared: another process took it in between)."""
 
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
+
+class StudiosServer:
+    """One `studios serve` process; `restart()` keeps data dir, database and ports.
+
+    Ports are picked free, but another process may take one before the server binds it: the
+    first start then picks new ones (and runs `configure` again), up to three times. A start
+    counts only once this process's own uvicorn says it listens on the port, so a foreign
+    server that answers on a stolen port is never taken for this one."""
+
+    def __init__(self, root: Path, env: dict[str, str], configure: Callable[[StudiosServer], None] | None = None) -> None:
         self.root = root
-        self.port = free_port()
-        self.proxy_port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("STUDIOS_", "CIVIS_"))}
-        self.env |= {
-            "HOME": str(root),
-            "STUDIOS_DATA_DIR": str(root / "data"),
-            "STUDIOS_PORT": str(self.port),
-            "STUDIOS_PROXY_PORT": str(self.proxy_port),
-            "STUDIOS_PUBLIC_URL": self.url,
-        }
+        self.env |= {"HOME": str(root), "STUDIOS_DATA_DIR": str(root / "data")}
         self.env |= env
+        self.configure = configure
+        self._pick_ports()
         self.process: subprocess.Popen[bytes] | None = None
         self.log = root / "serve.log"
         self.starts = 0
+
+    def _pick_ports(self) -> None:
+        self.port = free_port()
+        self.proxy_port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env |= {"STUDIOS_PORT": str(self.port), "STUDIOS_PROXY_PORT": str(self.proxy_port), "STUDIOS_PUBLIC_URL": self.url}
+        if self.configure is not None:
+            self.configure(self)
 
     def studios(self, *args: str) -> str:
         result = subprocess.run([str(BIN / "studios"), *args], env=self.env, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, f"studios {' '.join(args)} failed:\n{result.stderr}"
         return result.stdout.strip()
+
+    def studios_stderr(self, *args: str) -> str:
+        """What `studios ARGS` says on stderr (its messages to people); fails if it fails."""
+        result = subprocess.run([str(BIN / "studios"), *args], env=self.env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, f"studios {' '.join(args)} failed:\n{result.stderr}"
+        return result.stderr
 
     def create_user(self, name: str, *extra: str) -> str:
         """`studios users create NAME`: its stdout is the new API key."""
@@ -78,21 +95,36 @@ class StudiosServer:
         return key
 
     def start(self, timeout: float = 30.0) -> None:
+        first = self.starts == 0
+        for attempt in range(3 if first else 1):
+            try:
+                self._start(timeout)
+                return
+            except PortTaken:
+                if not first or attempt == 2:
+                    raise
+                self._pick_ports()
+
+    def _start(self, timeout: float) -> None:
         assert self.process is None, "already running"
         self.starts += 1
         with self.log.open("ab") as out:
-            out.write(f"\n===== start {self.starts} =====\n".encode())
+            marker = f"\n===== start {self.starts} =====\n".encode()
+            out.write(marker)
             out.flush()
             self.process = subprocess.Popen([str(BIN / "studios"), "serve"], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        listening = f"Uvicorn running on http://127.0.0.1:{self.port} "
         deadline = time.monotonic() + timeout
         with httpx.Client(trust_env=False, timeout=2) as http:
             while True:
                 if self.process.poll() is not None:
                     code = self.process.returncode
                     self.process = None
+                    if "address already in use" in self.log_of_this_start(marker):
+                        raise PortTaken(self.log_tail())
                     raise AssertionError(f"studios serve exited with {code}:\n{self.log_tail()}")
                 try:
-                    if http.get(f"{self.url}/endpoints").status_code == 200:
+                    if listening in self.log_of_this_start(marker) and http.get(f"{self.url}/endpoints").status_code == 200:
                         return
                 except httpx.TransportError:
                     pass
@@ -100,6 +132,10 @@ class StudiosServer:
                     self.stop()
                     raise AssertionError(f"studios serve did not answer within {timeout} s:\n{self.log_tail()}")
                 time.sleep(0.05)
+
+    def log_of_this_start(self, marker: bytes) -> str:
+        text = self.log.read_bytes()
+        return text[text.rfind(marker):].decode(errors="replace")
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM, then SIGKILL (of its whole session) if it does not exit in time."""
@@ -171,8 +207,9 @@ class StudiosServer:
 
 
 @contextlib.contextmanager
-def studios_server(root: Path, *, name: str, runtime: str = "process", env: dict[str, str] | None = None) -> Iterator[StudiosServer]:
-    """A started server on a fresh database; stopped (and its database dropped) afterwards."""
+def studios_server(root: Path, *, name: str, runtime: str = "process", env: dict[str, str] | None = None, configure: Callable[[StudiosServer], None] | None = None) -> Iterator[StudiosServer]:
+    """A started server on a fresh database; stopped (and its database dropped) afterwards.
+    `configure(server)` runs before the start (e.g. to set variables naming its ports)."""
     root.mkdir(parents=True, exist_ok=True)
     with pg_database(name) if TEST_DATABASE_URL else contextlib.nullcontext() as db_url:
         # Its own installation id: its containers are told apart from every other test's.
@@ -180,7 +217,7 @@ def studios_server(root: Path, *, name: str, runtime: str = "process", env: dict
         extra = {"STUDIOS_RUNTIME": runtime, "STUDIOS_INSTANCE": f"t{uuid.uuid4().hex[:10]}", "STUDIOS_PROCESS_RUN_AS": "service", **(env or {})}
         if db_url:
             extra["STUDIOS_DATABASE_URL"] = db_url
-        server = StudiosServer(root, extra)
+        server = StudiosServer(root, extra, configure)
         try:
             server.start()
             yield server

@@ -98,6 +98,19 @@ def test_memory_hog_is_killed_at_its_limit(client: Any) -> None:
     assert dep.state_message in messages(log_lines(client, sid, did), "system")
 
 
+def test_a_child_killed_for_memory_is_a_system_line_and_the_app_lives_on(client: Any) -> None:
+    app = "httpd -f -p $PORT & dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null; echo child ended $?; wait"
+    sid = image_studio(client, "child hog", app, required_resources={"memory": 32})
+    did = deploy(client, sid)
+    wanted = "a process in the app was killed: out of memory (limit 32 MB)"
+    lines = poll(lambda: (ls := log_lines(client, sid, did)) and wanted in messages(ls, "system") and ls, 30, "the OOM kill's system line")
+    assert "child ended 137" in messages(lines, "user")
+    dep = wait_state(client, sid, did, "running")
+    assert open_link(dep.display_url).status_code == 200
+    client.studios.delete_deployments(sid, did)
+    assert wait_state(client, sid, did, "terminated", timeout=15).state_message == "stopped by alice"
+
+
 def test_bad_image_name(client: Any) -> None:
     sid = client.studios.post(name="no image", docker_image_name="studios-test/no-such-image", docker_image_tag="v0").id
     did = deploy(client, sid)

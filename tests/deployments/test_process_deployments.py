@@ -43,9 +43,11 @@ def apps_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def settings_overrides(apps_dir: Path) -> dict[str, Any]:
+def settings_overrides(apps_dir: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A start timeout far above what starting an app takes on a loaded machine; the test of the
+    timeout itself asks for a short one (indirect parametrization)."""
     commands = {f"app-{name}": f"exec {sys.executable} {apps_dir}/app_{name}.py" for name in APPS}
-    return {"runtime": "process", "image_commands": commands, "start_timeout_seconds": 3.0, "stop_grace_seconds": 2.0}
+    return {"runtime": "process", "image_commands": commands, "start_timeout_seconds": 60.0, "stop_grace_seconds": 2.0, **getattr(request, "param", {})}
 
 
 def studio(api: Api, image: str, **extra: Any) -> dict[str, Any]:
@@ -60,7 +62,7 @@ def deploy(api: Api, studio_id: int, body: dict | None = None) -> dict[str, Any]
     return response.json()
 
 
-def settled(api: Api, studio_id: int, deployment_id: int, timeout: float = 15.0) -> dict[str, Any]:
+def settled(api: Api, studio_id: int, deployment_id: int, timeout: float = 30.0) -> dict[str, Any]:
     def state() -> dict[str, Any] | None:
         dep = api.get(f"/studios/{studio_id}/deployments/{deployment_id}").json()
         return dep if dep["state"] != "pending" else None
@@ -95,7 +97,7 @@ def test_deploy_runs_the_app_with_params_logs_and_stop(api: Api, author: TestUse
     assert httpx.get(f"http://127.0.0.1:{app_port(ctx, dep['deploymentId'])}/").text == "app says hi"
     assert me.get(f"/studios/{s['id']}").json()["mostRecentDeployment"]["deploymentId"] == dep["deploymentId"]
 
-    lines = wait_until(lambda: (got := logs(me, s["id"], dep["deploymentId"])) and any("API=" in line["message"] for line in got) and got, 5, "app output")
+    lines = wait_until(lambda: (got := logs(me, s["id"], dep["deploymentId"])) and any("API=" in line["message"] for line in got) and got, 15, "app output")
     user = {(line["stream"], line["message"]) for line in lines if line["source"] == "user"}
     assert ("stdout", "hello on stdout") in user and ("stderr", "hello on stderr") in user
     assert ("stdout", "GREETING=hej COUNT=7") in user
@@ -149,6 +151,7 @@ def test_a_memory_hog_is_killed_at_its_limit(api: Api, author: TestUser, ctx: An
     assert 40 <= dep["maxMemoryUsage"] <= 70
 
 
+@pytest.mark.parametrize("settings_overrides", [{"start_timeout_seconds": 3.0}], indirect=True, ids=["timeout-3s"])
 def test_an_app_that_never_answers_times_out(api: Api, author: TestUser) -> None:
     me = api.as_(author)
     s = studio(me, "app-silent")
@@ -243,3 +246,27 @@ def test_log_paging_with_start_and_end(api: Api, author: TestUser) -> None:
     assert logs(me, s["id"], dep["deploymentId"], start_at=times[0], limit=1) == every[:1]
     bad = me.get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}/logs", params={"start_at": "yesterday"})
     assert bad.status_code == 400 and "start_at" in bad.json()["errorDescription"]
+
+
+def test_the_reconcile_never_removes_a_live_deployment_as_an_orphan(api: Api, author: TestUser, ctx: Any) -> None:
+    """The periodic reconcile reads the live deployments, then lists the runtime's workloads; a
+    deployment started in between is in the listing but not in what it read. It must ask the
+    database again rather than remove that deployment's app."""
+    me = api.as_(author)
+    s = studio(me, "app-http")
+    dep = settled(me, s["id"], deploy(me, s["id"])["deploymentId"])
+    assert dep["state"] == "running"
+    runtime = ctx.deployments.runtimes["process"]
+    listing = runtime.orphans
+
+    async def started_meanwhile(known: set[int]) -> list[int]:  # the listing saw an app the first read did not
+        return sorted({*await listing(known), dep["deploymentId"]})
+
+    runtime.orphans = started_meanwhile
+    try:
+        api.portal.call(ctx.deployments.reconcile)
+    finally:
+        runtime.orphans = listing
+    assert me.get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}").json()["state"] == "running"
+    assert httpx.get(f"http://127.0.0.1:{app_port(ctx, dep['deploymentId'])}/").text == "app says hi"
+    me.delete(f"/studios/{s['id']}/deployments/{dep['deploymentId']}")

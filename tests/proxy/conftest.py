@@ -90,7 +90,7 @@ async def make_stack(mode: str = "host") -> AsyncIterator[Stack]:
         sock = listening_socket()
         port = sock.getsockname()[1]
         public = f"http://localhost:{port}"
-        config = ProxyConfig(secret_keys=["old-key", "test-key"], public_url=public, mode=mode)
+        config = ProxyConfig(secret_keys=["test-key", "old-key"], public_url=public, mode=mode)
         backend = MemoryBackend()
         backend.put(Target(DEPLOYMENT, 10, "running", "", upstream), [USER])
         proxy = ProxyServer(config, backend)

@@ -240,10 +240,9 @@ async def test_websocket_echo(stack: Stack):
             before = stack.backend.touches.get(DEPLOYMENT, 0)
             stack.proxy._touch_tunnels()  # the periodic timer: open WebSockets count as activity
             assert stack.backend.touches[DEPLOYMENT] == before + 1
-        for _ in range(100):  # the close reaches the proxy asynchronously
-            if not stack.proxy.tunnels:
-                break
-            await asyncio.sleep(0)
+        with anyio.fail_after(10):  # the close reaches the proxy asynchronously: wait for it, bounded in time
+            while stack.proxy.tunnels:
+                await asyncio.sleep(0.005)
     assert stack.proxy.tunnels == {}
 
 

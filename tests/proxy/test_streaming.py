@@ -40,8 +40,8 @@ async def test_100mb_upload_and_download_stream_through(tmp_path):
         (tmp_path / "backend.json").write_text(json.dumps({"deployments": [
             {"deploymentId": 5, "studioId": 1, "state": "running", "address": list(upstream),
              "viewers": [7]}]}))
-        env = os.environ | {"STUDIOS_PROXY_SECRET_KEYS": "stream-key",
-                            "STUDIOS_PROXY_PUBLIC_URL": public}
+        env = os.environ | {"STUDIOS_SECRET_KEY": "stream-key", "STUDIOS_PROXY_PUBLIC_URL": public,
+                            "STUDIOS_DATA_DIR": str(tmp_path / "data")}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "studios.proxy", "--fd", str(sock.fileno()),
             "--memory", str(tmp_path / "backend.json"),

@@ -90,7 +90,7 @@ def test_cached_cookie_still_expires(monkeypatch):
 
 def test_key_rotation():
     old = links(keys=["k1"])
-    rotated = links(keys=["k1", "k2"])
+    rotated = links(keys=["k2", "k1"])  # newest first, as STUDIOS_SECRET_KEY lists them
     retired = links(keys=["k2"])
     t_old = old.make_token(1, 7)
     c_old = old.make_cookie(1, 7)
@@ -123,22 +123,52 @@ def test_config_needs_a_key():
         ProxyConfig(secret_keys=[])
 
 
-def test_config_from_env():
-    config = ProxyConfig.from_env({
-        "STUDIOS_PROXY_SECRET_KEYS": "a,b", "STUDIOS_PROXY_PUBLIC_URL": "https://x.example",
-        "STUDIOS_PROXY_MODE": "path", "STUDIOS_PROXY_FALLBACK": "127.0.0.1:8000",
-        "STUDIOS_PROXY_PATH_PREFIX": "strip", "STUDIOS_PROXY_AUTH_ATTEMPTS_PER_MINUTE": "7",
-    })
-    assert list(config.secret_keys) == ["a", "b"]
-    assert config.secure and config.mode == "path" and config.fallback == ("127.0.0.1", 8000)
-    assert config.strip_prefix and config.auth_attempts_per_minute == 7
-    default = ProxyConfig.from_env({"STUDIOS_PROXY_SECRET_KEYS": "a"})
-    assert not default.strip_prefix and default.auth_attempts_per_minute == 30
+def test_config_from_the_service_settings(tmp_path):
+    from studios.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, secret_key="new, old", proxy_public_url="https://x.example/",
+                        proxy_mode="path", proxy_fallback="127.0.0.1:8000", display_token_seconds=60, display_cookie_seconds=600)
+    config = ProxyConfig.from_settings(settings)
+    assert list(config.secret_keys) == ["new", "old"]
+    assert config.public_url == "https://x.example" and config.secure and config.mode == "path"
+    assert config.fallback == ("127.0.0.1", 8000)
+    assert (config.token_max_age, config.cookie_max_age) == (60, 600)
+    assert ProxyConfig.from_settings(Settings(data_dir=tmp_path, secret_key="k", proxy_fallback=":9")).fallback == ("127.0.0.1", 9)
+    with pytest.raises(ValueError, match="host:port"):
+        Settings(data_dir=tmp_path, proxy_fallback="127.0.0.1")
 
 
-def test_the_service_passes_its_proxy_settings():
+def test_the_standalone_proxy_reads_the_service_settings(monkeypatch, tmp_path):
+    """`python -m studios.proxy` takes keys, URL, mode, fallback and its port from the same
+    STUDIOS_* variables as `studios serve` (newest key first)."""
+    from studios.proxy import __main__ as standalone
+
+    seen = {}
+
+    async def fake_serve(args, settings):
+        seen["config"], seen["port"] = ProxyConfig.from_settings(settings), args.port
+
+    monkeypatch.setattr(standalone, "serve", fake_serve)
+    for name in [n for n in __import__("os").environ if n.startswith("STUDIOS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("STUDIOS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("STUDIOS_SECRET_KEY", "newest,older")
+    monkeypatch.setenv("STUDIOS_PORT", "9000")
+    monkeypatch.setenv("STUDIOS_PROXY_MODE", "path")
+    monkeypatch.setenv("STUDIOS_PROXY_FALLBACK", "127.0.0.1:9000")
+    standalone.main(["--memory", "unused.json"])
+    config = seen["config"]
+    assert seen["port"] == 9001 and config.public_url == "http://localhost:9001"
+    assert list(config.secret_keys) == ["newest", "older"] and config.mode == "path" and config.fallback == ("127.0.0.1", 9000)
+    signed_by_service = DisplayLinks(ProxyConfig(secret_keys=["newest"])).make_token(1, 7)
+    assert DisplayLinks(config).verify_token(signed_by_service) == (1, 7)
+
+
+def test_the_service_passes_its_proxy_settings(tmp_path):
     from studios.app import proxy_config
     from studios.settings import Settings
 
-    config = proxy_config(Settings(secret_key="k", proxy_mode="path", proxy_path_prefix="strip", proxy_auth_attempts_per_minute=5))
+    config = proxy_config(Settings(data_dir=tmp_path, secret_key="k", proxy_mode="path", proxy_path_prefix="strip", proxy_auth_attempts_per_minute=5))
     assert config.mode == "path" and config.strip_prefix and config.auth_attempts_per_minute == 5
+    default = proxy_config(Settings(data_dir=tmp_path, secret_key="k"))
+    assert not default.strip_prefix and default.auth_attempts_per_minute == 30

@@ -161,6 +161,40 @@ async def test_memory_hog_is_killed_with_the_limit_in_the_message(runtime: Docke
 
 @pytest.mark.docker
 @pytest.mark.anyio
+async def test_a_main_process_killed_for_memory_is_told_by_the_exit_alone(runtime: DockerRuntime, tmp_path: Path) -> None:
+    reports: list[str] = []
+    handle = await runtime.start(make_spec(tmp_path, "exec dd if=/dev/zero of=/dev/null bs=100M count=1", memory_mb=32), reports.append)
+    ended = await eventually(lambda: runtime.poll(handle), 20, "the OOM kill")
+    assert ended.oom_killed and ended.message == "killed: out of memory (limit 32 MB)"
+    assert not [line for line in reports if "in the app was killed" in line]  # no second, misleading line
+
+
+@pytest.mark.docker
+@pytest.mark.anyio
+async def test_a_child_killed_for_memory_while_the_app_lives_is_reported(runtime: DockerRuntime, tmp_path: Path) -> None:
+    """The app's main process serves HTTP and starts a child that allocates past the limit; the
+    kernel kills the child, the container lives on, and a system line says what happened."""
+    reports: list[str] = []
+    # One process grows (dd's 100 MB buffer): a pipe writer blocked in a charge during the OOM
+    # could make the kernel kill a second process, the shell, on some kernels.
+    hog = "httpd -p $PORT; dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null; echo child ended $?; exec sleep 1000"
+    handle = await runtime.start(make_spec(tmp_path, hog, memory_mb=32), reports.append)
+    await read_all_until(runtime, handle, "child ended 137")  # the child was SIGKILLed, the shell goes on
+
+    async def reported() -> list[str] | None:
+        found = [line for line in reports if "killed: out of memory" in line]
+        return found or None
+
+    assert await eventually(reported, 20, "the OOM kill's system line") == ["a process in the app was killed: out of memory (limit 32 MB)"]
+    assert await runtime.poll(handle) is None  # the container (and the app) lived on
+    assert (await http_get(runtime.address(handle))).status_code == 200
+    ended = await runtime.stop(handle, grace_seconds=1)
+    assert not ended.oom_killed and ended.message == "killed by signal 15 (SIGTERM)"  # the app did not die of it
+    assert [line for line in reports if "out of memory" in line] == ["a process in the app was killed: out of memory (limit 32 MB)"]
+
+
+@pytest.mark.docker
+@pytest.mark.anyio
 async def test_a_missing_image_is_a_launch_error_with_the_engines_reason(runtime: DockerRuntime, tmp_path: Path) -> None:
     reports: list[str] = []
     with pytest.raises(LaunchError) as raised:

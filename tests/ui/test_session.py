@@ -129,7 +129,7 @@ def test_revoking_the_key_ends_its_sessions(api: Any, ctx: Any, author: Any, mak
 
 @pytest.mark.parametrize("settings_overrides", [{"secret_key": f"brand-new-key,{TEST_SECRET}"}])
 def test_sessions_signed_with_an_older_key_survive_rotation(api: Any, author: Any) -> None:
-    old = URLSafeTimedSerializer(TEST_SECRET, salt=SALT).dumps([key_service.KeyHasher("brand-new-key").hash(author.key), "old-token"])
+    old = URLSafeTimedSerializer(TEST_SECRET, salt=SALT).dumps([key_service.KeyHasher(["brand-new-key"]).hash(author.key), "old-token"])
     assert with_cookie(api, old).get("/studios").status_code == 200
     assert with_cookie(api, old, "old-token").post("/studios", json={"name": "after rotation"}).status_code == 201
     cookie, _ = sign_in(api, author.key)  # new sessions are signed with the newest key

@@ -98,5 +98,5 @@ def authenticate_request(session: Session, ctx: Context, request: Request) -> Ca
             raise Unauthorized("Your web session has expired or is not valid: sign in again.")
         if request.method not in SAFE_METHODS and not csrf_ok(web, request):
             raise Forbidden(f"This change needs the session's {CSRF_HEADER} header (cross-site requests are refused).")
-        return authenticate_hash(session, ctx.hasher, web.key_hash)
+        return authenticate_hash(session, ctx.hasher, [web.key_hash])
     return authenticate(session, ctx.hasher, header)

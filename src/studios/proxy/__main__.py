@@ -1,9 +1,10 @@
 """Run the proxy as its own process: `python -m studios.proxy --backend pkg.module:factory`.
 
 For scale the proxy can run apart from `studios serve` (several processes behind a TCP load
-balancer, or one per core with `--reuse-port`). It needs only the `STUDIOS_PROXY_*` settings
-(`ProxyConfig.from_env`, the same secret keys as the service) and a backend: `--backend`
-names a callable returning a `ProxyBackend` (the service provides one over the database), or
+balancer, or one per core with `--reuse-port`). It reads the service's own settings (the
+`STUDIOS_*` variables of the README's configuration table: the same secret keys, public URL,
+mode, fallback, token and cookie lifetimes; `--host` and `--port` default to `STUDIOS_HOST` and
+the proxy port) and needs a backend: `--backend` names a callable returning a `ProxyBackend`, or
 `--memory FILE` loads a fixed `MemoryBackend` from JSON (demos, tests and benchmarks):
 
     {"deployments": [{"deploymentId": 1, "studioId": 1, "state": "running",
@@ -19,6 +20,8 @@ import inspect
 import json
 import socket
 import sys
+
+from studios.settings import Settings
 
 from .backend import MemoryBackend, ProxyBackend, Target
 from .config import ProxyConfig
@@ -47,8 +50,8 @@ async def load_backend(spec: str) -> ProxyBackend:
     return backend
 
 
-async def serve(args: argparse.Namespace) -> None:
-    config = ProxyConfig.from_env()
+async def serve(args: argparse.Namespace, settings: Settings) -> None:
+    config = ProxyConfig.from_settings(settings)
     backend = memory_backend(args.memory) if args.memory else await load_backend(args.backend)
     proxy = ProxyServer(config, backend)
     if args.fd is not None:
@@ -74,8 +77,10 @@ async def serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m studios.proxy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8001)
+    settings = Settings()
+    parser.add_argument("--host", default=settings.host, help="default: STUDIOS_HOST (%(default)s)")
+    parser.add_argument("--port", type=int, default=settings.effective_proxy_port,
+                        help="default: STUDIOS_PROXY_PORT, else STUDIOS_PORT + 1 (%(default)s)")
     parser.add_argument("--fd", type=int, help="serve on this already listening socket")
     parser.add_argument("--reuse-port", action="store_true",
                         help="SO_REUSEPORT, to run one process per core on the same port")
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         runner = asyncio.Runner()
     with runner:
         try:
-            runner.run(serve(args))
+            runner.run(serve(args, settings))
         except KeyboardInterrupt:
             sys.exit(0)
 

@@ -1,16 +1,20 @@
-"""The proxy's settings: one frozen dataclass, buildable from `STUDIOS_PROXY_*` variables.
+"""The proxy's settings: one frozen dataclass, built from the service's `Settings`.
 
-The service builds a `ProxyConfig` from its own settings; the standalone proxy process
-(`python -m studios.proxy`) uses `ProxyConfig.from_env()`. Nothing here does I/O.
+`studios serve` and the standalone proxy process (`python -m studios.proxy`) both build it with
+`ProxyConfig.from_settings(Settings())`, so the two read the same `STUDIOS_*` variables in the
+same way (README, "Configuration"). Tests and benchmarks may build one directly. Nothing here
+does I/O.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from studios.settings import Settings
 
 Mode = Literal["host", "path"]
 
@@ -18,9 +22,10 @@ Mode = Literal["host", "path"]
 @dataclasses.dataclass(frozen=True)
 class ProxyConfig:
     secret_keys: Sequence[str | bytes]
-    """Signing keys, oldest first: tokens and cookies are signed with the last one and verified
-    against all, so adding a key (and later dropping the oldest) rotates without logging anyone
-    out. Must be shared by every process that signs or verifies."""
+    """Signing keys, newest first (the order of `STUDIOS_SECRET_KEY`): tokens and cookies are
+    signed with the first and verified against all, so adding a key in front (and later dropping
+    the oldest) rotates without logging anyone out. Must be shared by every process that signs
+    or verifies."""
     public_url: str = "http://localhost:8001"
     """Where browsers reach the proxy. Host mode: the base domain, deployments live at
     `d-<id>.<host of this URL>` (same scheme and port). Path mode: deployments live at
@@ -76,27 +81,20 @@ class ProxyConfig:
         return urlsplit(self.public_url).path.rstrip("/")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ProxyConfig:
-        """Read `STUDIOS_PROXY_SECRET_KEYS` (comma-separated, oldest first; required),
-        `STUDIOS_PROXY_PUBLIC_URL`, `STUDIOS_PROXY_MODE` (host|path),
-        `STUDIOS_PROXY_TOKEN_MAX_AGE`, `STUDIOS_PROXY_COOKIE_MAX_AGE`,
-        `STUDIOS_PROXY_FALLBACK` (host:port), `STUDIOS_PROXY_PATH_PREFIX` (forward|strip) and
-        `STUDIOS_PROXY_AUTH_ATTEMPTS_PER_MINUTE`."""
-        env = os.environ if env is None else env
-        keys = [k for k in env.get("STUDIOS_PROXY_SECRET_KEYS", "").split(",") if k]
-        fallback = None
-        if env.get("STUDIOS_PROXY_FALLBACK"):
-            host, _, port = env["STUDIOS_PROXY_FALLBACK"].rpartition(":")
-            fallback = (host or "127.0.0.1", int(port))
+    def from_settings(cls, settings: Settings) -> ProxyConfig:
+        """The proxy's part of the service's settings: `STUDIOS_SECRET_KEY`,
+        `STUDIOS_PROXY_PUBLIC_URL` (default from `STUDIOS_PROXY_PORT`), `STUDIOS_PROXY_MODE`,
+        `STUDIOS_PROXY_FALLBACK`, `STUDIOS_PROXY_PATH_PREFIX`, `STUDIOS_PROXY_AUTH_ATTEMPTS_PER_MINUTE`,
+        `STUDIOS_DISPLAY_TOKEN_SECONDS`, `STUDIOS_DISPLAY_COOKIE_SECONDS`."""
         return cls(
-            secret_keys=keys,
-            public_url=env.get("STUDIOS_PROXY_PUBLIC_URL", cls.public_url),
-            mode=env.get("STUDIOS_PROXY_MODE", "host"),  # type: ignore[arg-type]
-            token_max_age=int(env.get("STUDIOS_PROXY_TOKEN_MAX_AGE", cls.token_max_age)),
-            cookie_max_age=int(env.get("STUDIOS_PROXY_COOKIE_MAX_AGE", cls.cookie_max_age)),
-            fallback=fallback,
-            strip_prefix=env.get("STUDIOS_PROXY_PATH_PREFIX", "forward") == "strip",
-            auth_attempts_per_minute=int(env.get("STUDIOS_PROXY_AUTH_ATTEMPTS_PER_MINUTE", cls.auth_attempts_per_minute)),
+            secret_keys=list(settings.secret_keys),
+            public_url=settings.effective_proxy_url,
+            mode=settings.proxy_mode,
+            token_max_age=settings.display_token_seconds,
+            cookie_max_age=settings.display_cookie_seconds,
+            fallback=settings.proxy_fallback_address,
+            strip_prefix=settings.proxy_path_prefix == "strip",
+            auth_attempts_per_minute=settings.proxy_auth_attempts_per_minute,
         )
 
 

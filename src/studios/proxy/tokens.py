@@ -41,7 +41,8 @@ class DisplayLinks:
 
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
-        keys = [key.encode() if isinstance(key, str) else key for key in config.secret_keys]  # as itsdangerous would encode them
+        # itsdangerous signs with the last key of its list: ours are newest first.
+        keys = [key.encode() if isinstance(key, str) else key for key in reversed(config.secret_keys)]
         self._tokens = URLSafeTimedSerializer(keys, salt="studios.display-token")
         self._cookies = URLSafeTimedSerializer(keys, salt="studios.display-cookie")
         host = config.public_host

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from studios.partitions import Partitions
 from studios.runtimes.base import Handle, Runtime, RuntimeEnv, RuntimeSettings
+from studios.settings import Settings, markdown_table
 
 GROUP = "studios.runtimes"
 
@@ -35,6 +36,13 @@ def discover() -> dict[str, type[Runtime]]:
             raise RuntimeUnavailable(f"entry point {point.name} = {point.value} is not a Runtime class")
         found[point.name] = cls
     return found
+
+
+def config_table() -> str:
+    """The README's configuration table: the service's settings, then each installed runtime's
+    (in name order; a runtime without settings of its own adds no rows)."""
+    models = [cls.settings_model for _, cls in sorted(discover().items()) if cls.settings_model.model_fields]
+    return markdown_table([Settings, *dict.fromkeys(models)])
 
 
 def instance_id(database_url: str, configured: str | None = None) -> str:

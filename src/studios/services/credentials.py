@@ -59,3 +59,16 @@ def delete(session: Session, caller: Caller, credential_id: int) -> None:
 
 def page(session: Session, caller: Caller, types: list[str] | None, name: str | None, order: str, descending: bool, limit: int, page_num: int) -> tuple[list[Credential], int]:
     return cred_store.page(session, caller.id, types, name, order, descending, limit, (page_num - 1) * limit)
+
+
+def reseal_all(session: Session, box: SecretBox) -> tuple[int, int]:
+    """Re-encrypt every stored secret with the newest secret key (in the caller's transaction). Returns (resealed,
+    unreadable): an unreadable one was sealed under a key no longer configured and is left as it is."""
+    done = failed = 0
+    for cred in cred_store.every(session):
+        try:
+            cred.secret = box.reseal(cred.secret)
+            done += 1
+        except ValueError:
+            failed += 1
+    return done, failed

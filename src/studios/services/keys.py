@@ -2,7 +2,12 @@
 
 Keys are shown once and stored as HMAC-SHA256(secret, key): a leaked database does not leak
 keys, and checking one costs a hash and an indexed lookup (no slow KDF per request, since the
-keys are random 256-bit values, not passwords)."""
+keys are random 256-bit values, not passwords).
+
+Rotation (`STUDIOS_SECRET_KEY=new,old`): new keys are hashed with the first secret; a presented
+key is looked up under every configured secret's hash (one indexed `IN` query), and a key found
+under an older secret is re-hashed with the first one after that use (`flush_seen`), so keys in use move to the
+new secret and the old one can later be dropped (`docs/security.md`)."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -37,21 +43,34 @@ class Caller:
 
 
 class KeyHasher:
-    """Hashes keys, and remembers verified ones for `VERIFIED_SECONDS` so a busy client costs
-    one HMAC per request instead of a database lookup. Revocations made by this process drop
-    the entry at once (`forget`); one made by another process (`studios keys revoke`) takes
-    effect within `VERIFIED_SECONDS`."""
+    """Hashes keys with the service's secrets (newest first: the first hashes new keys, every
+    one is tried on lookup), and remembers verified ones for `VERIFIED_SECONDS` so a busy client
+    costs one HMAC per secret per request instead of a database lookup. Revocations made by this
+    process drop the entry at once (`forget`); one made by another process (`studios keys
+    revoke`) takes effect within `VERIFIED_SECONDS`."""
 
     VERIFIED_SECONDS = 5.0
 
-    def __init__(self, secret: str) -> None:
-        self._secret = secret.encode()
-        self._verified: dict[str, tuple[float, Caller]] = {}
+    def __init__(self, secret_keys: Sequence[str]) -> None:
+        if isinstance(secret_keys, str) or not secret_keys:
+            raise ValueError("KeyHasher needs a list of secrets, newest first")
+        self._secrets = [secret.encode() for secret in secret_keys]
+        self._verified: dict[str, tuple[float, Caller, tuple[str, ...]]] = {}
+        """key hash -> (expires, caller, every hash of that key): a key is cached under its hash
+        under each secret, and forgetting any one of them forgets all."""
         self.seen: dict[int, datetime] = {}
         """Users seen since the last `flush_seen` (written in the background, never by a request)."""
+        self.rehash: dict[int, str] = {}
+        """Keys found under an older secret: key id -> hash under the newest (written by `flush_seen`)."""
 
     def hash(self, key: str) -> str:
-        return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()
+        """The hash a new key is stored under (the newest secret's)."""
+        return hmac.new(self._secrets[0], key.encode(), hashlib.sha256).hexdigest()
+
+    def candidates(self, key: str) -> list[str]:
+        """The key's hash under every configured secret, newest first (what a lookup tries)."""
+        encoded = key.encode()
+        return [hmac.new(secret, encoded, hashlib.sha256).hexdigest() for secret in self._secrets]
 
     def cached(self, key_hash: str) -> Caller | None:
         entry = self._verified.get(key_hash)
@@ -59,17 +78,22 @@ class KeyHasher:
             return None
         return entry[1]
 
-    def remember(self, key_hash: str, caller: Caller) -> None:
+    def remember(self, key_hashes: Sequence[str], caller: Caller) -> None:
         if len(self._verified) > 10_000:
             self._verified.clear()
-        self._verified[key_hash] = (time.monotonic() + self.VERIFIED_SECONDS, caller)
+        aliases = tuple(key_hashes)
+        entry = (time.monotonic() + self.VERIFIED_SECONDS, caller, aliases)
+        for key_hash in aliases:
+            self._verified[key_hash] = entry
 
     def forget_all(self) -> None:
         self._verified.clear()
 
     def forget(self, key_hashes: list[str]) -> None:
         for key_hash in key_hashes:
-            self._verified.pop(key_hash, None)
+            entry = self._verified.pop(key_hash, None)
+            for alias in entry[2] if entry else ():
+                self._verified.pop(alias, None)
 
 
 def new_key() -> str:
@@ -117,38 +141,52 @@ def key_from_header(header: str | None) -> str:
 def cached_caller(hasher: KeyHasher, header: str | None) -> Caller | None:
     """The caller, if this header's key was verified moments ago (no database needed)."""
     try:
-        return hasher.cached(hasher.hash(key_from_header(header)))
+        hashes = hasher.candidates(key_from_header(header))
     except Unauthorized:
         return None
+    for key_hash in hashes:
+        known = hasher.cached(key_hash)
+        if known is not None:
+            return known
+    return None
 
 
 def authenticate(session: Session, hasher: KeyHasher, header: str | None) -> Caller:
     """The caller whose key the header carries; Unauthorized if none is valid."""
-    return authenticate_hash(session, hasher, hasher.hash(key_from_header(header)))
+    return authenticate_hash(session, hasher, hasher.candidates(key_from_header(header)))
 
 
-def authenticate_hash(session: Session, hasher: KeyHasher, key_hash: str) -> Caller:
-    """The caller of a key given by its keyed hash (what a web session holds instead of the
-    key); Unauthorized when the key is unknown or revoked. Reads only: "last seen" times are
-    noted in `hasher.seen` and written later by `flush_seen`."""
-    known = hasher.cached(key_hash)
-    if known is not None:
-        return known
-    found = user_store.caller_by_key_hash(session, key_hash)
-    if found is None or not hmac.compare_digest(found[1].key_hash, key_hash):
+def authenticate_hash(session: Session, hasher: KeyHasher, key_hashes: Sequence[str]) -> Caller:
+    """The caller of a key given by its keyed hashes (newest secret's first; a web session holds
+    the newest one instead of the key); Unauthorized when the key is unknown or revoked. Reads
+    only: "last seen" times, and a key found under an older secret (to be stored under the
+    newest), are noted in `hasher` and written later by `flush_seen`."""
+    hashes = list(key_hashes)
+    for key_hash in hashes:
+        known = hasher.cached(key_hash)
+        if known is not None:
+            return known
+    found = user_store.caller_by_key_hashes(session, hashes)
+    if found is None or not any(hmac.compare_digest(found[1].key_hash, h) for h in hashes):
         raise Unauthorized("The API key is not valid (unknown or revoked).")
-    user = found[0]
+    user, api_key = found
+    caller = Caller(user.id, user.username, user.name, user.is_admin)
+    if not hmac.compare_digest(api_key.key_hash, hashes[0]):  # stored under an older secret
+        hasher.rehash[api_key.id] = hashes[0]
     now = utcnow()
     if user.last_seen_at is None or now - user.last_seen_at > SEEN_WRITE_EVERY:
         hasher.seen[user.id] = now
-    caller = Caller(user.id, user.username, user.name, user.is_admin)
-    hasher.remember(key_hash, caller)
+    hasher.remember([*hashes, api_key.key_hash], caller)  # a revocation names the stored hash, old or new
     return caller
 
 
 def flush_seen(session: Session, hasher: KeyHasher) -> None:
-    """Write the "last seen" times noted since the last call (in the caller's transaction)."""
+    """Write the "last seen" times and re-hashed keys noted since the last call (in the
+    caller's transaction)."""
     seen, hasher.seen = hasher.seen, {}
+    rehash, hasher.rehash = hasher.rehash, {}
+    for key_id, key_hash in rehash.items():
+        user_store.set_key_hash(session, key_id, key_hash)
     for user_id, when in seen.items():
         user_store.mark_seen(session, user_id, when)
 

@@ -23,6 +23,13 @@ class SecretBox:
     def seal(self, plaintext: str) -> bytes:
         return self._fernet.encrypt(plaintext.encode())
 
+    def reseal(self, token: bytes) -> bytes:
+        """The same secret encrypted with the newest key (for dropping an old key later)."""
+        try:
+            return self._fernet.rotate(token)
+        except InvalidToken:
+            raise ValueError("the credential cannot be decrypted with the configured secret keys") from None
+
     def open(self, token: bytes) -> str:
         try:
             return self._fernet.decrypt(token).decode()

@@ -43,3 +43,8 @@ def page(session: Session, owner_id: int, types: list[str] | None, name: str | N
     column = ORDER[order]
     query = query.order_by(column.desc() if descending else column.asc(), Credential.id)
     return list(session.scalars(query.limit(limit).offset(offset))), total
+
+
+def every(session: Session) -> list[Credential]:
+    """Every stored credential (for re-encryption under a new secret key)."""
+    return list(session.scalars(select(Credential).order_by(Credential.id)))

@@ -35,11 +35,16 @@ def list_all(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.id)))
 
 
-def caller_by_key_hash(session: Session, key_hash: str) -> tuple[User, ApiKey] | None:
-    row = session.execute(
-        select(User, ApiKey).join(ApiKey, ApiKey.user_id == User.id).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
-    ).first()
+def caller_by_key_hashes(session: Session, key_hashes: list[str]) -> tuple[User, ApiKey] | None:
+    """The user and unrevoked key stored under any of `key_hashes` (one key's hash under each
+    configured secret), or None."""
+    match = ApiKey.key_hash == key_hashes[0] if len(key_hashes) == 1 else ApiKey.key_hash.in_(key_hashes)
+    row = session.execute(select(User, ApiKey).join(ApiKey, ApiKey.user_id == User.id).where(match, ApiKey.revoked_at.is_(None))).first()
     return (row[0], row[1]) if row else None
+
+
+def set_key_hash(session: Session, key_id: int, key_hash: str) -> None:
+    session.execute(update(ApiKey).where(ApiKey.id == key_id).values(key_hash=key_hash))
 
 
 def add_key(session: Session, user_id: int, name: str, key_hash: str, prefix: str, deployment_id: int | None = None) -> ApiKey:

@@ -23,7 +23,7 @@ from studios.context import Context
 from studios.errors import Conflict, Forbidden, Invalid, Unauthorized
 from studios.services import deployments as dep_service
 from studios.services import views
-from studios.services.keys import Caller, authenticate_hash, initials
+from studios.services.keys import Caller, authenticate_hash, flush_seen, initials
 
 STATIC = Path(__file__).with_name("static")
 PAGE_HEADERS = {
@@ -78,12 +78,14 @@ async def sign_in(request: Request, body: SignIn) -> Response:
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         raise Invalid("The sign-in body must be JSON: {\"apiKey\": \"...\"}.")
     ctx = _ctx(request)
-    key_hash = ctx.hasher.hash(body.apiKey.strip())
+    hashes = ctx.hasher.candidates(body.apiKey.strip())
     try:
-        caller = await ctx.db.read(lambda session: authenticate_hash(session, ctx.hasher, key_hash))
+        caller = await ctx.db.read(lambda session: authenticate_hash(session, ctx.hasher, hashes))
     except Unauthorized:
         raise Unauthorized("apiKey: this API key is not valid (unknown or revoked).") from None
-    web = session_cookie.new(key_hash)
+    if ctx.hasher.rehash:  # the session holds the newest hash: store the key under it now
+        await ctx.db.write(lambda session: flush_seen(session, ctx.hasher))
+    web = session_cookie.new(hashes[0])
     response = json(_me(caller, web.csrf), headers={"Cache-Control": "no-store"})
     session_cookie.start(ctx, response, web)
     return response
@@ -96,7 +98,7 @@ async def who_am_i(request: Request) -> Response:
     web = session_cookie.read(ctx, request)
     if web is None:
         raise Unauthorized("Not signed in.")
-    caller = await ctx.db.read(lambda session: authenticate_hash(session, ctx.hasher, web.key_hash))
+    caller = await ctx.db.read(lambda session: authenticate_hash(session, ctx.hasher, [web.key_hash]))
     return json(_me(caller, web.csrf), headers={"Cache-Control": "no-store"})
 
 

@@ -1,9 +1,12 @@
 """How a container ended: the engine's `State` turned into an `Exit` with a user's sentence.
 
 Exit codes above 128 are read as "killed by signal N" (the init process and the shell both
-report a signal death as 128 + N). An out-of-memory kill is the engine's `OOMKilled`, or,
-when the engine missed it, exit 137 with the parent cgroup's evidence: v2 counts OOM kills
-hierarchically; on v1 a peak within 2 % of the limit stands in for the counter.
+report a signal death as 128 + N). An out-of-memory kill is exit 137 (SIGKILL) with the
+engine's `OOMKilled`, or, when the engine missed it, with the parent cgroup's evidence: v2
+counts OOM kills hierarchically; on v1 a peak within 2 % of the limit stands in for the counter.
+`OOMKilled` alone is not enough: the engine sets it when any process of the container was
+killed for memory, so an app that survived a child's OOM kill and later exited otherwise
+(stopped with SIGTERM, exited 0) did not end by one (`docker/oom.py` reports the child's).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def exit_message(code: int | None, signal: int | None, oom: bool, memory_mb: int
 def exit_of(state: dict[str, Any], memory_mb: int | None, paths: dict[str, str]) -> Exit:
     """The `Exit` of an ended container from its inspected `State`."""
     code = int(state.get("ExitCode") or 0)
-    oom = bool(state.get("OOMKilled"))
+    oom = bool(state.get("OOMKilled")) and code == 137
     if not oom and code == 137 and memory_mb:
         kills = cgroups.oom_kills(paths)
         peak = cgroups.peak_memory_bytes(paths)

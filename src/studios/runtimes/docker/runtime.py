@@ -25,6 +25,7 @@ import math
 import re
 import shutil
 import tarfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from studios.runtimes.docker import logs as docker_logs
 from studios.runtimes.docker.events import ContainerEvents
 from studios.runtimes.docker.exits import exit_of, to_json
 from studios.runtimes.docker.images import disk_limit_refusal, ensure_image, image_reference, is_storage_opt_refusal
+from studios.runtimes.docker.oom import report_oom_kills
 
 WORKSPACE = "/workspace"
 """Where the studio's repository is copied in the container (and the working directory)."""
@@ -108,6 +110,7 @@ class DockerRuntime(Runtime):
         self._samplers: dict[str, cgroups.CpuSampler] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._events = ContainerEvents(self.client, f"{LABEL_INSTANCE}={self.instance}")
+        self._oom_watches: dict[str, asyncio.Task[None]] = {}
 
     @classmethod
     def available(cls, settings: RuntimeSettings) -> str | None:
@@ -178,6 +181,7 @@ class DockerRuntime(Runtime):
 
         sampler = cgroups.CpuSampler(paths, state_file)
         sampler.sample()  # the baseline: whole-life average starts here
+        started_at = time.time()
         try:
             await asyncio.to_thread(container.start)
             await asyncio.to_thread(container.reload)
@@ -207,6 +211,8 @@ class DockerRuntime(Runtime):
         }
         self._samplers[container.id] = sampler
         self._watch(handle)
+        # A child of the app killed for memory while the container lives on: a system line.
+        self._oom_watches[container.id] = report_oom_kills(self.client().api, handle, report, since=int(started_at) - 1)
         return handle
 
     def _create_options(
@@ -321,9 +327,10 @@ class DockerRuntime(Runtime):
         self._tasks[cid] = asyncio.get_running_loop().create_task(run(), name=f"studios-sample-{cid[:12]}")
 
     def _unwatch(self, container_id: str) -> None:
-        task = self._tasks.pop(container_id, None)
-        if task is not None:
-            task.cancel()
+        for tasks in (self._tasks, self._oom_watches):
+            task = tasks.pop(container_id, None)
+            if task is not None:
+                task.cancel()
 
     # -- the contract -----------------------------------------------------------------------
 
@@ -421,6 +428,9 @@ class DockerRuntime(Runtime):
                 self.client().api.remove_container(cid, force=True, v=True)
             except docker.errors.NotFound:
                 pass
+            except docker.errors.APIError as error:
+                if error.status_code != 409:  # 409: its removal is already in progress (an orphan sweep)
+                    raise
 
         await asyncio.to_thread(remove)
         cgroup = handle.get("cgroup") or {}
@@ -456,14 +466,17 @@ class DockerRuntime(Runtime):
         for summary in await self._ours(deployment_id):
             self._unwatch(summary["Id"])
             self._samplers.pop(summary["Id"], None)
-            with contextlib.suppress(docker.errors.NotFound):
+            try:
                 await asyncio.to_thread(self.client().api.remove_container, summary["Id"], force=True, v=True)
+            except docker.errors.APIError as error:
+                if not isinstance(error, docker.errors.NotFound) and error.status_code != 409:  # gone, or already being removed
+                    raise
         layout = await self._layout()
         await self._remove_cgroup(self.cgroup_root, layout.relative_path(deployment_id))
 
     async def close(self) -> None:
         await self._events.close()
-        for cid in list(self._tasks):
+        for cid in {*self._tasks, *self._oom_watches}:
             self._unwatch(cid)
         if self._client is not None:
             await asyncio.to_thread(self._client.close)

@@ -1,5 +1,6 @@
 """Launch recipes: the image names the process runtime runs out of the box, when the program
-is installed on the server (JupyterLab, Streamlit, Shiny for Python, Dash).
+is installed on the server (JupyterLab, Streamlit, Shiny for Python, Dash), and the quick
+start's example app (`localhost/studios-hello`) in a source checkout.
 
 Owns the table of recipes and the lookup of their programs; nothing else. Each recipe is a
 `/bin/sh -c` command in the same form as an operator's `image_commands` entry (which wins
@@ -59,6 +60,30 @@ RECIPES = (
 )
 
 
+EXAMPLE_IMAGE = "localhost/studios-hello"
+"""The README's first deploy: `examples/hello` of a source checkout, with no configuration (on
+Docker the same name is the local image `examples/hello/build-image.sh` builds)."""
+EXAMPLE_DIR = Path(__file__).resolve().parents[4] / "examples" / "hello"
+EXAMPLE_FILES = ("app.py", "index.html")
+"""Copied into the app's directory when the studio has no repository (the app's own user may
+not be able to read the service's checkout)."""
+
+
+def example_command() -> str:
+    """The checkout's `start` when the studio has a repository of the example, else `app.py` with
+    a Python every user can run (the system's, not the service's virtualenv)."""
+    python = next((p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.access(p, os.X_OK)), "python3")
+    return f"if [ -x ./start ]; then exec ./start; fi; exec {python} app.py"
+
+
+def example_files(image: str, image_commands: Mapping[str, str]) -> list[Path]:
+    """The files to put in the app's directory for `image`: the example's, when `image` runs the
+    example's command here (not when an operator mapped the name to a command of their own)."""
+    if image != EXAMPLE_IMAGE or image_commands.get(image) != example_command():
+        return []
+    return [EXAMPLE_DIR / name for name in EXAMPLE_FILES]
+
+
 def find_program(name: str, path: str | None = None) -> str | None:
     """`name` beside the service's Python (installed with it, in its virtualenv), else on
     `path` (default: the service's PATH)."""
@@ -75,4 +100,6 @@ def installed(path: str | None = None, recipes: tuple[Recipe, ...] = RECIPES) ->
         program = find_program(recipe.program, path)
         if program is not None:
             out[recipe.image] = recipe.command.format(program=shlex.quote(program))
+    if (EXAMPLE_DIR / "app.py").is_file():  # a source checkout (`pip install -e`)
+        out[EXAMPLE_IMAGE] = example_command()
     return out

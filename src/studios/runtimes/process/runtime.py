@@ -250,6 +250,9 @@ class ProcessRuntime(Runtime):
             except git.CheckoutError as error:
                 raise LaunchError(str(error)) from None
             checkout = app_dir
+        if checkout is None and spec.image:
+            for path in recipes.example_files(spec.image, self.image_commands):
+                await asyncio.to_thread(shutil.copyfile, path, app_dir / path.name)
         uid = self.uid_of(spec.user_id)
         if uid is not None:
             await asyncio.to_thread(_own, app_dir, uid)
