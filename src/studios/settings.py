@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,7 +22,7 @@ def _default_data_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STUDIOS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="STUDIOS_", extra="ignore", hide_input_in_errors=True)  # no secret in an error message
 
     data_dir: Path = Field(default_factory=_default_data_dir, description="Where the SQLite database, the secret key and deployment work directories live.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: a SQLite file in the data directory. PostgreSQL: postgresql+psycopg://user:pass@host/db.")
@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     stream_heartbeat_seconds: float = Field(15.0, gt=0, description="Live streams (server-sent events) send a heartbeat this often, and check the caller's access again.")
     ui_session_seconds: float = Field(43200.0, gt=0, description="How long a web UI sign-in lasts before the page asks for the API key again.")
     access_log: bool = Field(False, description="uvicorn access log (costs ~16% of throughput).")
+    metrics_token: SecretStr | None = Field(None, description="A bearer token that may read GET /metrics (for a Prometheus scraper), besides administrators' API keys; at least 32 characters. Unset: only administrators.")
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 32:
+            raise ValueError("STUDIOS_METRICS_TOKEN must be at least 32 characters (for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        return value
 
     @cached_property
     def secret_keys(self) -> list[str]:
