@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from contract.server import StudiosServer, poll, studios_server
+from contract.server import OpenedApp, StudiosServer, poll, studios_server
 
 
 @pytest.fixture(scope="module")
@@ -86,17 +86,6 @@ def api(server: StudiosServer, key: str) -> httpx.Client:
     return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, trust_env=False, timeout=30)
 
 
-def print_in_app(display_url: str, text: str, proxy_port: int) -> None:
-    """Open the app through its display URL (as a browser would) and have it print `text`."""
-    parsed = httpx.URL(display_url)
-    host = f"{parsed.host}:{parsed.port}"
-    with httpx.Client(trust_env=False, timeout=10) as http:
-        first = http.get(str(parsed.copy_with(host="127.0.0.1")), headers={"Host": host})
-        cookie = first.headers["set-cookie"].split(";", 1)[0]
-        target = parsed.copy_with(host="127.0.0.1", path="/print", query=f"text={text}".encode())
-        assert http.get(str(target), headers={"Host": host, "Cookie": cookie}).text == "printed\n"
-
-
 def test_a_follower_sees_the_deployment_start_and_stop(server: StudiosServer) -> None:
     key = server.create_user("sue")
     with api(server, key) as http:
@@ -126,16 +115,18 @@ def test_logs_follow_and_resume_with_last_event_id(server: StudiosServer) -> Non
         dep = http.post(f"/studios/{studio['id']}/deployments", json={}).json()
         path = f"/studios/{studio['id']}/deployments/{dep['deploymentId']}"
         running = poll(lambda: (d := http.get(path).json())["state"] == "running" and d, 20, "running")
+        app = OpenedApp(running["displayUrl"])
         follower = Follower(f"{server.url}{path}/logs/stream", key)
         try:
             follower.next("log", where=lambda line: line["message"].startswith("fake app listening"))
-            print_in_app(running["displayUrl"], "printed-after-following", server.proxy_port)
+            app.print("printed-after-following")
             line, last_id = follower.next("log", where=lambda line: line["message"] == "printed-after-following")
             assert line["source"] == "user" and line["stream"] == "stdout" and last_id == str(line["id"])
         finally:
             follower.close()
-        print_in_app(running["displayUrl"], "while-away-1", server.proxy_port)
-        print_in_app(running["displayUrl"], "while-away-2", server.proxy_port)
+        app.print("while-away-1")
+        app.print("while-away-2")
+        app.close()
         again = Follower(f"{server.url}{path}/logs/stream", key, {"Last-Event-ID": str(last_id)})
         try:
             got = [again.next("log")[0]["message"] for _ in range(2)]
