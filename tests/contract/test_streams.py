@@ -131,8 +131,50 @@ def test_logs_follow_and_resume_with_last_event_id(server: StudiosServer) -> Non
         try:
             got = [again.next("log")[0]["message"] for _ in range(2)]
             assert got == ["while-away-1", "while-away-2"]  # nothing before the cursor again
+            caught_up, _ = again.next("caught-up")
+            # stopping ends the stream, after the last line (the service's own note of the stop)
+            assert http.delete(path).status_code == 204
+            stopped, _ = again.next("log", where=lambda line: line["source"] == "system" and line["message"] == "stopped by lou")
+            assert stopped["id"] > caught_up["id"]
+            end, _ = again.next("end")
+            assert end == {"deploymentId": dep["deploymentId"]}
+            again.next("closed")
         finally:
             again.close()
+        # the same cursor as a query parameter (a client that opens a new connection itself),
+        # on a deployment that has ended: the rest of its lines, then the end at once
+        after = Follower(f"{server.url}{path}/logs/stream?after={last_id}", key)
+        try:
+            assert after.next("log")[0]["message"] == "while-away-1"
+            after.next("caught-up")
+            after.next("end")
+            after.next("closed")
+        finally:
+            after.close()
+
+
+def test_a_followed_backlog_comes_before_caught_up(server: StudiosServer) -> None:
+    key = server.create_user("bea")
+    with api(server, key) as http:
+        studio = http.post("/studios", json={"name": "s", "dockerImageName": "fake"}).json()
+        dep = http.post(f"/studios/{studio['id']}/deployments", json={}).json()
+        path = f"/studios/{studio['id']}/deployments/{dep['deploymentId']}"
+        running = poll(lambda: (d := http.get(path).json())["state"] == "running" and d, 20, "running")
+        app = OpenedApp(running["displayUrl"])
+        for n in range(30):
+            app.print(f"backlog-{n}")
+        poll(lambda: any(line["message"] == "backlog-29" for line in http.get(f"{path}/logs").json()), 20, "the backlog stored")
+        follower = Follower(f"{server.url}{path}/logs/stream?tail=10", key)
+        try:
+            got = [follower.next("log")[0]["message"] for _ in range(10)]
+            assert got == [f"backlog-{n}" for n in range(20, 30)]
+            caught_up, _ = follower.next("caught-up")
+            app.print("after-caught-up")
+            line, _ = follower.next("log")
+            assert line["message"] == "after-caught-up" and line["id"] > caught_up["id"]
+        finally:
+            follower.close()
+            app.close()
         http.delete(path)
 
 

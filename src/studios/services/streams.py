@@ -79,36 +79,53 @@ async def deployment(bus: Bus, deployment_id: int, view: View, steps: Callable[[
 async def logs(db: Database, bus: Bus, deployment_id: int, view: View, after_id: int | None, since: datetime | None, tail: int, heartbeat: float = HEARTBEAT) -> AsyncIterator[bytes]:
     """`log` frames ({"id", "createdAt", "message", "stream", "source"}, `id:` the line's id):
     after line `after_id` (a reconnecting client's Last-Event-ID), else from `since`, else the
-    last `tail` lines; then every line as it is stored."""
-    async with bus.subscription("logs", "progress", "deployment", "shares", "keys") as sub:
+    last `tail` lines; then every line as it is stored. `caught-up` ({"id": the last line's id,
+    or null}) once every line stored when the stream opened was sent; `end` ({"deploymentId"})
+    when the deployment has ended and its workload is released (no line can follow), and the
+    stream closes. `view()` answers {"released": bool} (and raises when access is lost). The
+    frames of one read from the database go out as one chunk."""
+    async with bus.subscription("logs", "progress", "deployment", "released", "shares", "keys") as sub:
         try:
-            await view()
+            released = bool((await view()).get("released"))
             if after_id is None and since is None:
                 after_id = await db.read(lambda s: dep_store.tail_start(s, deployment_id, tail))
             last = after_id or 0
             sent: set[int] = set()
             first_read_since = since if after_id is None else None
+            caught_up = False
             while True:
                 while True:
                     start = max(0, last - LOOKBACK) if db.postgresql and sent else last
                     rows = await db.read(partial(dep_store.logs_after, deployment_id=deployment_id, after_id=start, limit=LOG_BATCH, since=first_read_since))
                     first_read_since = None
-                    fresh = [row for row in rows if row[0] not in sent]
-                    for line_id, created, stream, source, message in fresh:
-                        yield frame("log", {"id": line_id, "createdAt": created, "message": message, "stream": stream, "source": source}, line_id)
+                    chunk = []
+                    for line_id, created, stream, source, message in rows:
+                        if line_id in sent:
+                            continue
+                        chunk.append(frame("log", {"id": line_id, "createdAt": created, "message": message, "stream": stream, "source": source}, line_id))
                         last = max(last, line_id)
                         if db.postgresql:
                             sent.add(line_id)
                     if db.postgresql:
                         sent = {i for i in sent if i > last - LOOKBACK}
+                    if chunk:
+                        yield b"".join(chunk)
                     if len(rows) < LOG_BATCH:
                         break
+                if not caught_up:
+                    caught_up = True
+                    yield frame("caught-up", {"id": last or None})
+                if released:
+                    yield frame("end", {"deploymentId": deployment_id})
+                    return
                 event = await _next_for(sub, deployment_id, heartbeat)
                 if event is None:
-                    await view()
+                    released = bool((await view()).get("released"))
                     yield HEARTBEAT_FRAME
                 elif event.topic in ("shares", "keys", "resync"):
-                    await view()
+                    released = bool((await view()).get("released"))
+                elif event.topic == "released":
+                    released = True
         except StudiosError as error:
             yield _ended(error)
 
