@@ -42,6 +42,8 @@ def frame(event: str | None, data: Any, event_id: int | str | None = None) -> by
 
 
 HEARTBEAT_FRAME = b": keep-alive\n\n"
+RETRY_FRAME = b"retry: 1000\n\n"
+"""First in every stream: a browser's EventSource reconnects 1 s after a drop (not its default 3 s)."""
 
 
 def _ended(error: StudiosError) -> bytes:
@@ -54,7 +56,7 @@ async def deployment(bus: Bus, deployment_id: int, view: View, steps: Callable[[
     ({"maxMemoryUsage", "maxCpuUsage"}) when a peak rises."""
     async with bus.subscription("deployment", "progress", "usage", "released", "shares", "keys") as sub:
         try:
-            yield frame("deployment", await view())
+            yield RETRY_FRAME + frame("deployment", await view())
             for message in await steps():
                 yield frame("progress", {"deploymentId": deployment_id, "message": message})
             while True:
@@ -87,6 +89,7 @@ async def logs(db: Database, bus: Bus, deployment_id: int, view: View, after_id:
     async with bus.subscription("logs", "progress", "deployment", "released", "shares", "keys") as sub:
         try:
             released = bool((await view()).get("released"))
+            yield RETRY_FRAME
             if after_id is None and since is None:
                 after_id = await db.read(lambda s: dep_store.tail_start(s, deployment_id, tail))
             last = after_id or 0
@@ -143,7 +146,7 @@ async def deployments(bus: Bus, visible: Callable[[Event], Awaitable[dict[str, A
     deployment the caller can see (`visible` answers None for the others)."""
     async with bus.subscription("deployment", "released", "shares", "keys") as sub:
         try:
-            yield HEARTBEAT_FRAME
+            yield RETRY_FRAME
             while True:
                 event = await sub.get(timeout=heartbeat)
                 if event is None or event.topic in ("shares", "keys", "resync"):
