@@ -38,13 +38,14 @@ def test_a_dropped_stream_resumes_after_the_last_line_delivered() -> None:
         asked.append(request)
         if len(asked) == 1:  # two lines, then the connection drops (no `end`)
             return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=sse(line(7, "one"), line(9, "two")))
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=sse(line(12, "three"), ("end", {"deploymentId": 2}, None)))
+        batch = ("logs", {"lines": [line(12, "three")[1], line(13, "four")[1]]}, 13)
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=sse(batch, ("end", {"deploymentId": 2}, None)))
 
     api = scripted(handler)
     got = [x["message"] for x in log_lines(api, 1, 2, tail=50, sleep=lambda s: None)]
-    assert got == ["one", "two", "three"]
+    assert got == ["one", "two", "three", "four"]
     assert [r.url.path for r in asked] == [f"{PATH}/logs/stream"] * 2
-    assert asked[0].url.params["tail"] == "50" and "last-event-id" not in asked[0].headers
+    assert asked[0].url.params["tail"] == "50" and asked[0].url.params["batch"] == "true" and "last-event-id" not in asked[0].headers
     assert asked[1].headers["last-event-id"] == "9"
 
 

@@ -175,6 +175,15 @@ def test_a_followed_backlog_comes_before_caught_up(server: StudiosServer) -> Non
         finally:
             follower.close()
             app.close()
+        # batch=true: the lines of one read in one event, its id the last line's
+        batched = Follower(f"{server.url}{path}/logs/stream?tail=11&batch=true", key)
+        try:
+            body, event_id = batched.next("logs")
+            assert [line["message"] for line in body["lines"]] == [f"backlog-{n}" for n in range(20, 30)] + ["after-caught-up"]
+            assert event_id == str(body["lines"][-1]["id"])
+            batched.next("caught-up")
+        finally:
+            batched.close()
         http.delete(path)
 
 

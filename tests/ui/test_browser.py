@@ -92,7 +92,7 @@ def test_create_deploy_watch_open_stop_and_sign_out(browser: Any, server: Studio
     base = f"{server.url}/studios/{studio_id}/deployments/{deployment_id}"
     polled = [url for url in asked[opened:] if url == base or url.startswith((f"{base}?", f"{base}/logs?"))]
     assert polled == [], polled
-    assert {f"{base}/events", f"{base}/logs/stream?tail=10000"} <= set(asked)
+    assert {f"{base}/events", f"{base}/logs/stream?batch=true&tail=10000"} <= set(asked)
 
     # the log tells its kinds apart and filters
     assert page.locator("#log .ln.system").count() >= 3

@@ -52,6 +52,7 @@ async def log_stream(
     start_at: Annotated[datetime | None, Query(description="Lines at or after this time, then every new line.")] = None,
     tail: Annotated[int, Query(description="Without start_at: the last `tail` lines first.", ge=0, le=100_000)] = 100,
     after: Annotated[int | None, Query(description="The lines after this line id (as Last-Event-ID does, for a client that cannot set headers).", ge=0, le=2**62)] = None,
+    batch: Annotated[bool, Query(description="Several lines read at once go out as one `logs` event.")] = False,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
     after_id = after
@@ -70,7 +71,7 @@ async def log_stream(
         return await call.run(state)
 
     await view()
-    return _sse(streams.logs(call.ctx.db, call.ctx.bus, deployment_id, view, after_id, start_at, tail, call.ctx.settings.stream_heartbeat_seconds))
+    return _sse(streams.logs(call.ctx.db, call.ctx.bus, deployment_id, view, after_id, start_at, tail, call.ctx.settings.stream_heartbeat_seconds, batch))
 
 
 @router.get("/deployments/events", include_in_schema=False)

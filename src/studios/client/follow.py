@@ -170,11 +170,10 @@ def log_lines(api: ApiClient, studio_id: int, deployment_id: int, *, tail: int, 
     connection from the last line delivered), polled when the server has none."""
     path = f"/studios/{studio_id}/deployments/{deployment_id}/logs/stream"
     try:
-        for message in stream.read(api, path, params={"tail": tail}, sleep=sleep, on_reconnect=on_reconnect):
-            if message.event == "log":
-                line = dict(message.data)
-                line.pop("id", None)  # the same fields as GET .../logs
-                yield line
+        for message in stream.read(api, path, params={"tail": tail, "batch": "true"}, sleep=sleep, on_reconnect=on_reconnect):
+            if message.event in ("log", "logs"):
+                for line in message.data["lines"] if message.event == "logs" else [message.data]:
+                    yield {k: v for k, v in line.items() if k != "id"}  # the same fields as GET .../logs
             elif message.event == "end":
                 return
         return

@@ -78,14 +78,15 @@ async def deployment(bus: Bus, deployment_id: int, view: View, steps: Callable[[
             yield _ended(error)
 
 
-async def logs(db: Database, bus: Bus, deployment_id: int, view: View, after_id: int | None, since: datetime | None, tail: int, heartbeat: float = HEARTBEAT) -> AsyncIterator[bytes]:
+async def logs(db: Database, bus: Bus, deployment_id: int, view: View, after_id: int | None, since: datetime | None, tail: int, heartbeat: float = HEARTBEAT, batch: bool = False) -> AsyncIterator[bytes]:
     """`log` frames ({"id", "createdAt", "message", "stream", "source"}, `id:` the line's id):
     after line `after_id` (a reconnecting client's Last-Event-ID), else from `since`, else the
-    last `tail` lines; then every line as it is stored. `caught-up` ({"id": the last line's id,
-    or null}) once every line stored when the stream opened was sent; `end` ({"deploymentId"})
-    when the deployment has ended and its workload is released (no line can follow), and the
-    stream closes. `view()` answers {"released": bool} (and raises when access is lost). The
-    frames of one read from the database go out as one chunk."""
+    last `tail` lines; then every line as it is stored. With `batch`, the lines of one read
+    from the database go out as one `logs` frame ({"lines": [...]}, `id:` the last one's id).
+    `caught-up` ({"id": the last line's id, or null}) once every line stored when the stream
+    opened was sent; `end` ({"deploymentId"}) when the deployment has ended and its workload is
+    released (no line can follow), and the stream closes. `view()` answers {"released": bool}
+    (and raises when access is lost). The frames of one read go out as one chunk."""
     async with bus.subscription("logs", "progress", "deployment", "released", "shares", "keys") as sub:
         try:
             released = bool((await view()).get("released"))
@@ -101,18 +102,20 @@ async def logs(db: Database, bus: Bus, deployment_id: int, view: View, after_id:
                     start = max(0, last - LOOKBACK) if db.postgresql and sent else last
                     rows = await db.read(partial(dep_store.logs_after, deployment_id=deployment_id, after_id=start, limit=LOG_BATCH, since=first_read_since))
                     first_read_since = None
-                    chunk = []
+                    fresh: list[dict[str, Any]] = []
                     for line_id, created, stream, source, message in rows:
                         if line_id in sent:
                             continue
-                        chunk.append(frame("log", {"id": line_id, "createdAt": created, "message": message, "stream": stream, "source": source}, line_id))
+                        fresh.append({"id": line_id, "createdAt": created, "message": message, "stream": stream, "source": source})
                         last = max(last, line_id)
                         if db.postgresql:
                             sent.add(line_id)
                     if db.postgresql:
                         sent = {i for i in sent if i > last - LOOKBACK}
-                    if chunk:
-                        yield b"".join(chunk)
+                    if batch and len(fresh) > 1:
+                        yield frame("logs", {"lines": fresh}, last)
+                    elif fresh:
+                        yield b"".join(frame("log", line, int(line["id"])) for line in fresh)
                     if len(rows) < LOG_BATCH:
                         break
                 if not caught_up:

@@ -31,11 +31,18 @@ function save(name, text) {
 export async function view(main, studioId, deploymentId) {
   replace(main, h('p', { class: 'loading', role: 'status' }, 'Loading…'));
   const base = `/studios/${studioId}/deployments/${deploymentId}`;
+  // The streams open at once, beside the page's first reads; what they send before the page
+  // is drawn waits for it.
+  const early = [];
+  let handlers = null;
+  const relay = (name) => (...args) => (handlers ? handlers[name](...args) : early.push([name, args]));
+  const live = follow(studioId, deploymentId, Object.fromEntries(['onDeployment', 'onUsage', 'onLines', 'onMode', 'onError'].map((n) => [n, relay(n)])));
   let studio;
   let dep;
   try {
     [studio, dep] = await Promise.all([get(`/studios/${studioId}`), get(base)]);
   } catch (e) {
+    live.stop();
     replace(main, h('h1', {}, e.status === 404 ? 'Deployment not found' : 'Deployment'), notice('error', e.message, link('/ui', 'Back to your studios')));
     focusHeading(main, 'Deployment not found');
     return null;
@@ -118,7 +125,7 @@ export async function view(main, studioId, deploymentId) {
     liveness.textContent = text;
   }
 
-  const live = follow(studioId, deploymentId, {
+  handlers = {
     onDeployment: (d) => { showState(d); if (problems.firstChild && problems.dataset.kind === 'poll') { replace(problems); delete problems.dataset.kind; } },
     onUsage: (u) => showState({ ...dep, maxCpuUsage: u.maxCpuUsage ?? dep.maxCpuUsage, maxMemoryUsage: u.maxMemoryUsage ?? dep.maxMemoryUsage }),
     onLines: (lines) => { addSteps(lines); logs.add(lines); },
@@ -128,6 +135,7 @@ export async function view(main, studioId, deploymentId) {
       replace(problems, notice('error', e.status === 404 || e.status === 403 ? e.message : `Lost contact with the server (${e.message}); still trying.`));
       if (e.status === 404 || e.status === 403) showMode('');
     },
-  });
+  };
+  for (const [name, args] of early.splice(0)) handlers[name](...args);
   return () => live.stop();
 }
