@@ -15,11 +15,13 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from studios.api import credentials, deployments, discovery, errors, platform, ratelimit, shares, streams, studios, users
+from studios import metrics as service_metrics
+from studios.api import credentials, deployments, discovery, errors, metrics, platform, ratelimit, shares, streams, studios, users
 from studios.api.paths import NormalizePath
 from studios.context import Context
 from studios.db.database import Database
 from studios.db.engine import upgrade
+from studios.metrics.http import RequestTimer
 from studios.partitions import Partitions
 from studios.proxy import DisplayLinks, ProxyConfig, ProxyServer
 from studios.runtimes import registry
@@ -157,6 +159,8 @@ def create_app(
             asyncio.create_task(_every(SEEN_FLUSH_SECONDS, lambda: db.write(lambda s: flush_seen(s, ctx.hasher)), "writing last-seen times"), name="seen"),
         ]
         proxy = ProxyServer(proxy_config(settings), backend, ctx.links)  # type: ignore[arg-type]
+        kit.sink.counted = app.state.metrics.log_lines
+        background += service_metrics.start(app.state.metrics, db=db, bus=bus, holds_engine=lambda: lease.held, proxy=proxy)
         if serve_proxy:
             # Several workers on one machine each listen on the proxy's port (the kernel
             # spreads connections among them).
@@ -187,10 +191,12 @@ def create_app(
 
     app = FastAPI(title="Studios", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx
+    app.state.metrics = service_metrics.Metrics()
     errors.install(app)
-    for router in (studios.router, deployments.router, streams.router, shares.router, credentials.router, users.router, platform.router, discovery.router):
+    for router in (studios.router, deployments.router, streams.router, shares.router, credentials.router, users.router, platform.router, discovery.router, metrics.router):
         app.include_router(router)
     ui.install(app)
+    app.add_middleware(RequestTimer, histogram=app.state.metrics.requests)  # inside NormalizePath: it sees the route chosen
     app.add_middleware(NormalizePath)
     ratelimit.install(app, per_key=ctx.settings.rate_limit_per_key, auth_failures=ctx.settings.auth_failure_limit, trusted_proxies=ctx.settings.trusted_proxies)
     return app

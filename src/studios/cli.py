@@ -54,6 +54,8 @@ def serve(
 ) -> None:
     """Run the API server (and the deployment engine and proxy inside it)."""
     import os
+    import shutil
+    import tempfile
 
     import uvicorn
 
@@ -78,7 +80,14 @@ def serve(
     os.environ.update({f"STUDIOS_{k.upper()}": str(v) for k, v in overrides.items()})
     os.environ.setdefault("STUDIOS_SECRET_KEY", ",".join(settings.secret_keys))
     err.print(f"studios: {settings.workers} workers; one of them runs the lifecycle engine at a time")
-    uvicorn.run("studios.app:serve_app", factory=True, workers=settings.workers, **options)
+    # prometheus-client's multiprocess mode: each worker writes its metrics to files here, and
+    # whichever worker answers GET /metrics adds up every worker's (docs/metrics.md).
+    metrics_dir = tempfile.mkdtemp(prefix="studios-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run("studios.app:serve_app", factory=True, workers=settings.workers, **options)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @users_app.command("create")

@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,7 +32,7 @@ def _shown(text: str) -> dict[str, Any]:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STUDIOS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="STUDIOS_", extra="ignore", hide_input_in_errors=True)  # no secret in an error message
 
     data_dir: Path = Field(default_factory=_default_data_dir, json_schema_extra=_shown("`~/.local/share/studios` (under `$XDG_DATA_HOME` when set)"), description="SQLite database, generated secret key, runtimes' working files.")
     database_url: str | None = Field(None, json_schema_extra=_shown("SQLite file in the data dir"), description="SQLAlchemy URL, e.g. `postgresql+psycopg://user:pw@host/db`. Migrated on start.")
@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     auth_failure_limit: str = Field("20/minute", description="Failed authentications (401 answers) one client address may cause per window; past it every request from that address is a 429 with Retry-After until the window ends. Empty or 0: no limit. Counted per server process.")
     trusted_proxies: str = Field("", json_schema_extra=_shown("none"), description="Comma-separated addresses or networks (`127.0.0.1`, `10.0.0.0/8`; `*` for any) of reverse proxies whose X-Forwarded-For names the client address the limits count. Empty: the connection's peer is the client.")
     allow_local_git_repos: bool = Field(False, description="Let studios use local git repositories (`file://` URLs and absolute paths on this machine). Off: only `https://` and `http://` repositories; on, any user who can create a studio can make the service read any repository on its disk.")
+    metrics_token: SecretStr | None = Field(None, json_schema_extra=_shown("none"), description="A bearer token (32+ characters) a Prometheus scraper presents to read `GET /metrics`; administrators' keys may always (`docs/metrics.md`).")
     access_log: bool = Field(False, description="uvicorn's access log (costs ~16% of throughput).")
 
     @field_validator("rate_limit_per_key", "auth_failure_limit")
@@ -85,6 +86,13 @@ class Settings(BaseSettings):
             if not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"must be host:port (e.g. 127.0.0.1:8000), not {value!r}")
         return value or None
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 32:
+            raise ValueError("STUDIOS_METRICS_TOKEN must be at least 32 characters (for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        return value
 
     @cached_property
     def secret_keys(self) -> list[str]:
@@ -132,6 +140,8 @@ def _default_text(field: Any) -> str:
     if "shown_default" in extra:
         return str(extra["shown_default"])
     value = field.get_default(call_default_factory=True)
+    if value is None:
+        return "none"
     if isinstance(value, bool):
         text = str(value).lower()
     elif isinstance(value, float):

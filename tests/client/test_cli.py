@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from contract.server import BIN, StudiosServer, make_repo, open_link, poll, studios_server
+from contract.server import BIN, OpenedApp, StudiosServer, make_repo, open_link, poll, studios_server
 
 PY = sys.executable
 
@@ -90,8 +90,11 @@ def test_deploy_follows_the_steps_and_ends_with_the_link(server: StudiosServer, 
     assert done.returncode == 0, done.stderr
     link = done.stdout.strip().splitlines()[-1]
     assert link.startswith("http://d-") and "/_studios/auth?token=" in link, done.stdout
-    # the progress went through the start-up steps, on stderr
-    assert "cloning" in done.stderr and "waiting for the app on port" in done.stderr and "ready after" in done.stderr, done.stderr
+    # the progress went through the start-up steps (from the deployment's event stream), on stderr
+    steps = [line.strip("· ").strip() for line in done.stderr.splitlines() if line.strip().startswith("·")]
+    assert steps[0].startswith("queued by alice") and any(s.startswith("cloning file://") for s in steps) and any(s.startswith("waiting for the app on port") for s in steps), done.stderr
+    assert len(steps) == len(set(steps)), done.stderr  # each step once
+    assert "✓ running after" in done.stderr
     page = open_link(link)
     assert page.status_code == 200 and page.text == "echo app"
 
@@ -146,6 +149,35 @@ def test_logs_follow_shows_a_line_printed_after_it_started(server: StudiosServer
             reader.join(timeout=10)
         assert any("[studios] stopped by alice" in line for line in err), err
     finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_logs_follow_resumes_after_the_connection_drops(server: StudiosServer, repos: dict[str, str]) -> None:
+    sid = new_studio(server, "resumed", repos["echo"], params=[{"name": "GREETING", "type": "string", "value": "resumers"}])
+    done = studios(server, "deploy", str(sid))
+    assert done.returncode == 0, done.stderr
+    app = OpenedApp(done.stdout.strip().splitlines()[-1])
+    proc = subprocess.Popen([str(BIN / "studios"), "logs", str(sid), "--follow"], env=cli_env(server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out: list[str] = []
+    err: list[str] = []
+    readers = [threading.Thread(target=lambda s=stream, into=into: into.extend(iter(s.readline, "")), daemon=True) for stream, into in ((proc.stdout, out), (proc.stderr, err))]
+    for reader in readers:
+        reader.start()
+    try:
+        assert app.get("/before").status_code == 200
+        poll(lambda: "served /before\n" in out, 20, "a line before the drop")
+        server.restart()  # the service goes away and comes back: the CLI's stream drops
+        assert app.get("/after").status_code == 200  # the app outlived it, adopted again
+        poll(lambda: "served /after\n" in out, 60, "a line after the reconnection")
+        assert [out.count(x) for x in ("hello resumers\n", "served /before\n", "served /after\n")] == [1, 1, 1], out
+        assert proc.poll() is None
+        assert studios(server, "stop", str(sid)).returncode == 0
+        proc.wait(timeout=60)
+        assert proc.returncode == 0, err
+    finally:
+        app.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()

@@ -277,6 +277,30 @@ def open_link(url: str) -> httpx.Response:
         return http.get(str(target), headers={"Host": host_header, "Cookie": cookie})
 
 
+class OpenedApp:
+    """A deployed app opened as a browser would: its displayUrl exchanged once for the viewer
+    cookie (tokens are single-use), then requests with that cookie. `*.localhost` names go to
+    127.0.0.1 with the Host header set. The fake runtime's app prints a line for `print`."""
+
+    def __init__(self, display_url: str) -> None:
+        parsed = httpx.URL(display_url)
+        self.host = f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
+        self.base = parsed.copy_with(host="127.0.0.1", query=None)
+        self.http = httpx.Client(follow_redirects=False, timeout=10, trust_env=False)
+        first = self.http.get(str(parsed.copy_with(host="127.0.0.1")), headers={"Host": self.host})
+        assert first.status_code in (302, 303, 307), first.text
+        self.cookie = first.headers["set-cookie"].split(";", 1)[0]
+
+    def get(self, path: str, query: str = "") -> httpx.Response:
+        return self.http.get(str(self.base.copy_with(path=path, query=query.encode() or None)), headers={"Host": self.host, "Cookie": self.cookie})
+
+    def print(self, text: str) -> None:
+        assert self.get("/print", f"text={text}").text == "printed\n"
+
+    def close(self) -> None:
+        self.http.close()
+
+
 # ----------------------------------------------------------------------------- git
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from contract.server import StudiosServer, poll, studios_server
+from contract.server import OpenedApp, StudiosServer, poll, studios_server
 
 
 @pytest.fixture(scope="module")
@@ -86,17 +86,6 @@ def api(server: StudiosServer, key: str) -> httpx.Client:
     return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, trust_env=False, timeout=30)
 
 
-def print_in_app(display_url: str, text: str, proxy_port: int) -> None:
-    """Open the app through its display URL (as a browser would) and have it print `text`."""
-    parsed = httpx.URL(display_url)
-    host = f"{parsed.host}:{parsed.port}"
-    with httpx.Client(trust_env=False, timeout=10) as http:
-        first = http.get(str(parsed.copy_with(host="127.0.0.1")), headers={"Host": host})
-        cookie = first.headers["set-cookie"].split(";", 1)[0]
-        target = parsed.copy_with(host="127.0.0.1", path="/print", query=f"text={text}".encode())
-        assert http.get(str(target), headers={"Host": host, "Cookie": cookie}).text == "printed\n"
-
-
 def test_a_follower_sees_the_deployment_start_and_stop(server: StudiosServer) -> None:
     key = server.create_user("sue")
     with api(server, key) as http:
@@ -126,22 +115,75 @@ def test_logs_follow_and_resume_with_last_event_id(server: StudiosServer) -> Non
         dep = http.post(f"/studios/{studio['id']}/deployments", json={}).json()
         path = f"/studios/{studio['id']}/deployments/{dep['deploymentId']}"
         running = poll(lambda: (d := http.get(path).json())["state"] == "running" and d, 20, "running")
+        app = OpenedApp(running["displayUrl"])
         follower = Follower(f"{server.url}{path}/logs/stream", key)
         try:
             follower.next("log", where=lambda line: line["message"].startswith("fake app listening"))
-            print_in_app(running["displayUrl"], "printed-after-following", server.proxy_port)  # a displayUrl opens once
+            app.print("printed-after-following")
             line, last_id = follower.next("log", where=lambda line: line["message"] == "printed-after-following")
             assert line["source"] == "user" and line["stream"] == "stdout" and last_id == str(line["id"])
         finally:
             follower.close()
-        print_in_app(http.get(path).json()["displayUrl"], "while-away-1", server.proxy_port)
-        print_in_app(http.get(path).json()["displayUrl"], "while-away-2", server.proxy_port)
+        app.print("while-away-1")
+        app.print("while-away-2")
+        app.close()
         again = Follower(f"{server.url}{path}/logs/stream", key, {"Last-Event-ID": str(last_id)})
         try:
             got = [again.next("log")[0]["message"] for _ in range(2)]
             assert got == ["while-away-1", "while-away-2"]  # nothing before the cursor again
+            caught_up, _ = again.next("caught-up")
+            # stopping ends the stream, after the last line (the service's own note of the stop)
+            assert http.delete(path).status_code == 204
+            stopped, _ = again.next("log", where=lambda line: line["source"] == "system" and line["message"] == "stopped by lou")
+            assert stopped["id"] > caught_up["id"]
+            end, _ = again.next("end")
+            assert end == {"deploymentId": dep["deploymentId"]}
+            again.next("closed")
         finally:
             again.close()
+        # the same cursor as a query parameter (a client that opens a new connection itself),
+        # on a deployment that has ended: the rest of its lines, then the end at once
+        after = Follower(f"{server.url}{path}/logs/stream?after={last_id}", key)
+        try:
+            assert after.next("log")[0]["message"] == "while-away-1"
+            after.next("caught-up")
+            after.next("end")
+            after.next("closed")
+        finally:
+            after.close()
+
+
+def test_a_followed_backlog_comes_before_caught_up(server: StudiosServer) -> None:
+    key = server.create_user("bea")
+    with api(server, key) as http:
+        studio = http.post("/studios", json={"name": "s", "dockerImageName": "fake"}).json()
+        dep = http.post(f"/studios/{studio['id']}/deployments", json={}).json()
+        path = f"/studios/{studio['id']}/deployments/{dep['deploymentId']}"
+        running = poll(lambda: (d := http.get(path).json())["state"] == "running" and d, 20, "running")
+        app = OpenedApp(running["displayUrl"])
+        for n in range(30):
+            app.print(f"backlog-{n}")
+        poll(lambda: any(line["message"] == "backlog-29" for line in http.get(f"{path}/logs").json()), 20, "the backlog stored")
+        follower = Follower(f"{server.url}{path}/logs/stream?tail=10", key)
+        try:
+            got = [follower.next("log")[0]["message"] for _ in range(10)]
+            assert got == [f"backlog-{n}" for n in range(20, 30)]
+            caught_up, _ = follower.next("caught-up")
+            app.print("after-caught-up")
+            line, _ = follower.next("log")
+            assert line["message"] == "after-caught-up" and line["id"] > caught_up["id"]
+        finally:
+            follower.close()
+            app.close()
+        # batch=true: the lines of one read in one event, its id the last line's
+        batched = Follower(f"{server.url}{path}/logs/stream?tail=11&batch=true", key)
+        try:
+            body, event_id = batched.next("logs")
+            assert [line["message"] for line in body["lines"]] == [f"backlog-{n}" for n in range(20, 30)] + ["after-caught-up"]
+            assert event_id == str(body["lines"][-1]["id"])
+            batched.next("caught-up")
+        finally:
+            batched.close()
         http.delete(path)
 
 

@@ -1,105 +1,29 @@
 """The web UI in a real browser (Debian's chromium driven by Playwright) through a real
 `studios serve` on the process runtime: sign in, create a studio with a parameter (after a
 validation error shown at its field), deploy it and watch the page reach running without
-reloading, see the app's lines arrive, open the app through its link, stop it; another user
-sees nothing of it; sign out. Screenshots of the main pages go to docs/screenshots/ (or
-$STUDIOS_SCREENSHOTS), so the ones in docs/ui.md are always of the current UI."""
+reloading (through the event streams, no polling), see the app's lines arrive, open the app
+through its link, stop it; another user sees nothing of it; sign out. (Live lists, a failing
+stream and a dropped one: test_live.py.)
+
+Screenshots of the main pages are taken on every run, into a temporary directory; with
+STUDIOS_UPDATE_SCREENSHOTS=1 into docs/screenshots/ instead, to refresh the ones docs/ui.md
+shows (`STUDIOS_UPDATE_SCREENSHOTS=1 .venv/bin/pytest tests/ui`)."""
 
 from __future__ import annotations
 
-import os
 import re
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from contract.server import REPO, StudiosServer, make_repo, poll, studios_server
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PY = sys.executable
-WAIT_MS = 30_000
+from contract.server import StudiosServer, poll, studios_server
+from ui.browsing import NO_CHROMIUM, WAIT_MS, new_page, shot, sign_in
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install -y chromium)"),
+    pytest.mark.skipif(NO_CHROMIUM, reason="Debian chromium is not installed (apt-get install -y chromium)"),
 ]
-
-# Prints its greeting at start and a line for every request; shows the greeting as HTML.
-APP = """
-import http.server, os
-greeting = os.environ.get("GREETING", "")
-print("hello", greeting, flush=True)
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        print("served", self.path, flush=True)
-        body = f"<!doctype html><title>app</title><h1 id=app>{greeting}</h1>".encode()
-        self.send_response(200); self.send_header("Content-Type", "text/html"); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
-    def log_message(self, *a): pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
-"""
-
-
-def shots() -> Path | None:
-    folder = os.environ.get("STUDIOS_SCREENSHOTS", str(REPO / "docs" / "screenshots"))
-    if not folder:
-        return None
-    path = Path(folder)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def shot(page: Any, name: str, *, full_page: bool = False) -> None:
-    folder = shots()
-    if folder is not None:
-        page.screenshot(path=str(folder / f"{name}.png"), full_page=full_page, animations="disabled")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudiosServer]:
-    env = {"STUDIOS_START_TIMEOUT_SECONDS": "20", "STUDIOS_STOP_GRACE_SECONDS": "2", "STUDIOS_IDLE_SLEEP_SECONDS": "0", "STUDIOS_ALLOW_LOCAL_GIT_REPOS": "true"}
-    with studios_server(tmp_path_factory.mktemp("ui") / "server", name="ui_browser", runtime="process", env=env) as srv:
-        srv.keys = {"alice": srv.create_user("alice", "--name", "Alice Adams"), "bob": srv.create_user("bob", "--name", "Bob Brown")}  # type: ignore[attr-defined]
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = make_repo(tmp_path_factory.mktemp("ui-repos") / "greeter", {"app.py": APP, "start": f"#!/bin/sh\nexec {PY} app.py\n"}, executable=("start",))
-    return f"file://{path}"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def new_page(browser: Any, **options: Any) -> tuple[Any, Any, list[str]]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, **options)
-    context.set_default_timeout(WAIT_MS)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    return context, page, problems
-
-
-def sign_in(page: Any, server: StudiosServer, user: str) -> None:
-    page.goto(server.url + "/")
-    page.wait_for_selector("#api-key")
-    assert page.url.endswith("/ui/signin")
-    page.fill("#api-key", server.keys[user])  # type: ignore[attr-defined]
-    page.keyboard.press("Enter")  # the keyboard is enough
-    page.wait_for_selector("h1:has-text('Studios')")
 
 
 def test_create_deploy_watch_open_stop_and_sign_out(browser: Any, server: StudiosServer, repo: str) -> None:
@@ -141,10 +65,16 @@ def test_create_deploy_watch_open_stop_and_sign_out(browser: Any, server: Studio
     assert "hello from the browser" in page.text_content("table.list")  # the parameter
     shot(page, "studio")
 
-    # deploy: the page follows the deployment to running without a reload
+    # deploy: the page follows the deployment to running without a reload, through its event
+    # streams: once it is open, nothing asks the REST API for the deployment or its lines
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
     page.evaluate("window.__sameDocument = true")
     page.click("#deploy")
     page.wait_for_url(re.compile(rf"/ui/studios/{studio_id}/deployments/\d+$"))
+    deployment_id = int(page.url.rsplit("/", 1)[1])
+    page.wait_for_selector("#live-status[data-mode=live]")
+    opened = len(asked)
     page.wait_for_selector("#state [data-state=running]")
     assert page.evaluate("window.__sameDocument") is True
     page.wait_for_selector("#log .ln.stdout:has-text('hello hello from the browser')")
@@ -159,6 +89,10 @@ def test_create_deploy_watch_open_stop_and_sign_out(browser: Any, server: Studio
     app.close()
     page.wait_for_selector("#log .ln.stdout:has-text('served /')")
     assert page.evaluate("window.__sameDocument") is True
+    base = f"{server.url}/studios/{studio_id}/deployments/{deployment_id}"
+    polled = [url for url in asked[opened:] if url == base or url.startswith((f"{base}?", f"{base}/logs?"))]
+    assert polled == [], polled
+    assert {f"{base}/events", f"{base}/logs/stream?batch=true&tail=10000"} <= set(asked)
 
     # the log tells its kinds apart and filters
     assert page.locator("#log .ln.system").count() >= 3
@@ -291,12 +225,13 @@ def test_a_sleeping_deployment_wakes_from_its_page(browser: Any, tmp_path: Path,
 
 
 def test_the_pages_log_cursor_hands_over_lines_stored_late(browser: Any, server: StudiosServer) -> None:
-    """The page's LogCursor (static/js/live.js), run in the browser: an app's lines stored after a
-    later system line still come through, once each (the CLI's twin is in tests/client)."""
+    """The polling fallback's LogCursor (static/js/poll.js), run in the browser: an app's lines
+    stored after a later system line still come through, once each (the CLI's twin is in
+    tests/client)."""
     context, page, _ = new_page(browser)
     page.goto(server.url + "/ui/signin")
     got = page.evaluate("""async () => {
-      const { LogCursor } = await import('/ui/static/js/live.js');
+      const { LogCursor } = await import('/ui/static/js/poll.js');
       const line = (t, message, source = 'user') => ({ createdAt: `2026-01-01T00:00:${t}Z`, message, stream: 'stdout', source });
       const cursor = new LogCursor();
       const out = [];

@@ -49,9 +49,11 @@ async def log_stream(
     deployment_id: Annotated[int, Path(**Int32)],
     start_at: Annotated[datetime | None, Query(description="Lines at or after this time, then every new line.")] = None,
     tail: Annotated[int, Query(description="Without start_at: the last `tail` lines first.", ge=0, le=100_000)] = 100,
+    after: Annotated[int | None, Query(description="The lines after this line id (as Last-Event-ID does, for a client that cannot set headers).", ge=0, le=2**62)] = None,
+    batch: Annotated[bool, Query(description="Several lines read at once go out as one `logs` event.")] = False,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> Response:
-    after_id = None
+    after_id = after
     if last_event_id is not None and last_event_id.strip():
         if not last_event_id.strip().isdigit() or len(last_event_id.strip()) > 18:
             raise Invalid(f"Last-Event-ID: {last_event_id[:40]!r} is not a log line id.")
@@ -59,11 +61,15 @@ async def log_stream(
     if start_at is not None and start_at.tzinfo is None:
         start_at = start_at.replace(tzinfo=UTC)
 
+    def state() -> dict[str, Any]:
+        dep = dep_service.get(call.session, call.caller, studio_id, deployment_id)
+        return {"id": dep.id, "released": dep.state == "terminated" and dep.released_at is not None}
+
     async def view() -> dict[str, Any]:
-        return await call.run(lambda: {"id": dep_service.get(call.session, call.caller, studio_id, deployment_id).id})
+        return await call.run(state)
 
     await view()
-    return _sse(streams.logs(call.ctx.db, call.ctx.bus, deployment_id, view, after_id, start_at, tail, call.ctx.settings.stream_heartbeat_seconds))
+    return _sse(streams.logs(call.ctx.db, call.ctx.bus, deployment_id, view, after_id, start_at, tail, call.ctx.settings.stream_heartbeat_seconds, batch))
 
 
 @router.get("/deployments/events", include_in_schema=False)

@@ -5,6 +5,7 @@ back later (429, 503 with `Retry-After`). Knows nothing of studios beyond paths.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import os
 import time
@@ -124,6 +125,27 @@ class ApiClient:
                 return response
             raise _describe(response)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextlib.contextmanager
+    def stream(self, path: str, *, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None, read_timeout: float | None = None) -> Iterator[httpx.Response]:
+        """GET `path` as a stream (server-sent events): the open response, whatever its status
+        (the caller reads it or turns it into an error with `error_of`)."""
+        timeout = httpx.Timeout(self._http.timeout.connect, read=read_timeout, write=self._http.timeout.write, pool=self._http.timeout.pool)
+        request = self._http.build_request("GET", path, params=params, headers={"Accept": "text/event-stream", "Cache-Control": "no-store", **(headers or {})}, timeout=timeout)
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise ApiError(f"cannot reach {self.endpoint} ({exc.__class__.__name__}: {exc}); check CIVIS_API_ENDPOINT") from None
+        try:
+            yield response
+        finally:
+            response.close()
+
+    @staticmethod
+    def error_of(response: httpx.Response) -> ApiError:
+        """The Civis error of a response that did not succeed (its body read)."""
+        response.read()
+        return _describe(response)
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None}).json()

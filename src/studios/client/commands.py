@@ -10,7 +10,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from studios.client.api import ApiClient, ApiError
-from studios.client.follow import EventSource, LogLine, PollingSource, StateChanged
+from studios.client.follow import Progress, StateChanged, deployment_events, log_lines
 
 PANEL = "Use studios (any server: CIVIS_API_ENDPOINT, CIVIS_API_KEY)"
 ACTIVE = ("pending", "running", "sleeping")
@@ -36,10 +36,6 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 StudioArg = Annotated[int, typer.Argument(help="The studio's ID.", min=1, max=2**31 - 1)]
 DeploymentArg = Annotated[int | None, typer.Argument(help="The deployment's ID (default: the studio's newest deployment).", min=1, max=2**31 - 1, show_default=False)]
-
-# Where live events come from; a server-sent-event source can be put first later.
-event_source: Callable[..., EventSource] = PollingSource
-
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -176,27 +172,45 @@ def deploy(
         except ApiError as exc:
             fail(exc.description)
         did = dep["deploymentId"]
+        began = time.monotonic()
         if not as_json:
             err.print(Text(f"Deploying studio {studio_id} ({clean(dep.get('name'))}) as deployment {did}", style="bold"))
         deadline = time.monotonic() + timeout
         final = dep
         status = err.status(clean(dep.get("stateMessage") or "queued")) if not as_json and err.is_terminal else None
+        shown: list[str] = []
+
+        def step(message: str) -> None:
+            if not as_json and message and (not shown or shown[-1] != message):  # each step once
+                shown.append(message)
+                err.print(Text("  · ", style="dim") + Text(clean(message)))
+
+        def polling() -> None:
+            if not as_json:
+                err.print(Text("  (this server has no event stream: checking every second)", style="dim"))
+
+        seen_first = False
         try:
             if status:
                 status.start()
-            for event in event_source(api, studio_id, did, sources=("system",), interval=POLL_SECONDS).events():
-                if isinstance(event, LogLine) and not as_json:
-                    err.print(Text("  · ", style="dim") + Text(clean(event.line["message"])))
+            for event in deployment_events(api, studio_id, did, deadline=deadline, interval=POLL_SECONDS, on_polling=polling):
+                if isinstance(event, Progress):
+                    step(event.message)
                 elif isinstance(event, StateChanged):
                     final = event.deployment
+                    if seen_first:  # the first is where it stood: its steps come as Progress
+                        step(final.get("stateMessage") or "")
+                    seen_first = True
                     if status:
                         status.update(clean(final.get("stateMessage") or final.get("state")))
                     if final.get("state") in ("running", "terminated"):
                         break
                 if time.monotonic() > deadline:
-                    if status:
-                        status.stop()
-                    fail(f"deployment {did} is still {final.get('state')} ({clean(final.get('stateMessage'))}) after {timeout:g} s")
+                    raise TimeoutError
+        except TimeoutError:
+            if status:
+                status.stop()
+            fail(f"deployment {did} is still {final.get('state')} ({clean(final.get('stateMessage'))}) after {timeout:g} s")
         except ApiError as exc:
             fail(exc.description)
         except KeyboardInterrupt:
@@ -210,7 +224,7 @@ def deploy(
     if final.get("state") != "running":
         err.print(Text(f"✗ deployment {did} failed: {clean(final.get('stateMessage') or final.get('state'))}", style="red"))
         raise typer.Exit(1)
-    err.print(Text("✓ running; open it at:", style="green"))
+    err.print(Text(f"✓ running after {time.monotonic() - began:.1f} s; open it at:", style="green"))
     sys.stdout.write(f"{final.get('displayUrl')}\n")
     sys.stdout.flush()
 
@@ -246,10 +260,18 @@ def logs(
     with client() as api:
         try:
             dep = resolve_deployment(api, studio_id, deployment_id)
-            source = event_source(api, studio_id, dep["deploymentId"], interval=POLL_SECONDS, tail=tail)
             tty_out, tty_err = sys.stdout.isatty(), sys.stderr.isatty()
+
+            def polling() -> None:
+                if tty_err:
+                    err.print(Text("(this server has no event stream: checking every second)", style="dim"))
+
+            def reconnecting(attempt: int) -> None:
+                if tty_err and attempt == 1:
+                    err.print(Text("(connection lost: reconnecting, from the last line shown)", style="dim"))
+
             if follow:
-                lines: Iterator[dict[str, Any]] = (e.line for e in source.events() if isinstance(e, LogLine))
+                lines: Iterator[dict[str, Any]] = log_lines(api, studio_id, dep["deploymentId"], tail=tail, interval=POLL_SECONDS, on_polling=polling, on_reconnect=reconnecting)
             else:
                 lines = iter(api.get(f"/studios/{studio_id}/deployments/{dep['deploymentId']}/logs", limit=tail))
             for line in lines:

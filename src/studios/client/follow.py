@@ -1,8 +1,9 @@
-"""Live views for the CLI as a stream of events: a deployment's state changes and its new log
-lines. Today `PollingSource` makes them by polling the REST API every `interval` seconds
-(logs from a little before the newest line's time, `start_at`, skipping the lines already
-handed over: see `LogCursor`); a source reading the server's event stream can replace it
-behind the same `events()` iterator, and the commands will not change. Knows the API's paths, nothing of rendering."""
+"""Live views for the CLI as a stream of events: a deployment's state changes and start-up
+steps, and its log lines. They come from the server's event streams (`studios.client.stream`:
+the deployment's `events`, its `logs/stream`, followed by line id); against a server without
+them (another server of the Civis API) `PollingSource` makes the same events by polling the
+REST API every `interval` seconds (logs from a little before the newest line's time, skipping
+the lines already handed over: see `LogCursor`). Knows the API's paths, nothing of rendering."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from studios.client import stream
 from studios.client.api import ApiClient
 
 LOG_PAGE = 10_000
@@ -31,11 +33,17 @@ class LogLine:
 
 
 @dataclasses.dataclass(frozen=True)
+class Progress:
+    message: str
+    """A start-up step (cloning, pulling, waiting for the app...), as the service reports it."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Heartbeat:
     """Nothing new this round: lets a consumer check its own deadline."""
 
 
-Event = StateChanged | LogLine | Heartbeat
+Event = StateChanged | LogLine | Progress | Heartbeat
 
 
 class EventSource(Protocol):
@@ -46,7 +54,8 @@ class EventSource(Protocol):
 
 
 class LogCursor:
-    """Where a followed log stands. Lines are not stored in time order (an app's lines are
+    """Where a log followed by polling stands (the stream follows by line id and needs none of
+    this). Lines are not stored in time order (an app's lines are
     stored in batches after they were read, while the service's own lines are stored at once),
     so a line can appear with a time before the newest one already seen. Each request therefore
     starts `overlap` seconds before the newest time seen, and the lines already handed over in
@@ -133,3 +142,45 @@ class PollingSource:
             if dep.get("state") == "terminated":
                 return
             self._sleep(self.interval)
+
+
+def deployment_events(api: ApiClient, studio_id: int, deployment_id: int, *, deadline: float | None = None, interval: float = 1.0, sleep: Callable[[float], None] = time.sleep, on_polling: Callable[[], None] | None = None) -> Iterator[Event]:
+    """The deployment (StateChanged: at once, then at every change) and its start-up steps
+    (Progress: the latest ones so far, then each as it happens), from its event stream; polled
+    (`on_polling()` is told) when the server has none. Runs until the consumer stops."""
+    path = f"/studios/{studio_id}/deployments/{deployment_id}"
+    try:
+        for message in stream.read(api, f"{path}/events", deadline=deadline, sleep=sleep):
+            if message.event == "deployment":
+                yield StateChanged(message.data)
+            elif message.event == "progress":
+                yield Progress(str(message.data.get("message", "")))
+        return
+    except stream.NoStream:
+        pass
+    if on_polling is not None:
+        on_polling()
+    for event in PollingSource(api, studio_id, deployment_id, sources=("system",), interval=interval, sleep=sleep).events():
+        yield Progress(str(event.line.get("message", ""))) if isinstance(event, LogLine) else event
+
+
+def log_lines(api: ApiClient, studio_id: int, deployment_id: int, *, tail: int, interval: float = 1.0, sleep: Callable[[float], None] = time.sleep, on_polling: Callable[[], None] | None = None, on_reconnect: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
+    """The last `tail` lines, then every line as it is stored, until the deployment has ended
+    and every line it wrote was handed over: from its log stream (resumed after a dropped
+    connection from the last line delivered), polled when the server has none."""
+    path = f"/studios/{studio_id}/deployments/{deployment_id}/logs/stream"
+    try:
+        for message in stream.read(api, path, params={"tail": tail, "batch": "true"}, sleep=sleep, on_reconnect=on_reconnect):
+            if message.event in ("log", "logs"):
+                for line in message.data["lines"] if message.event == "logs" else [message.data]:
+                    yield {k: v for k, v in line.items() if k != "id"}  # the same fields as GET .../logs
+            elif message.event == "end":
+                return
+        return
+    except stream.NoStream:
+        pass
+    if on_polling is not None:
+        on_polling()
+    for event in PollingSource(api, studio_id, deployment_id, interval=interval, tail=tail, sleep=sleep).events():
+        if isinstance(event, LogLine):
+            yield event.line

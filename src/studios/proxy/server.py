@@ -53,6 +53,12 @@ class ProxyServer:
         self._path_mode = config.mode == "path"
         self._cookie_headers: dict[bytes, tuple[list[str], bytes]] = {}
         self._hosts: dict[bytes, int | None] = {}
+        self.requests = self.bytes_in = 0
+        """Requests routed and bytes read from viewers, for metrics (bytes from apps: `bytes_out`)."""
+
+    @property
+    def bytes_out(self) -> int:
+        return self.pool.received
 
     async def start(self, host: str = "127.0.0.1", port: int = 0,
                     sock: socket.socket | None = None) -> tuple[str, int]:
@@ -123,6 +129,7 @@ class ProxyServer:
 
     # -- routing ---------------------------------------------------------------------------
     async def route(self, viewer: Viewer, req: Request) -> None:
+        self.requests += 1
         links = self.links
         url = req.url.decode("latin-1")
         path, _, query = url.partition("?")

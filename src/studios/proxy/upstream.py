@@ -93,6 +93,7 @@ class Upstream(asyncio.Protocol):
         nodelay(transport)
 
     def data_received(self, data: bytes) -> None:
+        self.pool.received += len(data)
         viewer = self.viewer
         if viewer is None:  # an idle pooled connection should not speak: drop it
             self.close()
@@ -162,6 +163,8 @@ class Pool:
         self.size = size
         self.connect_timeout = connect_timeout
         self._idle: dict[tuple[str, int], list[Upstream]] = {}
+        self.received = 0
+        """Bytes read from apps (for metrics)."""
 
     def get(self, address: tuple[str, int]) -> Upstream | None:
         """An idle connection to `address`, or None."""

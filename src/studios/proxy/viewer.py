@@ -139,6 +139,7 @@ class Viewer(asyncio.Protocol):
             self.server.tunnel_closed(self.current)
 
     def data_received(self, data: bytes) -> None:
+        self.server.bytes_in += len(data)
         if self.tunnel is not None:
             self.tunnel.write(data)
             self.server.tunnel_activity(self)

@@ -18,6 +18,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
@@ -41,6 +42,7 @@ class _Batch:
     cursor: LogCursor
     seq: int
     stored: asyncio.Future[bool]
+    dropped: int = 0
 
 
 @dataclasses.dataclass
@@ -67,6 +69,8 @@ class LogSink:
         self._queue: asyncio.Queue[_Batch | _System] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._pumps: dict[int, asyncio.Task[None]] = {}
+        self.counted: Callable[[int, int], None] | None = None
+        """Told (lines stored, lines dropped) of apps' output after each committed write (metrics)."""
 
     # -- queueing ----------------------------------------------------------------------------
 
@@ -108,6 +112,9 @@ class LogSink:
             for item, ok in zip(items, results, strict=True):
                 if not item.stored.done():
                     item.stored.set_result(ok)
+            if self.counted is not None:
+                done = [item for item, ok in zip(items, results, strict=True) if ok and isinstance(item, _Batch)]
+                self.counted(sum(len(b.lines) - b.dropped for b in done), sum(b.dropped for b in done))
 
     def _store(self, session: Session, items: list[_Batch | _System]) -> list[bool]:
         ids = {item.deployment_id for item in items if isinstance(item, _Batch)}
@@ -131,6 +138,7 @@ class LogSink:
                 continue
             room = max(self.cap - row["b_lines"], 0)
             kept, dropped = item.lines[:room], len(item.lines) - min(room, len(item.lines))
+            item.dropped = dropped
             dep_store.add_user_logs(session, item.deployment_id, kept)
             if dropped and row["b_dropped"] == 0:
                 dep_store.add_system_line(session, item.deployment_id, f"log cap of {self.cap} lines reached: further lines are dropped (STUDIOS_LOG_LINE_CAP)", utcnow(), "stderr")

@@ -42,6 +42,8 @@ def frame(event: str | None, data: Any, event_id: int | str | None = None) -> by
 
 
 HEARTBEAT_FRAME = b": keep-alive\n\n"
+RETRY_FRAME = b"retry: 1000\n\n"
+"""First in every stream: a browser's EventSource reconnects 1 s after a drop (not its default 3 s)."""
 
 
 def _ended(error: StudiosError) -> bytes:
@@ -54,7 +56,7 @@ async def deployment(bus: Bus, deployment_id: int, view: View, steps: Callable[[
     ({"maxMemoryUsage", "maxCpuUsage"}) when a peak rises."""
     async with bus.subscription("deployment", "progress", "usage", "released", "shares", "keys") as sub:
         try:
-            yield frame("deployment", await view())
+            yield RETRY_FRAME + frame("deployment", await view())
             for message in await steps():
                 yield frame("progress", {"deploymentId": deployment_id, "message": message})
             while True:
@@ -76,39 +78,60 @@ async def deployment(bus: Bus, deployment_id: int, view: View, steps: Callable[[
             yield _ended(error)
 
 
-async def logs(db: Database, bus: Bus, deployment_id: int, view: View, after_id: int | None, since: datetime | None, tail: int, heartbeat: float = HEARTBEAT) -> AsyncIterator[bytes]:
+async def logs(db: Database, bus: Bus, deployment_id: int, view: View, after_id: int | None, since: datetime | None, tail: int, heartbeat: float = HEARTBEAT, batch: bool = False) -> AsyncIterator[bytes]:
     """`log` frames ({"id", "createdAt", "message", "stream", "source"}, `id:` the line's id):
     after line `after_id` (a reconnecting client's Last-Event-ID), else from `since`, else the
-    last `tail` lines; then every line as it is stored."""
-    async with bus.subscription("logs", "progress", "deployment", "shares", "keys") as sub:
+    last `tail` lines; then every line as it is stored. With `batch`, the lines of one read
+    from the database go out as one `logs` frame ({"lines": [...]}, `id:` the last one's id).
+    `caught-up` ({"id": the last line's id, or null}) once every line stored when the stream
+    opened was sent; `end` ({"deploymentId"}) when the deployment has ended and its workload is
+    released (no line can follow), and the stream closes. `view()` answers {"released": bool}
+    (and raises when access is lost). The frames of one read go out as one chunk."""
+    async with bus.subscription("logs", "progress", "deployment", "released", "shares", "keys") as sub:
         try:
-            await view()
+            released = bool((await view()).get("released"))
+            yield RETRY_FRAME
             if after_id is None and since is None:
                 after_id = await db.read(lambda s: dep_store.tail_start(s, deployment_id, tail))
             last = after_id or 0
             sent: set[int] = set()
             first_read_since = since if after_id is None else None
+            caught_up = False
             while True:
                 while True:
                     start = max(0, last - LOOKBACK) if db.postgresql and sent else last
                     rows = await db.read(partial(dep_store.logs_after, deployment_id=deployment_id, after_id=start, limit=LOG_BATCH, since=first_read_since))
                     first_read_since = None
-                    fresh = [row for row in rows if row[0] not in sent]
-                    for line_id, created, stream, source, message in fresh:
-                        yield frame("log", {"id": line_id, "createdAt": created, "message": message, "stream": stream, "source": source}, line_id)
+                    fresh: list[dict[str, Any]] = []
+                    for line_id, created, stream, source, message in rows:
+                        if line_id in sent:
+                            continue
+                        fresh.append({"id": line_id, "createdAt": created, "message": message, "stream": stream, "source": source})
                         last = max(last, line_id)
                         if db.postgresql:
                             sent.add(line_id)
                     if db.postgresql:
                         sent = {i for i in sent if i > last - LOOKBACK}
+                    if batch and len(fresh) > 1:
+                        yield frame("logs", {"lines": fresh}, last)
+                    elif fresh:
+                        yield b"".join(frame("log", line, int(line["id"])) for line in fresh)
                     if len(rows) < LOG_BATCH:
                         break
+                if not caught_up:
+                    caught_up = True
+                    yield frame("caught-up", {"id": last or None})
+                if released:
+                    yield frame("end", {"deploymentId": deployment_id})
+                    return
                 event = await _next_for(sub, deployment_id, heartbeat)
                 if event is None:
-                    await view()
+                    released = bool((await view()).get("released"))
                     yield HEARTBEAT_FRAME
                 elif event.topic in ("shares", "keys", "resync"):
-                    await view()
+                    released = bool((await view()).get("released"))
+                elif event.topic == "released":
+                    released = True
         except StudiosError as error:
             yield _ended(error)
 
@@ -126,7 +149,7 @@ async def deployments(bus: Bus, visible: Callable[[Event], Awaitable[dict[str, A
     deployment the caller can see (`visible` answers None for the others)."""
     async with bus.subscription("deployment", "released", "shares", "keys") as sub:
         try:
-            yield HEARTBEAT_FRAME
+            yield RETRY_FRAME
             while True:
                 event = await sub.get(timeout=heartbeat)
                 if event is None or event.topic in ("shares", "keys", "resync"):

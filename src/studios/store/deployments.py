@@ -143,3 +143,13 @@ def recent_system_lines(session: Session, deployment_id: int, count: int) -> lis
         .limit(count)
     )
     return list(reversed(session.scalars(query).all()))
+
+
+def count_by_state_and_runtime(session: Session) -> dict[tuple[str, str], int]:
+    """How many deployments are in each (state, runtime)."""
+    rows = session.execute(select(Deployment.state, Deployment.runtime, func.count()).group_by(Deployment.state, Deployment.runtime))
+    return {(state, runtime or "unknown"): count for state, runtime, count in rows}
+
+
+def runtime_of(session: Session, deployment_id: int) -> str | None:
+    return session.scalar(select(Deployment.runtime).where(Deployment.id == deployment_id))

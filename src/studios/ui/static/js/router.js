@@ -1,6 +1,6 @@
 // Which view a path shows, and moving between views without reloading (History API). Every
 // same-origin link under /ui is followed here; a view may return a function that ends what
-// it started (polling) when the page moves on.
+// it started (its live streams) when the page moves on.
 
 const routes = [];
 let cleanup = null;

@@ -1,10 +1,12 @@
-// One deployment, followed live (polling today; see live.js): its state and the steps it
-// went through, peak cpu and memory, its log, and what a user does with it: open it, stop
-// it, wake it when it sleeps, share its studio.
+// One deployment, followed live through the service's event streams (live.js; polling only
+// if they fail, and the page says so): its state and the steps it went through, peak cpu and
+// memory, its log, and what a user does with it: open it, stop it, wake it when it sleeps,
+// share its studio.
 
 import { get, del, post } from '../api.js';
 import { badge, button, clock, h, link, notice, parseTime, replace, setBusy, spinner } from '../dom.js';
-import { LogCursor, follow, newLines } from '../live.js';
+import { follow } from '../live.js';
+import { LogCursor, newLines } from '../poll.js';
 import { usageChart } from '../parts/chart.js';
 import { asText, logView } from '../parts/logs.js';
 import { sharesPanel } from '../parts/shares.js';
@@ -29,11 +31,18 @@ function save(name, text) {
 export async function view(main, studioId, deploymentId) {
   replace(main, h('p', { class: 'loading', role: 'status' }, 'Loading…'));
   const base = `/studios/${studioId}/deployments/${deploymentId}`;
+  // The streams open at once, beside the page's first reads; what they send before the page
+  // is drawn waits for it.
+  const early = [];
+  let handlers = null;
+  const relay = (name) => (...args) => (handlers ? handlers[name](...args) : early.push([name, args]));
+  const live = follow(studioId, deploymentId, Object.fromEntries(['onDeployment', 'onUsage', 'onLines', 'onMode', 'onError'].map((n) => [n, relay(n)])));
   let studio;
   let dep;
   try {
     [studio, dep] = await Promise.all([get(`/studios/${studioId}`), get(base)]);
   } catch (e) {
+    live.stop();
     replace(main, h('h1', {}, e.status === 404 ? 'Deployment not found' : 'Deployment'), notice('error', e.message, link('/ui', 'Back to your studios')));
     focusHeading(main, 'Deployment not found');
     return null;
@@ -44,6 +53,7 @@ export async function view(main, studioId, deploymentId) {
   const state = h('span', { id: 'state' });
   const message = h('p', { id: 'state-message', class: 'state-message', 'aria-live': 'polite' });
   const problems = h('div', { id: 'problems', 'aria-live': 'assertive' });
+  const liveness = h('p', { id: 'live-status', class: 'live-status muted', 'aria-live': 'polite' });
   const open = h('a', { class: 'button primary', id: 'open', target: '_blank', rel: 'noopener', hidden: true }, 'Open the app ↗');
   const stop = button('Stop', doStop, { id: 'stop', hidden: true });
   const wake = button('Wake', doWake, { id: 'wake', hidden: true, class: 'primary' });
@@ -55,7 +65,7 @@ export async function view(main, studioId, deploymentId) {
   let shownKey = '';
   function showState(d) {
     dep = d;
-    // Each poll answers the deployment; the page changes only when something on it did.
+    // The page changes only when something on it did (a poll answers the whole deployment).
     const key = JSON.stringify([d.state, d.stateMessage, d.displayUrl, d.maxCpuUsage, d.maxMemoryUsage]);
     if (key === shownKey) return;
     shownKey = key;
@@ -95,7 +105,7 @@ export async function view(main, studioId, deploymentId) {
   replace(main,
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, link('/ui', 'Studios'), ' › ', link(`/ui/studios/${studioId}`, studio.name), ' › ', h('span', { 'aria-current': 'page' }, title)),
     h('div', { class: 'page-head' }, h('h1', {}, title, ' ', state), h('div', { class: 'actions' }, open, wake, stop)),
-    message, problems,
+    message, liveness, problems,
     h('div', { class: 'columns' },
       h('section', { class: 'card', 'aria-labelledby': 'steps-title' }, h('h2', { id: 'steps-title' }, 'Steps'), steps),
       h('section', { class: 'card', 'aria-labelledby': 'usage-title' }, h('h2', { id: 'usage-title' }, 'Resources'), chart.el)),
@@ -104,10 +114,28 @@ export async function view(main, studioId, deploymentId) {
   showState(dep);
   focusHeading(main, `${title} of ${studio.name}`);
 
-  const live = follow(studioId, deploymentId, {
+  const MODES = {
+    live: ['live', 'Live: changes show as they happen.'],
+    reconnecting: ['reconnecting', 'Reconnecting to the live stream…'],
+    polling: ['polling', 'The live stream is not available here, so this page checks for changes every second.'],
+  };
+  function showMode(mode) {
+    const [kind, text] = MODES[mode] || ['', ''];
+    liveness.dataset.mode = kind;
+    liveness.textContent = text;
+  }
+
+  handlers = {
     onDeployment: (d) => { showState(d); if (problems.firstChild && problems.dataset.kind === 'poll') { replace(problems); delete problems.dataset.kind; } },
+    onUsage: (u) => showState({ ...dep, maxCpuUsage: u.maxCpuUsage ?? dep.maxCpuUsage, maxMemoryUsage: u.maxMemoryUsage ?? dep.maxMemoryUsage }),
     onLines: (lines) => { addSteps(lines); logs.add(lines); },
-    onError: (e) => { problems.dataset.kind = 'poll'; replace(problems, notice('error', e.status === 404 ? e.message : `Lost contact with the server (${e.message}); still trying.`)); },
-  });
+    onMode: showMode,
+    onError: (e) => {
+      problems.dataset.kind = 'poll';
+      replace(problems, notice('error', e.status === 404 || e.status === 403 ? e.message : `Lost contact with the server (${e.message}); still trying.`));
+      if (e.status === 404 || e.status === 403) showMode('');
+    },
+  };
+  for (const [name, args] of early.splice(0)) handlers[name](...args);
   return () => live.stop();
 }

@@ -1,12 +1,18 @@
 // The studios you can see: search by name, the archived filter, pages of 20. The query
-// lives in the address (?q=&archived=&page=), so back, forward and links keep it.
+// lives in the address (?q=&archived=&page=), so back, forward and links keep it. Each row's
+// newest deployment follows the deployments stream (live.js).
 
 import { pageOf, request } from '../api.js';
 import { badge, button, h, link, notice, replace, when } from '../dom.js';
+import { watchDeployments } from '../live.js';
 import { focusHeading } from '../router.js';
 
 const PER_PAGE = 20;
 const SHOW = [['false', 'Active'], ['true', 'Archived'], ['all', 'All']];
+
+function newest(s, dep) {
+  return dep ? [link(`/ui/studios/${s.id}/deployments/${dep.deploymentId}`, badge(dep.state), { 'aria-label': `deployment ${dep.deploymentId}: ${dep.state}` }), ' ', h('span', { class: 'muted' }, dep.stateMessage || '')] : badge(null);
+}
 
 function describeImage(s) {
   if (s.dockerImageName) return `${s.dockerImageName}:${s.dockerImageTag}`;
@@ -49,7 +55,16 @@ export function view(main, _params, query) {
     }
   }
 
+  const shown = new Map(); // studio id -> its row's newest-deployment cell
+  function changed(dep) {
+    const row = shown.get(dep.studioId);
+    if (!row || dep.deploymentId < row.deploymentId) return;
+    row.deploymentId = dep.deploymentId;
+    replace(row.cell, newest(row.studio, dep));
+  }
+
   function draw(rows, info) {
+    shown.clear();
     if (!rows.length) {
       if (state.page > 1 && info.total > 0) { state.page = info.pages; load(); return; }
       const filtered = state.q || state.archived !== 'false';
@@ -63,10 +78,12 @@ export function view(main, _params, query) {
       h('thead', {}, h('tr', {}, ['Name', 'Image or repository', 'Newest deployment', 'Author', 'Updated'].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', {}, rows.map((s) => {
         const dep = s.mostRecentDeployment;
+        const cell = h('td', { 'data-label': 'Newest deployment', class: 'newest' }, newest(s, dep));
+        shown.set(s.id, { studio: s, cell, deploymentId: dep ? dep.deploymentId : 0 });
         return h('tr', { 'data-studio': s.id },
           h('td', { 'data-label': 'Name' }, link(`/ui/studios/${s.id}`, s.name), s.archived ? h('span', { class: 'tag' }, 'archived') : null),
           h('td', { 'data-label': 'Image', class: 'mono wrap' }, describeImage(s)),
-          h('td', { 'data-label': 'Newest deployment' }, dep ? [link(`/ui/studios/${s.id}/deployments/${dep.deploymentId}`, badge(dep.state), { 'aria-label': `deployment ${dep.deploymentId}: ${dep.state}` }), ' ', h('span', { class: 'muted' }, dep.stateMessage || '')] : badge(null)),
+          cell,
           h('td', { 'data-label': 'Author' }, s.author ? s.author.name : ''),
           h('td', { 'data-label': 'Updated' }, when(s.updatedAt)));
       })));
@@ -87,5 +104,6 @@ export function view(main, _params, query) {
     form, results);
   focusHeading(main, 'Studios');
   load();
-  return () => { generation += 1; clearTimeout(typing); };
+  const unwatch = watchDeployments({ onDeployment: changed, onGap: load });
+  return () => { generation += 1; clearTimeout(typing); unwatch(); };
 }

@@ -1,12 +1,18 @@
 // A deployment's log tail: stdout, stderr and the service's own (system) lines told apart
 // by colour and a tag, shown or hidden by kind, filtered by text, following the end, and
 // downloadable whole.
+//
+// Lines live in blocks of BLOCK lines: a block off screen is skipped by layout and paint
+// (content-visibility), and the browser tracks a hundred blocks rather than 20,000 lines, so a
+// line added to a long log costs the page little (a frame, not a full pass over every line).
 
 import { clock, h, replace } from '../dom.js';
 
 const MAX_LINES = 20000;
 const FIRST_DRAW = 500; // lines drawn at once from a big batch; the rest in chunks of CHUNK
 const CHUNK = 2500;
+const BLOCK = 200;
+const LINE_EM = 1.45; // the log's line height, for a block's size before it is first drawn
 const KINDS = [['stdout', 'out', 'stdout'], ['stderr', 'err', 'stderr'], ['system', 'sys', 'system']];
 const TAGS = Object.fromEntries(KINDS.map(([kind, tag]) => [kind, tag]));
 
@@ -28,12 +34,25 @@ export function logView({ download }) {
   let needle = '';
 
   function matches(el) { return !needle || el.textContent.toLowerCase().includes(needle); }
+  const each = () => lines.querySelectorAll('.ln');
+
+  function block(...els) {
+    const b = document.createElement('div');
+    b.className = 'blk';
+    b.append(...els);
+    return b;
+  }
+
+  function sized(b) {
+    b.style.containIntrinsicSize = `auto ${(b.childElementCount * LINE_EM).toFixed(2)}em`;
+    return b;
+  }
 
   function refreshCount() {
     let shown = total;
     if (needle || KINDS.some(([kind]) => lines.classList.contains(`hide-${kind}`))) {
       shown = 0;
-      for (const el of lines.children) {
+      for (const el of each()) {
         if (!el.hidden && !lines.classList.contains(`hide-${el.dataset.kind}`)) shown += 1;
       }
     }
@@ -45,7 +64,7 @@ export function logView({ download }) {
     clearTimeout(typing);
     typing = setTimeout(() => {
       needle = filter.value.trim().toLowerCase();
-      for (const el of lines.children) el.hidden = !matches(el);
+      for (const el of each()) el.hidden = !matches(el);
       refreshCount();
     }, 120);
   });
@@ -59,8 +78,8 @@ export function logView({ download }) {
 
   function draw(batch) {
     // The hot path: one element and one text node per line; the time and the kind are drawn
-    // from data attributes by CSS (and left out of a copy).
-    const fragment = document.createDocumentFragment();
+    // from data attributes by CSS (and left out of a copy). Returns the line elements.
+    const out = [];
     for (const line of batch) {
       const kind = kindOf(line);
       const el = document.createElement('div');
@@ -70,9 +89,41 @@ export function logView({ download }) {
       el.dataset.p = `${clock(line.createdAt)} ${TAGS[kind]}`;
       el.textContent = line.message;
       if (needle && !matches(el)) el.hidden = true;
-      fragment.append(el);
+      out.push(el);
     }
-    return fragment;
+    return out;
+  }
+
+  function appendLines(els) {
+    // Into the last block while it has room, then new blocks.
+    let last = lines.lastElementChild;
+    let at = 0;
+    if (last && last.childElementCount < BLOCK) {
+      at = BLOCK - last.childElementCount;
+      last.append(...els.slice(0, at));
+      sized(last);
+    }
+    const fragment = document.createDocumentFragment();
+    for (; at < els.length; at += BLOCK) fragment.append(sized(block(...els.slice(at, at + BLOCK))));
+    lines.append(fragment);
+  }
+
+  function prependLines(els) {
+    const fragment = document.createDocumentFragment();
+    for (let at = 0; at < els.length; at += BLOCK) fragment.append(sized(block(...els.slice(at, at + BLOCK))));
+    lines.prepend(fragment);
+  }
+
+  function trim() {
+    // The oldest lines go past MAX_LINES: whole blocks when they can.
+    while (total > MAX_LINES && lines.firstElementChild) {
+      const first = lines.firstElementChild;
+      const excess = total - MAX_LINES;
+      if (first.childElementCount <= excess) { total -= first.childElementCount; first.remove(); continue; }
+      for (let i = 0; i < excess; i += 1) first.firstElementChild.remove();
+      total -= excess;
+      sized(first);
+    }
   }
 
   function settle(atEnd, before) {
@@ -97,9 +148,9 @@ export function logView({ download }) {
       if (room > 0) backlog = batch.slice(Math.max(0, batch.length - FIRST_DRAW - room), -FIRST_DRAW);
     }
     const atEnd = follow.checked || lines.scrollHeight - lines.scrollTop - lines.clientHeight < 40;
-    lines.append(draw(now));
+    appendLines(draw(now));
     total += now.length;
-    while (lines.childElementCount > MAX_LINES) { lines.firstElementChild.remove(); total -= 1; }
+    trim();
     settle(atEnd);
     if (backlog && now !== batch) setTimeout(older, 0);
   }
@@ -109,7 +160,7 @@ export function logView({ download }) {
     const chunk = backlog.splice(Math.max(0, backlog.length - CHUNK));
     const atEnd = follow.checked || lines.scrollHeight - lines.scrollTop - lines.clientHeight < 40;
     const before = atEnd ? 0 : lines.scrollHeight;
-    lines.prepend(draw(chunk));
+    prependLines(draw(chunk));
     total += chunk.length;
     settle(atEnd, before);
     if (backlog.length) setTimeout(older, 0); else backlog = null;

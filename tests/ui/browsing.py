@@ -1,0 +1,59 @@
+"""What the browser tests share: Debian's chromium, a page with its errors collected, signing
+in, screenshots (into the directory conftest.py's `screenshots` fixture chose), and the greeter
+app they deploy."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from contract.server import StudiosServer
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PY = sys.executable
+WAIT_MS = 30_000
+NO_CHROMIUM = not Path(CHROMIUM).exists()
+
+# Prints its greeting at start and a line for every request; shows the greeting as HTML.
+APP = """
+import http.server, os
+greeting = os.environ.get("GREETING", "")
+print("hello", greeting, flush=True)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        print("served", self.path, flush=True)
+        body = f"<!doctype html><title>app</title><h1 id=app>{greeting}</h1>".encode()
+        self.send_response(200); self.send_header("Content-Type", "text/html"); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"""
+
+SHOTS: list[Path] = []
+"""The screenshots' directory of the running module (set by conftest.py's `screenshots`)."""
+
+
+def shot(page: Any, name: str, *, full_page: bool = False) -> None:
+    path = SHOTS[-1] / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page, animations="disabled")
+    assert path.stat().st_size > 1000, f"screenshot {name} is empty"
+
+
+def new_page(browser: Any, **options: Any) -> tuple[Any, Any, list[str]]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, **options)
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    return context, page, problems
+
+
+def sign_in(page: Any, server: StudiosServer, user: str) -> None:
+    page.goto(server.url + "/")
+    page.wait_for_selector("#api-key")
+    assert page.url.endswith("/ui/signin")
+    page.fill("#api-key", server.keys[user])  # type: ignore[attr-defined]
+    page.keyboard.press("Enter")  # the keyboard is enough
+    page.wait_for_selector("h1:has-text('Studios')")
