@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     db_lock_timeout_seconds: float = Field(10.0, gt=0, description="Longest wait for a database lock; a request that waits longer gets a 503 with Retry-After.")
     engine_lease_seconds: float = Field(6.0, gt=0, description="Life of the lifecycle engine's lease: another server takes the engine over within this long after its holder dies.")
     access_log: bool = Field(False, description="uvicorn access log (costs ~16% of throughput).")
+    loop_lag_log_seconds: float = Field(0.0, ge=0, description="Log the event loop's lag (p50, p99) over each window of this many seconds (0: never).")
 
     @cached_property
     def secret_keys(self) -> list[str]:
