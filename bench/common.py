@@ -587,8 +587,10 @@ def cpu_at_rest(groups: dict[str, list[int]], seconds: float) -> dict[str, float
 def loop_lag_lines(log: Path) -> list[dict[str, float]]:
     """The service's "event-loop lag over N s: p50 .. ms, p99 .. ms" lines (STUDIOS_LOOP_LAG_LOG_SECONDS)."""
     found = []
-    for m in re.finditer(r"event-loop lag over [\d.]+ s: p50 ([\d.]+) ms, p99 ([\d.]+) ms, mean ([\d.]+) ms, (\d+) wake-ups", log.read_text(errors="replace")):
-        found.append({"p50_ms": float(m.group(1)), "p99_ms": float(m.group(2)), "mean_ms": float(m.group(3)), "wakeups": int(m.group(4))})
+    pattern = r"event-loop lag over [\d.]+ s: p50 ([\d.]+) ms, p99 ([\d.]+) ms, mean ([\d.]+) ms, (\d+) wake-ups(?:; own p99 ([\d.]+) ms)?"
+    for m in re.finditer(pattern, log.read_text(errors="replace")):
+        found.append({"p50_ms": float(m.group(1)), "p99_ms": float(m.group(2)), "mean_ms": float(m.group(3)), "wakeups": int(m.group(4)),
+                      "own_p99_ms": float(m.group(5)) if m.group(5) else None})
     return found
 
 

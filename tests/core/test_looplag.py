@@ -21,7 +21,7 @@ async def _blocked_loop() -> None:
         while lag.snapshot().count < 3:  # it is measuring
             assert time.monotonic() < deadline
             await asyncio.sleep(0.005)
-        before = lag.snapshot()
+        before, before_own = lag.snapshot(), lag.snapshot(own=True)
         time.sleep(0.08)  # the loop is blocked: the next wake-up is at least ~75 ms late
         while lag.snapshot().count < before.count + 2:
             assert time.monotonic() < deadline
@@ -30,6 +30,8 @@ async def _blocked_loop() -> None:
         assert window.max >= 0.07
         assert sum(window.counts[BOUNDS.index(0.075) :]) >= 1  # counted in a bucket above 75 ms
         assert window.sum >= 0.07
+        # Blocked by itself, not by other processes: its own lag is as late.
+        assert lag.snapshot(own=True).since(before_own).max >= 0.07
     finally:
         task.cancel()
 
@@ -44,5 +46,9 @@ def test_quantiles_and_cumulative_buckets() -> None:
     cumulative = snap.cumulative()
     assert cumulative[-1][1] == 100 and cumulative[-1][0] == float("inf")
     assert dict(cumulative)[0.001] == 98
+    lag = LoopLag()
+    lag.observe(0.030, waited=0.025)  # 30 ms late, 25 of which waiting for a CPU
+    assert lag.snapshot().counts[BOUNDS.index(0.03)] == 1
+    assert lag.snapshot(own=True).counts[BOUNDS.index(0.005)] == 1
     empty = snap.since(snap)
     assert empty.count == 0 and empty.quantile(0.99) == 0.0

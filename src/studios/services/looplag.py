@@ -3,9 +3,12 @@
 A task sleeps `interval` seconds again and again and records how much later than asked it woke
 up, in a fixed-bucket histogram (cumulative since start, as Prometheus histograms are; take a
 `snapshot()` and subtract an earlier one for a window). Anything that blocks the loop (a
-synchronous database call, a long parse, a collection pause) shows here as lag. This module
-owns the measuring task and its histogram; it exports nothing itself: the service logs a
-summary every `STUDIOS_LOOP_LAG_LOG_SECONDS`, and a metrics endpoint can read `snapshot()`.
+synchronous database call, a long parse, a collection pause) shows here as lag, and so does a
+machine too busy to run the process at all; so a second histogram (`snapshot(own=True)`)
+counts each lag less the time the loop's thread waited for a CPU meanwhile (Linux's
+`/proc/thread-self/schedstat`): the lag this process caused itself. This module owns the measuring
+task and its histograms; it exports nothing itself: the service logs a summary every
+`STUDIOS_LOOP_LAG_LOG_SECONDS`, and a metrics endpoint can read `snapshot()`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import bisect
 import dataclasses
 import logging
 import math
+import os
 
 log = logging.getLogger("studios.looplag")
 
@@ -68,40 +72,80 @@ class LagSnapshot:
         return f"p50 {self.quantile(0.5) * 1000:.2f} ms, p99 {self.quantile(0.99) * 1000:.2f} ms, mean {mean:.2f} ms, {self.count} wake-ups"
 
 
+def _runqueue_wait(fd: int | None) -> float:
+    """Seconds this thread has spent runnable but waiting for a CPU (0.0 when unknown)."""
+    if fd is None:
+        return 0.0
+    try:
+        return int(os.pread(fd, 128, 0).split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+class _Histogram:
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BOUNDS) + 1)
+        self.count = 0
+        self.sum = 0.0
+        self.max = 0.0
+
+    def observe(self, lag: float) -> None:
+        lag = max(0.0, lag)
+        self.counts[bisect.bisect_left(BOUNDS, lag)] += 1
+        self.count += 1
+        self.sum += lag
+        if lag > self.max:
+            self.max = lag
+
+    def snapshot(self) -> LagSnapshot:
+        return LagSnapshot(tuple(self.counts), self.count, self.sum, self.max)
+
+
 class LoopLag:
     """Measures the running loop's lag while `run()` runs (a task of the service)."""
 
     def __init__(self, interval: float = 0.025) -> None:
         self.interval = interval
-        self._counts = [0] * (len(BOUNDS) + 1)
-        self._count = 0
-        self._sum = 0.0
-        self._max = 0.0
+        self._late = _Histogram()
+        self._own = _Histogram()
 
-    def observe(self, lag: float) -> None:
-        lag = max(0.0, lag)
-        self._counts[bisect.bisect_left(BOUNDS, lag)] += 1
-        self._count += 1
-        self._sum += lag
-        if lag > self._max:
-            self._max = lag
+    def observe(self, lag: float, waited: float = 0.0) -> None:
+        """Record one wake-up `lag` seconds late, while the loop's thread waited `waited`
+        seconds for a CPU (another process's doing, not this one's)."""
+        self._late.observe(lag)
+        self._own.observe(lag - waited)
 
-    def snapshot(self) -> LagSnapshot:
-        return LagSnapshot(tuple(self._counts), self._count, self._sum, self._max)
+    def snapshot(self, own: bool = False) -> LagSnapshot:
+        """Every wake-up's lag (what a request waiting on the loop sees); `own`: only the part
+        of each that the loop's thread spent running (what this process caused)."""
+        return (self._own if own else self._late).snapshot()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            asked = loop.time() + self.interval
-            await asyncio.sleep(self.interval)
-            self.observe(loop.time() - asked)
+        try:
+            fd: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        except OSError:
+            fd = None  # not Linux: all lag counts as our own
+        try:
+            while True:
+                asked = loop.time() + self.interval
+                waited = _runqueue_wait(fd)
+                await asyncio.sleep(self.interval)
+                self.observe(loop.time() - asked, _runqueue_wait(fd) - waited)
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     async def log_every(self, seconds: float) -> None:
         """Log the lag of each `seconds`-long window (the service does when
         STUDIOS_LOOP_LAG_LOG_SECONDS is set)."""
-        last = self.snapshot()
+        last, last_own = self.snapshot(), self.snapshot(own=True)
         while True:
             await asyncio.sleep(seconds)
-            now = self.snapshot()
-            log.warning("event-loop lag over %g s: %s (max since start %.1f ms)", seconds, now.since(last).summary(), now.max * 1000)
-            last = now
+            now, now_own = self.snapshot(), self.snapshot(own=True)
+            own = now_own.since(last_own)
+            log.warning(
+                "event-loop lag over %g s: %s; own p99 %.2f ms (max since start %.1f ms)",
+                seconds, now.since(last).summary(), own.quantile(0.99) * 1000, now.max * 1000,
+            )
+            last, last_own = now, now_own
