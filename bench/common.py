@@ -324,7 +324,7 @@ def create_user(env: dict[str, str], admin: bool = False) -> str:
 class Studios:
     """One `studios serve` in a temporary data dir, one user, an httpx keep-alive client."""
 
-    def __init__(self, procs: Processes, tmp: Path, extra_env: dict[str, str], serve_args: list[str] | None = None) -> None:
+    def __init__(self, procs: Processes, tmp: Path, extra_env: dict[str, str], serve_args: list[str] | None = None, key: str | None = None) -> None:
         self.procs = procs
         tmp.mkdir(parents=True, exist_ok=True)
         self.data = tmp / "studios-data"
@@ -332,7 +332,7 @@ class Studios:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("STUDIOS_", "CIVIS_"))}
         self.env |= {"STUDIOS_DATA_DIR": str(self.data), "STUDIOS_PROXY_PORT": str(self.proxy_port), "STUDIOS_HOST": "127.0.0.1",
                      "STUDIOS_PUBLIC_URL": f"http://127.0.0.1:{self.port}", **extra_env}
-        self.key = create_user(self.env)
+        self.key = key or create_user(self.env)  # another server of the same database: its user's key
         self.log = tmp / "studios.log"
         argv = [str(OUR_VENV_BIN / "studios"), "serve", "--port", str(self.port), *(serve_args or [])]
         self.proc = procs.start("studios serve", argv, log=self.log, env=self.env)
