@@ -48,7 +48,7 @@ import httpx
 from common import BENCH, OUR_VENV_BIN, REAL_PYTHON, Postgres, Studios, bench_session, rss_mb, server_pids, settings, write_results
 
 CHATTY = BENCH / "anchors" / "chatty_app.py"
-LINE = re.compile(r"^chatty (\d+) (\d+)$")
+LINE = re.compile(r"^chatty (\d+) (end )?(\d+)$")
 
 
 @dataclasses.dataclass
@@ -176,12 +176,15 @@ def viewer_cookie(srv: Studios, display_url: str) -> tuple[str, str]:
 
 def check_lines(srv: Studios, sid: int, did: int) -> dict[str, Any]:
     r = srv.http.get(f"/studios/{sid}/deployments/{did}/logs", params={"limit": 100_000})
-    numbers = [int(m.group(2)) for line in r.json() if (m := LINE.match(line["message"])) and int(m.group(1)) == did]
+    found = [(m.group(2), int(m.group(3))) for line in r.json() if (m := LINE.match(line["message"])) and int(m.group(1)) == did]
+    numbers = [n for end, n in found if not end]
+    ends = [n for end, n in found if end]
     count = collections.Counter(numbers)
-    top = max(numbers, default=0)
+    top = ends[0] if ends else max(numbers, default=0)  # the app's own count when its last line is there
     missing = [n for n in range(1, top + 1) if n not in count]
     doubled = [n for n, c in count.items() if c > 1]
-    return {"deployment": did, "lines": len(numbers), "highest": top, "missing": len(missing), "doubled": len(doubled), "first_missing": missing[:5]}
+    return {"deployment": did, "lines": len(numbers), "printed": top, "end_line_stored": bool(ends), "missing": len(missing) + (0 if ends else 1),
+            "doubled": len(doubled), "first_missing": missing[:5]}
 
 
 def p(values: list[float], q: float) -> float | None:
