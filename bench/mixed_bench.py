@@ -222,7 +222,12 @@ def main() -> int:
         chatty = [(sid, srv.deploy(sid)) for sid in chatty_studios]
         deadline = time.monotonic() + 180
         for sid, did in chatty:
-            srv.wait_state(sid, did, "running", deadline, every=0.1)
+            try:
+                srv.wait_state(sid, did, "running", deadline, every=0.1)
+            except RuntimeError:
+                lines = srv.http.get(f"/studios/{sid}/deployments/{did}/logs", params={"limit": 50}).json()
+                print("\n".join(f"  {x['stream']}: {x['message']}" for x in lines if x["stream"] == "stderr"), file=sys.stderr)
+                raise
         cookies = [viewer_cookie(srv, srv.get(sid, did)["displayUrl"]) for sid, did in chatty]
         pids = server_pids(srv.proc)
         memory: list[tuple[float, float]] = []

@@ -52,7 +52,8 @@ def seed(url: str, username: str, *, studios: int, deployments: int, log_lines: 
                 rows.append({"id": did, "studio_id": studio_ids[(did - first_dep) % studios], "user_id": user_id, "name": "seeded", "docker_image_name": "busybox",
                              "docker_image_tag": "latest", "params": [], "runtime": "process", "log_lines": 0, "logs_dropped": 0, "state": "terminated",
                              "state_message": "stopped by seed", "created_at": when, "updated_at": when, "ended_at": when, "released_at": when, "log_seq": 0})
-            conn.execute(insert(_table(Deployment)), rows)
+            columns = set(_table(Deployment).c.keys())  # an older schema (another checkout) may lack some
+            conn.execute(insert(_table(Deployment)), [{k: v for k, v in row.items() if k in columns} for row in rows])
         if deployments:
             for i in range(0, log_lines, CHUNK):
                 conn.execute(insert(_table(DeploymentLog)), [{"deployment_id": dep_ids[n % deployments], "created_at": base + timedelta(milliseconds=n),
