@@ -103,9 +103,10 @@ def studios(conn: Connection, rows: Sequence[Row], caller: Caller, links: Links)
     return [studio(r, "manage" if caller.is_admin else r.level, latest.get(r.id), caller, links) for r in rows]
 
 
-def log_lines(rows: Sequence[tuple[str, str, str, str]]) -> list[WireDict]:
-    """Log lines (time text, stream, source, message) as `LogDeploymentLogResponseSummary`s."""
-    return [{"message": message, "stream": stream, "createdAt": time, "source": source} for time, stream, source, message in rows]
+def log_lines(texts: Sequence[str]) -> bytes:
+    """A list of `LogDeploymentLogResponseSummary`s from each line's JSON text (the database
+    builds them: `studios.store.deployments.logs_json`)."""
+    return ("[" + ",".join(texts) + "]").encode()
 
 
 def studio_for(conn: Connection, caller: Caller, studio_id: int, links: Links) -> WireDict:
