@@ -431,7 +431,8 @@ class Studios:
 
     def kill_leftover_workloads(self) -> None:
         """Last resort after the service stopped: host-process apps and supervisors it left."""
-        for path in (self.data / "process-runtime").glob("*.json"):
+        handles = [*(self.data / "runtimes" / "process" / "state").glob("*.json"), *(self.data / "process-runtime").glob("*.json")]  # new layout, old
+        for path in handles:
             with contextlib.suppress(Exception):
                 handle = json.loads(path.read_text())
                 for ident in (handle.get("app"), handle.get("supervisor")):

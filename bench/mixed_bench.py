@@ -253,6 +253,10 @@ def main() -> int:
         elapsed = time.monotonic() - t_start
         memory.append((round(elapsed, 1), rss_mb(pids)))
 
+        for sid in deploy_studios:  # the deployer's last deployments
+            for dep in srv.http.get(f"/studios/{sid}/deployments").json():
+                if dep["state"] in ("pending", "running", "sleeping"):
+                    srv.http.delete(f"/studios/{sid}/deployments/{dep['deploymentId']}", timeout=120)
         print("stopping the chatty apps and reading their logs back ...", flush=True)
         for sid, did in chatty:
             tally.timed("deploy", lambda sid=sid, did=did: srv.http.delete(f"/studios/{sid}/deployments/{did}", timeout=120), (204,))
