@@ -362,7 +362,7 @@ class ProcessRuntime(Runtime):
     async def usage(self, handle: Handle) -> Usage:
         """The supervisor keeps the peaks in `process-usage.json` (rewritten when one rises):
         while it lives and that file is unchanged (one stat), the last answer stands; otherwise
-        the file and the cgroup's live peak are read, in a thread."""
+        the file and the cgroup's live peak are read."""
         try:
             stat = os.stat(Path(handle["workdir"]) / "process-usage.json")
             key: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
@@ -372,7 +372,7 @@ class ProcessRuntime(Runtime):
         cached = self._usage_seen.get(dep_id)
         if key is not None and cached is not None and cached[0] == key and _alive(handle.get("supervisor")):
             return cached[1]
-        usage = await asyncio.to_thread(self._usage, handle)
+        usage = self._usage(handle)  # two small files; read on the loop, as every other state file is
         self._usage_seen[dep_id] = (key, usage)
         return usage
 
@@ -416,7 +416,9 @@ class ProcessRuntime(Runtime):
         self._reap()
 
     async def orphans(self, known: set[int]) -> list[int]:
-        return await asyncio.to_thread(self._orphans, known)  # a file per live handle: off the event loop
+        # Sync on purpose (a read of each live handle, every reconcile): awaited in a worker
+        # thread, a reconcile cancelled at shutdown could leave the service's shutdown waiting.
+        return self._orphans(known)
 
     def _orphans(self, known: set[int]) -> list[int]:
         found = []
