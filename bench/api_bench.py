@@ -94,12 +94,17 @@ class Target:
     pid: int = 0  # the server process, whose CPU per request is reported
 
 
-def start_ours(procs: Processes, tmp: Path, n_studios: int, admin: bool, variant: str = "", extra_env: dict[str, str] | None = None) -> list[Target]:
+def start_ours(procs: Processes, tmp: Path, n_studios: int, admin: bool, variant: str = "", extra_env: dict[str, str] | None = None,
+               scale: tuple[int, int, int] | None = None) -> list[Target]:
     """`studios serve --port P` exactly as a person runs it: the real console script, the
     default SQLite database in STUDIOS_DATA_DIR, one user who owns every studio. A `variant`
-    (with its `extra_env`) is a second server, measured as `ours_get_<variant>`."""
+    (with its `extra_env`) is a second server, measured as `ours_get_<variant>`. `scale`:
+    (studios, deployments, log lines) seeded into the database first (its targets are named
+    `ours_scale_*`)."""
     studios_cmd = str(OUR_VENV_BIN / "studios")
-    data = tmp / f"studios-data{variant}"
+    tmp = tmp / (("scale" if scale else "small") + variant)
+    tmp.mkdir()
+    data = tmp / "studios-data"
     env = {**os.environ, "STUDIOS_DATA_DIR": str(data)}
     for var in ("STUDIOS_DATABASE_URL", "STUDIOS_ACCESS_LOG", "STUDIOS_SECRET_KEY", "STUDIOS_HOST", "STUDIOS_PORT"):
         env.pop(var, None)  # "as it runs by default"
@@ -110,6 +115,12 @@ def start_ours(procs: Processes, tmp: Path, n_studios: int, admin: bool, variant
     env.setdefault("STUDIOS_RATE_LIMIT_PER_KEY", "1000000000/hour")
     key = create_user(env, admin)
     auth = {"Authorization": f"Bearer {key}"}
+    if scale:
+        from seed import seed
+
+        t0 = time.monotonic()
+        seed(f"sqlite:///{data / 'studios.db'}", "bench", studios=scale[0], deployments=scale[1], log_lines=scale[2])
+        print(f"  seeded {scale[0]:,} studios, {scale[1]:,} deployments, {scale[2]:,} log lines in {time.monotonic() - t0:.1f} s", file=sys.stderr)
 
     port = free_port()
     log = tmp / f"studios{variant}.log"
@@ -123,10 +134,14 @@ def start_ours(procs: Processes, tmp: Path, n_studios: int, admin: bool, variant
             raise RuntimeError(f"POST /studios answered {status}: {body[:300]!r}")
         ids.append(json.loads(body)["id"])
     one = ids[len(ids) // 2]
+    total = len(ids) + (scale[0] if scale else 0)
+    last = (total + 19) // 20
+    name, label = ("ours_scale", "ours at scale") if scale else ("ours", "ours")
     suffix = f" ({variant.strip('_').replace('_', ' ')})" if variant else ""
     return [
-        Target(f"ours_get{variant}", f"ours GET /studios/{{id}}{suffix}", port, f"/studios/{one}", auth, proc.pid),
-        Target(f"ours_list{variant}", f"ours GET /studios (20){suffix}", port, "/studios", auth, proc.pid),
+        Target(f"{name}_get{variant}", f"{label} GET /studios/{{id}}{suffix}", port, f"/studios/{one}", auth, proc.pid),
+        Target(f"{name}_list{variant}", f"{label} GET /studios (20){suffix}", port, "/studios", auth, proc.pid),
+        Target(f"{name}_list_last{variant}", f"{label} GET /studios last page{suffix}", port, f"/studios?page_num={last}", auth, proc.pid),
     ]
 
 
@@ -310,6 +325,14 @@ def report(targets: list[Target], medians: dict[str, dict], runs: dict[str, list
         "jh_list_vs_reference_190": ratio(rps("jh_list"), REFERENCE["jh_list_rps"]),
         "bare_vs_reference_6490": ratio(rps("bare"), REFERENCE["bare_rps"]),
     }
+    ratios["scale_get_vs_small"] = ratio(rps("ours_scale_get"), rps("ours_get"))
+    ratios["scale_list_vs_small"] = ratio(rps("ours_scale_list"), rps("ours_list"))
+    ratios["scale_list_last_vs_small"] = ratio(rps("ours_scale_list_last"), rps("ours_list"))
+    for key in ("ours_list", "ours_scale_list"):
+        m = medians.get(key)
+        if m and m.get("p50_ms"):
+            ratios[f"{key}_p99_over_p50"] = m["p99_ms"] / m["p50_ms"]
+
     def cpu(key: str) -> float | None:
         return medians.get(key, {}).get("server_cpu_ms_per_req")
 
@@ -334,6 +357,12 @@ def report(targets: list[Target], medians: dict[str, dict], runs: dict[str, list
     print(f"{'ours GET /studios      / JupyterHub GET users':47} {fmt_ratio(ratios['ours_list_vs_jh_list']):>8} {fmt_ratio(ratios['cpu_ours_list_vs_jh_list']):>8}")
     print(f"{'ours GET /studios/{id} / bare FastAPI':47} {fmt_ratio(ratios['ours_get_vs_bare']):>8} {fmt_ratio(ratios['cpu_ours_get_vs_bare']):>8}")
     print(f"{'ours GET /studios      / bare FastAPI':47} {fmt_ratio(ratios['ours_list_vs_bare']):>8}")
+    if ratios["scale_list_vs_small"] is not None:
+        print(f"{'at scale (10,000 studios) / 40 studios: GET':47} {fmt_ratio(ratios['scale_get_vs_small']):>8}   list {fmt_ratio(ratios['scale_list_vs_small'])}, "
+              f"last page {fmt_ratio(ratios['scale_list_last_vs_small'])} (goal >= 0.8x)")
+    for key in ("ours_list", "ours_scale_list"):
+        if f"{key}_p99_over_p50" in ratios:
+            print(f"{key}: p99 / p50 = {ratios[f'{key}_p99_over_p50']:.2f} (goal < 3)")
     print(f"anchors vs. the reference figures (470 / 190 / 6,490 req/s): JupyterHub GET {fmt_ratio(ratios['jh_get_vs_reference_470'])}, "
           f"list {fmt_ratio(ratios['jh_list_vs_reference_190'])}, bare {fmt_ratio(ratios['bare_vs_reference_6490'])}")
     print()
@@ -371,6 +400,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--warmup", type=float, default=2, help="seconds of unmeasured load on each target first (default 2; 0: none)")
     parser.add_argument("--studios", type=int, default=40, help="studios seeded into ours (default 40: GET /studios returns a full page of 20)")
+    parser.add_argument("--scale", action="store_true", help="also a second server of ours with 10,000 studios, 100,000 deployments and 1,000,000 log lines seeded (targets ours_scale_*)")
     parser.add_argument("--admin-caller", action="store_true", help="measure ours with an admin's key (default: the studios' author, a regular user)")
     parser.add_argument("--jupyterhub-token", choices=("generated", "config"), default="generated",
                         help="JupyterHub token kind: one the Hub generated (default, as the reference figures) or the config-file service token (16,384 hash rounds per request)")
@@ -383,7 +413,8 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=None, help="JSON file for the figures (default bench/results/api_bench-<time>.json)")
     args = parser.parse_args()
     only = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = only - {"ours_get", "ours_list", "bare", "jh_get", "jh_list", "ours_get_no_limits", "ours_list_no_limits"}
+    unknown = only - {"ours_get", "ours_list", "ours_list_last", "bare", "jh_get", "jh_list", "ours_get_no_limits", "ours_list_no_limits", "ours_list_last_no_limits",
+                      "ours_scale_get", "ours_scale_list", "ours_scale_list_last"}
     if unknown:
         parser.error(f"--only: unknown {', '.join(sorted(unknown))}")
     if not Path(WRK).exists():
@@ -396,10 +427,12 @@ def main() -> int:
         wanted = lambda *keys: not only or bool(only & set(keys))  # noqa: E731
         targets: list[Target] = []
         print("starting servers ...", file=sys.stderr)
-        if wanted("ours_get", "ours_list"):
+        if wanted("ours_get", "ours_list", "ours_list_last"):
             targets += start_ours(procs, tmp, args.studios, args.admin_caller)
         if args.limits_anchor:
             targets += start_ours(procs, tmp, args.studios, args.admin_caller, "_no_limits", {"STUDIOS_RATE_LIMIT_PER_KEY": "", "STUDIOS_AUTH_FAILURE_LIMIT": ""})
+        if args.scale and wanted("ours_scale_get", "ours_scale_list", "ours_scale_list_last"):
+            targets += start_ours(procs, tmp, args.studios, args.admin_caller, scale=(10_000, 100_000, 1_000_000))
         if wanted("bare"):
             targets += start_bare(procs, tmp)
         if wanted("jh_get", "jh_list"):

@@ -324,8 +324,9 @@ def create_user(env: dict[str, str], admin: bool = False) -> str:
 class Studios:
     """One `studios serve` in a temporary data dir, one user, an httpx keep-alive client."""
 
-    def __init__(self, procs: Processes, tmp: Path, extra_env: dict[str, str]) -> None:
+    def __init__(self, procs: Processes, tmp: Path, extra_env: dict[str, str], serve_args: list[str] | None = None, key: str | None = None) -> None:
         self.procs = procs
+        tmp.mkdir(parents=True, exist_ok=True)
         self.data = tmp / "studios-data"
         self.port, self.proxy_port = free_port(), free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("STUDIOS_", "CIVIS_"))}
@@ -333,9 +334,10 @@ class Studios:
                      "STUDIOS_PUBLIC_URL": f"http://127.0.0.1:{self.port}",
                      # Polling every few ms is past the default per-key limit: a high ceiling keeps every request counted and answered.
                      "STUDIOS_RATE_LIMIT_PER_KEY": "1000000000/hour", **extra_env}
-        self.key = create_user(self.env)
+        self.key = key or create_user(self.env)  # another server of the same database: its user's key
         self.log = tmp / "studios.log"
-        self.proc = procs.start("studios serve", [str(OUR_VENV_BIN / "studios"), "serve", "--port", str(self.port)], log=self.log, env=self.env)
+        argv = [str(OUR_VENV_BIN / "studios"), "serve", "--port", str(self.port), *(serve_args or [])]
+        self.proc = procs.start("studios serve", argv, log=self.log, env=self.env)
         self.url = f"http://127.0.0.1:{self.port}"
         self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=30, trust_env=False)
         # The viewer: made once (making an httpx client costs milliseconds), no keep-alive, so
@@ -431,7 +433,8 @@ class Studios:
 
     def kill_leftover_workloads(self) -> None:
         """Last resort after the service stopped: host-process apps and supervisors it left."""
-        for path in (self.data / "process-runtime").glob("*.json"):
+        handles = [*(self.data / "runtimes" / "process" / "state").glob("*.json"), *(self.data / "process-runtime").glob("*.json")]  # new layout, old
+        for path in handles:
             with contextlib.suppress(Exception):
                 handle = json.loads(path.read_text())
                 for ident in (handle.get("app"), handle.get("supervisor")):
@@ -467,3 +470,178 @@ def via_api(srv: Studios, studio_id: int, timeout: float) -> dict[str, float | N
         srv.delete(studio_id, did)
     return {"post_ms": ms(t_post - t0), "deploy_to_running_ms": ms(t_running - t0), "deploy_to_200_via_display_url_ms": ms(t200 - t0),
             "engine_ready_after_ms": ready, "deployment_id": did}
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU from /proc, and wrk with the server's CPU per request beside req/s.
+
+WRK = shutil.which("wrk") or "/usr/bin/wrk"
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def busy_jiffies() -> int:
+    """CPU time spent by the whole machine (all cores), in clock ticks."""
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return user + nice + system + irq + softirq + steal
+
+
+def descendants(pids: list[int]) -> set[int]:
+    """These processes and all their descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+    seen: set[int] = set()
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo.extend(children.get(pid, []))
+    return seen
+
+
+def jiffies(pids: list[int] | set[int]) -> int:
+    """CPU time (user + system, all threads) of exactly these processes, in clock ticks."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            after = stat[stat.rindex(")") + 2 :].split()
+            total += int(after[11]) + int(after[12])  # utime, stime
+    return total
+
+
+def tree_jiffies(pids: list[int]) -> int:
+    return jiffies(descendants(pids))
+
+
+def rss_mb(pids: list[int] | set[int]) -> float:
+    """Resident memory of these processes, MB."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return round(total / 1e6, 1)
+
+
+def server_pids(proc: subprocess.Popen) -> list[int]:
+    """`studios serve`'s own processes: the process itself and, with --workers, uvicorn's
+    worker processes (Python children), not the workloads it started (supervisors, apps)."""
+    pids = [proc.pid]
+    for pid in descendants([proc.pid]) - {proc.pid}:
+        with contextlib.suppress(OSError, ValueError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if ppid == proc.pid and b"supervisor.py" not in cmdline and (b"python" in cmdline or b"studios" in cmdline):
+                pids.append(pid)
+    return pids
+
+
+def run_wrk(procs: Processes, url: str, *, headers: dict[str, str] | None = None, measured: list[int], duration: float = 10, threads: int = 2,
+            connections: int = 32, log: Path, script: Path | None = None) -> dict[str, Any]:
+    """`wrk --latency` against `url`; its figures plus the CPU per request of the `measured`
+    processes (exactly those pids: threads included, children not) and the cores they used, and
+    the cores used by everything else on the machine but wrk ("foreign")."""
+    argv = [WRK, f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--latency", "--timeout", "10s"]
+    for name, value in (headers or {}).items():
+        argv += ["-H", f"{name}: {value}"]
+    if script is not None:
+        argv += ["-s", str(script)]
+    argv.append(url)
+    procs.check_alive()
+    busy0, ours0, t0 = busy_jiffies(), jiffies(measured), time.monotonic()
+    proc = procs.start("wrk", argv, log=log)
+    wrk_cpu = 0
+    while proc.poll() is None and time.monotonic() - t0 < duration + 60:
+        wrk_cpu = max(wrk_cpu, jiffies([proc.pid]))
+        time.sleep(min(0.25, max(0.01, duration - (time.monotonic() - t0) - 0.05)))
+    proc.wait(max(1.0, duration + 60 - (time.monotonic() - t0)))
+    procs.forget(proc)
+    busy1, ours1, elapsed = busy_jiffies(), jiffies(measured), time.monotonic() - t0
+    out = log.read_text()
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}) on {url}:\n{out}")
+    procs.check_alive()
+    result = parse_wrk(out)
+    result["server_cpu_ms_per_req"] = round((ours1 - ours0) / HZ * 1000 / max(1, result["requests"]), 3)
+    result["server_cpu_cores"] = round((ours1 - ours0) / HZ / elapsed, 2)
+    result["foreign_cpu_cores"] = round(max(0, (busy1 - busy0) - (ours1 - ours0) - wrk_cpu) / HZ / elapsed, 2)
+    return result
+
+
+def cpu_at_rest(groups: dict[str, list[int]], seconds: float) -> dict[str, float]:
+    """Cores used by each group of processes (exact pids) over `seconds` of nothing asked."""
+    before = {name: jiffies(pids) for name, pids in groups.items()}
+    busy0, t0 = busy_jiffies(), time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - t0
+    out = {name: round((jiffies(pids) - before[name]) / HZ / elapsed, 4) for name, pids in groups.items()}
+    out["machine"] = round((busy_jiffies() - busy0) / HZ / elapsed, 3)
+    return out
+
+
+def loop_lag_lines(log: Path) -> list[dict[str, float]]:
+    """The service's "event-loop lag over N s: p50 .. ms, p99 .. ms" lines (STUDIOS_LOOP_LAG_LOG_SECONDS)."""
+    found = []
+    pattern = r"event-loop lag over [\d.]+ s: p50 ([\d.]+) ms, p99 ([\d.]+) ms, mean ([\d.]+) ms, (\d+) wake-ups(?:; own p99 ([\d.]+) ms)?"
+    for m in re.finditer(pattern, log.read_text(errors="replace")):
+        found.append({"p50_ms": float(m.group(1)), "p99_ms": float(m.group(2)), "mean_ms": float(m.group(3)), "wakeups": int(m.group(4)),
+                      "own_p99_ms": float(m.group(5)) if m.group(5) else None})
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# A private PostgreSQL cluster (Debian's server binaries; run as `postgres` when we are root).
+
+
+def _pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: [int(x) for x in p.parent.name.split(".") if x.isdigit()])
+    if not found:
+        raise RuntimeError("PostgreSQL's server binaries are missing (apt-get install postgresql)")
+    return found[-1]
+
+
+class Postgres:
+    """A throwaway cluster in `directory` on a free port: fsync off (a benchmark's data is
+    disposable), 300 connections. `database(name)` creates a database and returns its URL."""
+
+    def __init__(self, procs: Processes, directory: Path) -> None:
+        self.dir = directory
+        self.port = free_port()
+        self.bin = _pg_bin()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.as_pg: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+            os.chmod(self.dir.parent, 0o755)
+            self.as_pg = ["runuser", "-u", "postgres", "--"]
+        data = self.dir / "data"
+        subprocess.run([*self.as_pg, str(self.bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"], check=True, capture_output=True)
+        options = ["-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}", "-c", f"unix_socket_directories={self.dir}", "-c", "fsync=off",
+                   "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300", "-c", "shared_buffers=256MB"]
+        self.proc = procs.start("postgres", [*self.as_pg, str(self.bin / "postgres"), "-D", str(data), *options], log=self.dir.parent / "postgres.log")
+        deadline = time.monotonic() + 60
+        while subprocess.run([*self.as_pg, str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True).returncode != 0:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not start:\n{tail(self.dir.parent / 'postgres.log')}")
+            time.sleep(0.1)
+        self.psql("CREATE ROLE studios LOGIN SUPERUSER PASSWORD 'studios'")
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        out = subprocess.run([*self.as_pg, "psql", "-X", "-q", "-t", "-A", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
+                              "-v", "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True, text=True)
+        return out.stdout
+
+    def database(self, name: str) -> str:
+        self.psql(f"CREATE DATABASE {name} OWNER studios")
+        return f"postgresql+psycopg://studios:studios@127.0.0.1:{self.port}/{name}"
+
+    def pids(self) -> list[int]:
+        return sorted(descendants([self.proc.pid]))

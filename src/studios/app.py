@@ -32,6 +32,7 @@ from studios.services.events import Bus, Event
 from studios.services.keys import KeyHasher, flush_seen
 from studios.services.lease import Lease
 from studios.services.log_sink import LogSink
+from studios.services.looplag import LoopLag
 from studios.services.proxy_backend import DatabaseProxyBackend, sleeps_at
 from studios.services.relay import PgRelay
 from studios.services.secrets import SecretBox
@@ -152,12 +153,16 @@ def create_app(
         )
         engine = Engine(kit, bus)
         lease = Lease(db, "engine", kit.holder, ttl=settings.engine_lease_seconds)
-        app.state.engine, app.state.lease = engine, lease
+        looplag = LoopLag()
+        app.state.engine, app.state.lease, app.state.looplag = engine, lease, looplag
         background = [
+            asyncio.create_task(looplag.run(), name="loop-lag"),
             asyncio.create_task(lease.run(engine.run), name="engine-lease"),
             asyncio.create_task(_every(activity.flush_every, activity.flush, "writing activity"), name="activity"),
             asyncio.create_task(_every(SEEN_FLUSH_SECONDS, lambda: db.write(lambda s: flush_seen(s, ctx.hasher)), "writing last-seen times"), name="seen"),
         ]
+        if settings.loop_lag_log_seconds > 0:
+            background.append(asyncio.create_task(looplag.log_every(settings.loop_lag_log_seconds), name="loop-lag-log"))
         proxy = ProxyServer(proxy_config(settings), backend, ctx.links)  # type: ignore[arg-type]
         kit.sink.counted = app.state.metrics.log_lines
         background += service_metrics.start(app.state.metrics, db=db, bus=bus, holds_engine=lambda: lease.held, proxy=proxy)

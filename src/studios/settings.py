@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     trusted_proxies: str = Field("", json_schema_extra=_shown("none"), description="Comma-separated addresses or networks (`127.0.0.1`, `10.0.0.0/8`; `*` for any) of reverse proxies whose X-Forwarded-For names the client address the limits count. Empty: the connection's peer is the client.")
     allow_local_git_repos: bool = Field(False, description="Let studios use local git repositories (`file://` URLs and absolute paths on this machine). Off: only `https://` and `http://` repositories; on, any user who can create a studio can make the service read any repository on its disk.")
     metrics_token: SecretStr | None = Field(None, json_schema_extra=_shown("none"), description="A bearer token (32+ characters) a Prometheus scraper presents to read `GET /metrics`; administrators' keys may always (`docs/metrics.md`).")
+    loop_lag_log_seconds: float = Field(0.0, ge=0, description="Log the event loop's lag (p50, p99) over each window of this many seconds (0: never).")
     access_log: bool = Field(False, description="uvicorn's access log (costs ~16% of throughput).")
 
     @field_validator("rate_limit_per_key", "auth_failure_limit")

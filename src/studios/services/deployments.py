@@ -87,9 +87,10 @@ def page(session: Session, caller: Caller, studio_id: int, deployment_id: int | 
     return dep_store.page(session, studio_id, deployment_id, order_dir == "desc", limit, (page_num - 1) * limit)
 
 
-def logs(session: Session, caller: Caller, studio_id: int, deployment_id: int, start_at: datetime | None, end_at: datetime | None, limit: int) -> list[tuple[str, str, str, str]]:
+def logs(session: Session, caller: Caller, studio_id: int, deployment_id: int, start_at: datetime | None, end_at: datetime | None, limit: int) -> list[str]:
+    """The deployment's log lines as wire JSON texts (see `store.deployments.logs_json`)."""
     get(session, caller, studio_id, deployment_id)
-    return dep_store.logs(session, deployment_id, start_at, end_at, limit)
+    return dep_store.logs_json(session, deployment_id, start_at, end_at, limit)
 
 
 def recent_steps(session: Session, deployment_id: int, count: int) -> list[str]:

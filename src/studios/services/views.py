@@ -129,9 +129,10 @@ def user_me(user: User) -> WireDict:
     }
 
 
-def log_lines(rows: Sequence[tuple[str, str, str, str]]) -> list[WireDict]:
-    """Log lines (time text, stream, source, message) as `LogDeploymentLogResponseSummary`s."""
-    return [{"message": message, "stream": stream, "createdAt": time, "source": source} for time, stream, source, message in rows]
+def log_lines(texts: Sequence[str]) -> bytes:
+    """A list of `LogDeploymentLogResponseSummary`s from each line's JSON text (the database
+    builds them: `studios.store.deployments.logs_json`)."""
+    return ("[" + ",".join(texts) + "]").encode()
 
 
 def studio_for(conn: Connection, caller: Caller, studio_id: int, links: Links) -> WireDict:

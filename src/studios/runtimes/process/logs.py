@@ -134,6 +134,17 @@ class FileWatcher:
             with contextlib.suppress(OSError):
                 self._inotify.rm_watch(wd)
 
+    def watching(self, directory: Path) -> bool:
+        """Whether changes in `directory` wake its followers (else they poll)."""
+        return self._wds.get(str(directory), (-1, 0))[0] >= 0
+
+    def poke(self, directory: Path) -> None:
+        """Wake the directory's followers now (the runtime saw the workload end by other means
+        than a file change, e.g. its supervisor was killed)."""
+        event = self._events.pop(self._wds.get(str(directory), (-1, 0))[0], None)
+        if event is not None:
+            event.set()
+
     def arm(self, directory: Path) -> asyncio.Event:
         """An event set at the directory's next change (take it before reading, then wait)."""
         wd = self._wds.get(str(directory), (-1, 0))[0]
@@ -158,12 +169,18 @@ async def follow(
     ended: Callable[[], bool],
     watcher: FileWatcher,
     timeout: float = 1.0,
+    watched_timeout: float = 15.0,
 ) -> AsyncIterator[tuple[list[LogLine], LogCursor]]:
     """Yield `(lines, cursor)` from `cursor` on until `ended()` and every line is read. Waits
-    for the files' directory to change between reads (at most `timeout` seconds)."""
+    for the files' directory to change between reads: at most `timeout` seconds without
+    inotify, `watched_timeout` with it (a backstop only: the supervisor's files, the exit record
+    included, change in that directory, and the runtime pokes the watcher when it sees an end
+    some other way; so an idle deployment costs a wake-up every 15 s, not every second)."""
     offsets: dict[str, int] = {stream: int((cursor or {}).get(stream, 0)) for stream in STREAMS}
     directory = next(iter(paths.values())).parent
     watcher.add(directory)
+    if watcher.watching(directory):
+        timeout = watched_timeout
     try:
         while True:
             changed = watcher.arm(directory)

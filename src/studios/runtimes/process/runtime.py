@@ -231,6 +231,8 @@ class ProcessRuntime(Runtime):
         for private in (env.data_dir, self.state_dir):
             private.chmod(0o700)  # apps never read the runtime's files
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._usage_seen: dict[int, tuple[tuple[int, int] | None, Usage]] = {}
+        """deployment id -> (its usage file's mtime and size, the usage read then)"""
         self._files = process_logs.FileWatcher()
 
     # -- start -----------------------------------------------------------------------------
@@ -359,9 +361,17 @@ class ProcessRuntime(Runtime):
         tmp.write_text(json.dumps(handle))
         os.replace(tmp, path)
 
-    def _reap(self) -> None:
-        for pid, child in list(self._children.items()):
-            if child.poll() is not None:
+    def _reap(self, handle: Handle | None = None) -> None:
+        """Collect exited supervisors that are our children (no zombies): the handle's own, or
+        (no handle) all of them. Per handle, so a follower's check costs one waitpid, not one
+        per live deployment."""
+        if handle is None:
+            pids = list(self._children)
+        else:
+            pid = (handle.get("supervisor") or {}).get("pid")
+            pids = [pid] if pid in self._children else []
+        for pid in pids:
+            if self._children[pid].poll() is not None:
                 del self._children[pid]
 
     def _record(self, handle: Handle) -> dict[str, Any] | None:
@@ -369,7 +379,7 @@ class ProcessRuntime(Runtime):
 
     def _ended(self, handle: Handle) -> bool:
         """Ended and fully logged (exit record), or nothing of it is left alive."""
-        self._reap()
+        self._reap(handle)
         if self._record(handle) is not None:
             return True
         return not (_alive(handle.get("supervisor")) or _alive(handle.get("app")))
@@ -385,10 +395,11 @@ class ProcessRuntime(Runtime):
         yield Status("running", running=True)
         while (ended := await self.poll(handle)) is None:
             await _exit_of(handle.get("supervisor") if _alive(handle.get("supervisor")) else handle.get("app"), self.watch_interval * 30)
+        self._files.poke(Path(handle["workdir"]))  # its log follower reads the tail now
         yield Status(ended.message, running=False, exit=ended)
 
     async def poll(self, handle: Handle) -> Exit | None:
-        self._reap()
+        self._reap(handle)
         record = self._record(handle)
         if record is None and (_alive(handle.get("supervisor")) or _alive(handle.get("app"))):
             return None
@@ -420,6 +431,23 @@ class ProcessRuntime(Runtime):
         return ended
 
     async def usage(self, handle: Handle) -> Usage:
+        """The supervisor keeps the peaks in `process-usage.json` (rewritten when one rises):
+        while it lives and that file is unchanged (one stat), the last answer stands; otherwise
+        the file and the cgroup's live peak are read."""
+        try:
+            stat = os.stat(Path(handle["workdir"]) / "process-usage.json")
+            key: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            key = None
+        dep_id = int(handle["deployment_id"])
+        cached = self._usage_seen.get(dep_id)
+        if key is not None and cached is not None and cached[0] == key and _alive(handle.get("supervisor")):
+            return cached[1]
+        usage = self._usage(handle)  # two small files; read on the loop, as every other state file is
+        self._usage_seen[dep_id] = (key, usage)
+        return usage
+
+    def _usage(self, handle: Handle) -> Usage:
         record = _read_json(Path(handle["workdir"]) / "process-usage.json") or {}
         memory, cpu = record.get("max_memory_bytes"), record.get("max_cpu_millicores")
         if handle.get("group"):
@@ -453,6 +481,7 @@ class ProcessRuntime(Runtime):
             os.kill(int(handle["supervisor"]["pid"]), signal.SIGKILL)
         if handle.get("group"):
             await asyncio.to_thread(cgroups.remove, cgroups.Group.from_json(handle["group"]))
+        self._usage_seen.pop(int(handle["deployment_id"]), None)
         (self.state_dir / f"{handle['deployment_id']}.json").unlink(missing_ok=True)
         await asyncio.to_thread(shutil.rmtree, handle["workdir"], True)
         if handle.get("app_dir"):
@@ -460,6 +489,11 @@ class ProcessRuntime(Runtime):
         self._reap()
 
     async def orphans(self, known: set[int]) -> list[int]:
+        # Sync on purpose (a read of each live handle, every reconcile): awaited in a worker
+        # thread, a reconcile cancelled at shutdown could leave the service's shutdown waiting.
+        return self._orphans(known)
+
+    def _orphans(self, known: set[int]) -> list[int]:
         found = []
         for path in self.state_dir.glob("*.json"):
             handle = _read_json(path)

@@ -1,0 +1,42 @@
+"""`GET .../logs` returns each stored line as the platform writes it, whatever the line holds:
+the database builds each line's JSON (`store.deployments.logs_json`), so hold its output, on
+SQLite and on PostgreSQL, to what the wire model says for awkward messages and times."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from studios.runtimes.base import LogLine
+from studios.schemas.deployments import LogDeploymentLogResponseSummary
+from studios.store import deployments as dep_store
+
+AWKWARD = ['say "hi"', "back\\slash", "tab\there", "ctrl \x01\x1f end", "", "é ü 中文 😀", "</script>", "trailing space ", "{\"json\": [1]}"]
+
+
+def test_log_lines_keep_every_character_order_and_time(api: Any, ctx: Any, studio: dict[str, Any], as_author: Any) -> None:
+    did = as_author.post(f"/studios/{studio['id']}/deployments", json={}).json()["deploymentId"]
+    # After every system line the engine may still write about this deployment (now).
+    base = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=891234)
+    lines = [LogLine("stderr" if i % 3 == 0 else "stdout", message, base + timedelta(microseconds=i * 500)) for i, message in enumerate(AWKWARD)]
+    lines.append(LogLine("stdout", "same time as the last", lines[-1].time))  # a tie: arrival order
+    with ctx.db.writing() as session:
+        dep_store.add_user_logs(session, did, lines)
+
+    got = as_author.get(f"/studios/{studio['id']}/deployments/{did}/logs").json()
+    user = [line for line in got if line["source"] == "user"]
+    expected = [{"message": line.message, "stream": line.stream, "source": "user",
+                 "createdAt": line.time.strftime("%Y-%m-%dT%H:%M:%S.") + f"{line.time.microsecond // 1000:03d}Z"} for line in lines]
+    assert user == expected
+    for line in got:
+        LogDeploymentLogResponseSummary.model_validate(line)
+        assert set(line) == {"message", "stream", "createdAt", "source"}
+
+    # The tail (no start_at) and a page from start_at agree with the whole.
+    tail = as_author.get(f"/studios/{studio['id']}/deployments/{did}/logs", params={"limit": 3}).json()
+    assert tail == user[-3:]
+    page = as_author.get(f"/studios/{studio['id']}/deployments/{did}/logs", params={"start_at": user[2]["createdAt"], "limit": 4}).json()
+    assert page == user[2:6]
+    # Bounds compare with the stored (microsecond) times: lines 0 and 1 are before line 2's millisecond.
+    bounded = as_author.get(f"/studios/{studio['id']}/deployments/{did}/logs", params={"start_at": user[0]["createdAt"], "end_at": user[2]["createdAt"]}).json()
+    assert bounded == user[:2]
