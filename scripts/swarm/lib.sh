@@ -64,26 +64,36 @@ holder_alive() {  # the node's PID 1 lives and is still docker-init
 }
 engine_up() { d "$1" version >/dev/null 2>&1; }
 
+# No `cmd | grep -q` under pipefail: grep exits at the first match, cmd may die of SIGPIPE and
+# the pipeline then reads as false. Capture, then match.
+has_netns() { local all; all=$(ip netns list 2>/dev/null) || return 1; [[ $'\n'"$all"$'\n' == *$'\n'"$1"[$' \n']* ]]; }
+has_addr() {  # has_addr NETNS|"" DEV CIDR
+  local out
+  if [ -n "$1" ]; then out=$(ip -n "$1" addr show dev "$2" 2>/dev/null) || return 1
+  else out=$(ip addr show dev "$2" 2>/dev/null) || return 1; fi
+  [[ "$out" == *" $3 "* ]]
+}
+
 net_up() {  # idempotent: creates only what is missing
-  ip netns list | grep -qw swsw || ip netns add swsw
+  has_netns swsw || ip netns add swsw
   ip -n swsw link show swbr0 >/dev/null 2>&1 || ip -n swsw link add swbr0 type bridge
   ip -n swsw link set swbr0 up
   if ! ip link show swh0 >/dev/null 2>&1; then
     ip link add swh0 type veth peer name host netns swsw
   fi
   ip -n swsw link set host master swbr0 up
-  ip addr show dev swh0 | grep -q "$SWARM_HOST_ADDR/24" || ip addr add "$SWARM_HOST_ADDR/24" dev swh0
+  has_addr "" swh0 "$SWARM_HOST_ADDR/24" || ip addr add "$SWARM_HOST_ADDR/24" dev swh0
   ip link set swh0 up
   local i
   for i in $SWARM_NODES; do
-    ip netns list | grep -qw "swn$i" || ip netns add "swn$i"
+    has_netns "swn$i" || ip netns add "swn$i"
     if ! ip -n "swn$i" link show eth0 >/dev/null 2>&1; then
       ip -n swsw link del "swv$i" 2>/dev/null || true
       ip link add eth0 netns "swn$i" type veth peer name "swv$i" netns swsw
     fi
     ip -n swsw link set "swv$i" master swbr0 up
     ip -n "swn$i" link set lo up
-    ip -n "swn$i" addr show dev eth0 | grep -q "$SWARM_SUBNET_PREFIX.$i/24" || ip -n "swn$i" addr add "$SWARM_SUBNET_PREFIX.$i/24" dev eth0
+    has_addr "swn$i" eth0 "$SWARM_SUBNET_PREFIX.$i/24" || ip -n "swn$i" addr add "$SWARM_SUBNET_PREFIX.$i/24" dev eth0
     ip -n "swn$i" link set eth0 up
   done
 }
@@ -96,7 +106,7 @@ net_down() {
 }
 
 net_is_up() {
-  ip link show swh0 >/dev/null 2>&1 && ip addr show dev swh0 | grep -q "$SWARM_HOST_ADDR/24" || return 1
+  has_addr "" swh0 "$SWARM_HOST_ADDR/24" || return 1
   local i
   for i in $SWARM_NODES; do ip -n "swn$i" link show eth0 >/dev/null 2>&1 || return 1; done
 }
