@@ -63,6 +63,16 @@ holder_alive() {  # the node's PID 1 lives and is still docker-init
   pid_alive "$h" && [ "$(readlink "/proc/$h/exe" 2>/dev/null)" = "$(readlink -f /usr/bin/docker-init)" ]
 }
 engine_up() { d "$1" version >/dev/null 2>&1; }
+# The host pid of node N's dockerd, found by its command line (its data-root is the node's own),
+# not trusted from a pid file: a node may have been rebooted by another script meanwhile.
+dockerd_pid() {
+  local want="dockerd --data-root $SWARM_DIR/n$1/data " p cmd
+  for p in /proc/[0-9]*; do
+    cmd=$( { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
+    [[ "$cmd" == "$want"* ]] && { echo "${p#/proc/}"; return 0; }
+  done
+  return 1
+}
 
 # No `cmd | grep -q` under pipefail: grep exits at the first match, cmd may die of SIGPIPE and
 # the pipeline then reads as false. Capture, then match.

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -65,9 +67,16 @@ class Subscription:
             self._latest = snapshot
             self._ready.set()
 
-    async def next(self) -> Snapshot:
-        """The next snapshot that differs from the last one returned."""
-        await self._ready.wait()
+    async def next(self, timeout: float | None = None) -> Snapshot:
+        """The next snapshot that differs from the last one returned; after `timeout` seconds
+        without one, the last one again, taken as of now (for judgements that change with time)."""
+        if self._latest is None or timeout is None:
+            await self._ready.wait()
+        else:
+            try:
+                await asyncio.wait_for(self._ready.wait(), max(timeout, 0.0))
+            except TimeoutError:
+                return dataclasses.replace(self._latest, now=time.time())
         self._ready.clear()
         assert self._latest is not None
         return self._latest

@@ -337,9 +337,11 @@ class SwarmRuntime(Runtime):
         sub = self.board.subscribe(handle["service_id"])
         last: tuple[Any, ...] | None = None
         current = handle
+        recheck: float | None = None
         try:
             while True:
-                view = self._judge(current, await sub.next())
+                view = self._judge(current, await sub.next(recheck))
+                recheck = view.recheck
                 sub.fast = not view.settled
                 outcome = await self._settle(current, view)
                 moved = None

@@ -72,6 +72,8 @@ class View:
     log: str | None = None
     settled: bool = False
     """Nothing is expected to change soon (running, or ended): the slow poll suffices."""
+    recheck: float | None = None
+    """Judge again after this many seconds even if nothing changed (a timeout runs)."""
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -226,7 +228,8 @@ def judge(snapshot: Snapshot, *, container_port: int, memory_mb: int | None = No
             if waited >= reschedule_timeout:
                 outcome = Exit(None, None, False, f"node {lost.hostname} went down and no other node could take over: {reason}")
                 return View(outcome.message, False, task=current, exit=outcome, end=True, log=outcome.message, settled=True)
-            return View(f"node {lost.hostname} is down; waiting for another node: {reason}", False, task=current)
+            return View(f"node {lost.hostname} is down; waiting for another node: {reason}", False, task=current,
+                        recheck=reschedule_timeout - waited)  # fmt: skip
         return View(reason, False, task=current)
 
     if current_state in STARTING:
