@@ -167,7 +167,7 @@ def test_pack_cuts_into_secret_sized_pieces_and_refuses_too_large(tmp_path: Path
         names = archive.getnames()
         assert sorted(names) == ["app", "app/run", "big.bin"]
         assert archive.getmember("app/run").mode & 0o111
-    with pytest.raises(LaunchError, match="larger than 0.5 MB"):
+    with pytest.raises(LaunchError, match=r"larger than 0\.5 MB"):
         payload.pack(repo, 512 << 10)
 
 

@@ -19,12 +19,11 @@ import docker
 import httpx
 import pytest
 
+from gitserver import git_http_server
 from studios.runtimes.swarm import SwarmRuntime
 from studios.runtimes.swarm.contract import Source
 
 from .conftest import eventually, make_spec, manager_cli, statuses_until
-
-from gitserver import git_http_server
 
 pytestmark = [pytest.mark.swarm, pytest.mark.anyio]
 
@@ -144,8 +143,9 @@ async def test_logs_apart_and_exactly_once_across_a_service_restart(make_runtime
     handle = await first.start(make_spec(tmp_path, app, partition="cpu"), lambda line: None)
     got: list[tuple[str, str]] = []
     cursor = None
-    async for batch, cursor in first.logs(handle, None):
+    async for batch, position in first.logs(handle, None):
         got += [(line.stream, line.message) for line in batch]
+        cursor = position
         if len(got) >= 12:
             break
     await first.close()  # the service "restarts": a new runtime object, the stored cursor

@@ -73,7 +73,7 @@ def _parse(cursor: LogCursor | None) -> dict[str, _TaskLog]:
     for task_id, data in ((cursor or {}).get("tasks") or {}).items():
         if not isinstance(data, dict):
             continue
-        positions = {}
+        positions: dict[str, _Position] = {}
         for stream in STREAMS:
             at = data.get(stream) or {}
             positions[stream] = _Position(int(at.get("ns", 0)), int(at.get("n", 0)))
@@ -158,7 +158,8 @@ class _Follower:
             tid = task["ID"]
             tl = self.logs.get(tid)
             if tl is None:
-                tl = self.logs[tid] = _TaskLog(tid, {s: _Position() for s in STREAMS})
+                fresh: dict[str, _Position] = {s: _Position() for s in STREAMS}
+                tl = self.logs[tid] = _TaskLog(tid, fresh)
             if tl.status == "done":
                 continue
             node = snapshot.nodes.get(task.get("NodeID") or "")

@@ -34,38 +34,18 @@ from typing import Any, ClassVar
 
 import docker
 import docker.errors
-from docker.types import (
-    ContainerSpec,
-    DriverConfig,
-    EndpointSpec,
-    Placement,
-    Resources,
-    RestartPolicy,
-    SecretReference,
-    ServiceMode,
-    TaskTemplate,
-)  # fmt: skip
+from docker.types import ContainerSpec, DriverConfig, EndpointSpec, Placement, Resources, RestartPolicy, SecretReference, ServiceMode, TaskTemplate  # fmt: skip
 
-from studios.runtimes.base import (
-    Exit,
-    Handle,
-    LaunchError,
-    LaunchSpec,
-    LogCursor,
-    LogLine,
-    Reporter,
-    Runtime,
-    Usage,
-)
+from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, Usage
 from studios.runtimes.docker_exits import exit_message
 from studios.runtimes.docker_images import image_reference
 from studios.runtimes.swarm import logs as swarm_logs
 from studios.runtimes.swarm import payload
 from studios.runtimes.swarm import spec as naming
-from studios.runtimes.swarm.board import Board, read_manager
+from studios.runtimes.swarm.board import Board
 from studios.runtimes.swarm.contract import RuntimeEnv, Source, Status, spec_field
 from studios.runtimes.swarm.settings import SwarmSettings
-from studios.runtimes.swarm.tasks import TERMINAL, Snapshot, View, judge, state
+from studios.runtimes.swarm.tasks import TERMINAL, Node, Snapshot, View, judge, state
 from studios.runtimes.swarm.usage import Meter
 
 _NS = 1_000_000_000
@@ -163,10 +143,7 @@ class SwarmRuntime(Runtime):
         limit = int(self.settings.source_limit_mb * 2**20)
         source: Source | None = spec_field(spec, "source")
         if source is not None:
-            from studios.services.checkout import (  # moves to runtimes.git with the new core
-                CheckoutError,
-                checkout,
-            )
+            from studios.services.checkout import CheckoutError, checkout  # moves to runtimes.git with the new core
 
             self.env.data_dir.mkdir(parents=True, exist_ok=True)
             scratch = Path(tempfile.mkdtemp(prefix=f"checkout-d{spec.deployment_id}-", dir=self.env.data_dir))
@@ -266,8 +243,18 @@ class SwarmRuntime(Runtime):
                      reschedule_timeout=self.settings.reschedule_timeout_seconds)  # fmt: skip
 
     async def _snapshot(self, handle: Handle) -> Snapshot:
-        services, tasks, nodes = await asyncio.to_thread(read_manager, self.api(), self.instance)
-        return Snapshot(services.get(handle["service_id"]), tasks.get(handle["service_id"], []), nodes)
+        """One deployment's service, tasks and the nodes, read now (3 requests)."""
+
+        def read() -> Snapshot:
+            api = self.api()
+            try:
+                service = api.inspect_service(handle["service_id"])
+            except docker.errors.NotFound:
+                return Snapshot(None, [], {})
+            tasks = api.tasks(filters={"service": handle["service_id"]})
+            return Snapshot(service, tasks, {n["ID"]: Node.of(n) for n in api.nodes()})
+
+        return await asyncio.to_thread(read)
 
     def _placed(self, handle: Handle, view: View) -> Handle:
         """The handle with where the running task is now."""

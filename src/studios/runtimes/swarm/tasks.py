@@ -177,7 +177,7 @@ def judge(snapshot: Snapshot, *, container_port: int, memory_mb: int | None = No
     if replicas(service) == 0:
         return View("stopped", False, task=newest, exit=Exit(None, None, False, "stopped"), settled=True)
     if newest is None:
-        return View("waiting for the swarm to schedule it", False)
+        return View("waiting for the swarm to place it", False)
 
     # An app that ended by itself: the newest failed/complete task that caused its successor.
     ended = [t for t in tasks if state(t) in ENDED_BY_APP]
