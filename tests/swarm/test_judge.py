@@ -55,7 +55,7 @@ def view(tasks: list[dict[str, Any]], nodes: dict[str, Node] = NODES, service: d
 def test_pending_with_the_schedulers_reason() -> None:
     reason = "no suitable node (scheduling constraints not satisfied on 3 nodes)"
     v = view([task("a", 0, "pending", node=None, err=reason)])
-    assert (v.message, v.running, v.exit, v.end) == (reason, False, None, False)
+    assert (v.message, v.running, v.exit, v.end, v.log) == (reason, False, None, False, reason)
     assert not v.settled
 
 

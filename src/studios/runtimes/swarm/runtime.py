@@ -261,8 +261,9 @@ class SwarmRuntime(Runtime):
         task = view.task or {}
         container = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
         node = view.node
+        host = (self.settings.node_addresses.get(node.hostname) or node.addr) if node else None
         return {**handle, "task_id": task.get("ID"), "node": node.hostname if node else None,
-                "host": node.addr if node else None, "port": view.port, "container_id": container}  # fmt: skip
+                "host": host, "port": view.port, "container_id": container}  # fmt: skip
 
     async def _settle(self, handle: Handle, view: View) -> Exit | None:
         """Act on a view: follow usage where it runs; end the service when the view says so."""

@@ -204,7 +204,8 @@ def judge(snapshot: Snapshot, *, container_port: int, memory_mb: int | None = No
         port = published_port(current, container_port)
         where = node.hostname if node else "an unknown node"
         if node is not None and node.state == "down":
-            return View(f"node {where} is down; waiting for the swarm to move it", False, task=current, node=node)
+            message = f"node {where} is down; waiting for the swarm to move it"
+            return View(message, False, task=current, node=node, log=message)
         return View(f"running on {where}", True, task=current, node=node, port=port, settled=True,
                     log=f"moved to {where} after node {lost.hostname} went down" if lost else None)
 
@@ -228,17 +229,19 @@ def judge(snapshot: Snapshot, *, container_port: int, memory_mb: int | None = No
             if waited >= reschedule_timeout:
                 outcome = Exit(None, None, False, f"node {lost.hostname} went down and no other node could take over: {reason}")
                 return View(outcome.message, False, task=current, exit=outcome, end=True, log=outcome.message, settled=True)
-            return View(f"node {lost.hostname} is down; waiting for another node: {reason}", False, task=current,
-                        recheck=reschedule_timeout - waited)  # fmt: skip
-        return View(reason, False, task=current)
+            message = f"node {lost.hostname} is down; waiting for another node: {reason}"
+            return View(message, False, task=current, log=message, recheck=reschedule_timeout - waited)
+        return View(reason, False, task=current, log=reason if err else None)
 
     if current_state in STARTING:
         where = f" on {node.hostname}" if node else ""
         if lost is not None:
-            return View(f"node {lost.hostname} is down; starting again{where}", False, task=current, node=node)
+            message = f"node {lost.hostname} is down; starting again{where}"
+            return View(message, False, task=current, node=node, log=message)
         return View(f"starting{where}", False, task=current, node=node)
 
     if current_state == "rejected":
-        return View(f"the swarm could not start it{' on ' + node.hostname if node else ''}: {err or 'rejected'}; retrying", False, task=current, node=node)
+        message = f"the swarm could not start it{' on ' + node.hostname if node else ''}: {err or 'rejected'}; retrying"
+        return View(message, False, task=current, node=node, log=message)
     # Ended but not by the app (shut down by an update, orphaned): the swarm replaces it.
     return View(f"{current_state}{' on ' + node.hostname if node else ''}; waiting for the swarm to replace it", False, task=current, node=node)
