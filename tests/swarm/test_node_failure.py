@@ -120,3 +120,53 @@ async def _moved(statuses: list[tuple[float, Status]], away_from: str | None) ->
         if status.handle is not None:
             return status.handle if status.handle["node"] != away_from else None
     return None
+
+
+async def test_a_partitioned_node_runs_a_second_copy_until_it_heals_and_its_lines_arrive_once(make_runtime, exclusive_swarm, tmp_path):
+    """At-least-once: cut the node off (its switch port down); the swarm starts a replacement
+    on the other gpu node while the old copy runs on; once healed the swarm stops the old copy
+    and the lines it wrote meanwhile reach the log, each once."""
+    rt = make_runtime(exclusive_swarm)
+    handle = await rt.start(make_spec(tmp_path, TICKER, partition="gpu"), lambda line: None)
+    statuses: list[tuple[float, Status]] = []
+    lines: list[tuple[str, str, float]] = []
+
+    async def watch() -> None:
+        async for status in rt.watch(handle):
+            statuses.append((time.time(), status))
+
+    async def follow() -> None:
+        async for batch, _ in rt.logs(handle, None):
+            lines.extend((line.stream, line.message, line.time.timestamp()) for line in batch)
+
+    watcher, follower = asyncio.create_task(watch()), asyncio.create_task(follow())
+    port = None
+    try:
+        first = await eventually(lambda: _moved(statuses, None), 30, "the task to run")
+        port = f"swv{first['node'][-1]}"
+        subprocess.run(["ip", "-n", "swsw", "link", "set", port, "down"], check=True)
+        second = await eventually(lambda: _moved(statuses, first["node"]), 40, "the replacement to run")
+        await eventually(lambda: answers(second["host"], second["port"]), 10, "the replacement to answer")
+        subprocess.run(["ip", "-n", "swsw", "link", "set", port, "up"], check=True)
+        port = None
+        old = first["container_id"][:12]
+
+        async def old_copy_stopped() -> bool | None:
+            task = await asyncio.to_thread(rt.api().inspect_task, first["task_id"])
+            return True if task["Status"]["State"] in ("failed", "shutdown", "complete", "orphaned") else None
+
+        await eventually(old_copy_stopped, 60, "the swarm to stop the old copy after healing")
+        await rt.stop(handle, 1)
+        await asyncio.wait_for(follower, 60)
+    finally:
+        if port is not None:
+            subprocess.run(["ip", "-n", "swsw", "link", "set", port, "up"], check=False)
+        watcher.cancel()
+    stdout = [m for s, m, _ in lines if s == "stdout"]
+    assert len(stdout) == len(set(stdout)), "a log line was yielded twice"
+    ticks = [int(m.split()[1]) for m in stdout if m.endswith(old)]
+    assert ticks == list(range(len(ticks))), "lines of the old copy missing or out of order"
+    assert any(m.endswith(second["container_id"][:12]) for m in stdout)
+    # Two copies ran: the old one wrote lines after the replacement was running (read after healing).
+    replacement_running = next(t for t, s in statuses if s.handle and s.handle["node"] == second["node"])
+    assert max(t for _, m, t in lines if m.endswith(old)) > replacement_running
