@@ -7,7 +7,8 @@ and two installations on one swarm never touch each other's services. The partit
 instance type become placement constraints and generic resources; memory and cpu become limits
 (enforced by the node's engine) and reservations (counted by the scheduler). The port is
 published in `mode=host` on a port the node's engine picks; the app is reached at the node's
-address. The code and the secret environment travel as swarm secrets (`payload.py`).
+address. The code and the secret environment travel as swarm secrets (`payload.py`), prepared in
+`launch.py`.
 
 The swarm restarts a task on another node when its node dies (restart condition on-failure,
 delay `restart_delay_seconds`); an app that exits by itself ends its deployment: the runtime
@@ -26,35 +27,28 @@ import asyncio
 import contextlib
 import json
 import secrets as random
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import docker
 import docker.errors
-from docker.types import ContainerSpec, DriverConfig, EndpointSpec, Placement, Resources, RestartPolicy, SecretReference, ServiceMode, TaskTemplate  # fmt: skip
+from docker.types import SecretReference, ServiceMode  # fmt: skip
 
 from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, Usage
 from studios.runtimes.docker_exits import exit_message
 from studios.runtimes.docker_images import image_reference
+from studios.runtimes.swarm import launch, payload
 from studios.runtimes.swarm import logs as swarm_logs
-from studios.runtimes.swarm import payload
 from studios.runtimes.swarm import spec as naming
 from studios.runtimes.swarm.board import Board
-from studios.runtimes.swarm.contract import RuntimeEnv, Source, Status, spec_field
+from studios.runtimes.swarm.contract import RuntimeEnv, Status, spec_field
+from studios.runtimes.swarm.launch import reason
 from studios.runtimes.swarm.settings import SwarmSettings
 from studios.runtimes.swarm.tasks import TERMINAL, Node, Snapshot, View, judge, state
 from studios.runtimes.swarm.usage import Meter
 
 _NS = 1_000_000_000
-
-
-def _reason(error: Exception) -> str:
-    if isinstance(error, docker.errors.APIError):
-        return str(error.explanation or error).strip()
-    return str(error).strip() or type(error).__name__
 
 
 class SwarmRuntime(Runtime):
@@ -75,7 +69,7 @@ class SwarmRuntime(Runtime):
             finally:
                 client.close()
         except Exception as error:
-            return f"no Docker engine answers at {where}: {_reason(error)}"
+            return f"no Docker engine answers at {where}: {reason(error)}"
         swarm = info.get("Swarm") or {}
         if swarm.get("LocalNodeState") != "active":
             return f"the Docker engine at {where} is not part of a swarm (docker swarm init / join)"
@@ -114,75 +108,27 @@ class SwarmRuntime(Runtime):
         secret_env: dict[str, str] = dict(spec_field(spec, "secret_env") or {})
         try:
             await self._remove_deployment(spec.deployment_id, report, only_name=name)
-            pieces = await self._pack_source(spec, report)
-            wrap = bool(pieces) or bool(secret_env)
+            pieces = await launch.pack_source(spec, self.settings, self.env.data_dir, report)
             command = None
-            if wrap:
-                entrypoint, cmd = await self._image_command(reference, report)
+            if pieces or secret_env:  # the init step runs first, then the image's own command
+                engines = [self.api()] + [api for host in self.settings.node_urls if (api := self.meter.node_api(host)) is not None]
+                entrypoint, cmd = await launch.image_command(engines, reference, report)
                 command = payload.command(entrypoint, cmd, len(pieces))
-            nonce = random.token_hex(3)
-            refs = await self._create_secrets(name, nonce, labels, secret_env, pieces)
-            options = self._service_options(spec, reference, name, labels, command, refs, bool(pieces), report)
+            refs = await self._create_secrets(name, random.token_hex(3), labels, secret_env, pieces)
+            options = launch.service_options(self.settings, spec, reference, name, labels, command, refs, bool(pieces), report)
             try:
                 created = await self._call("create_service", **options)
             except docker.errors.APIError as error:
                 await self._remove_secrets(spec.deployment_id)
-                raise LaunchError(f"the swarm refused the service: {_reason(error)}") from None
+                raise LaunchError(f"the swarm refused the service: {reason(error)}") from None
         except docker.errors.DockerException as error:
-            raise LaunchError(f"the swarm manager is unavailable: {_reason(error)}") from None
+            raise LaunchError(f"the swarm manager is unavailable: {reason(error)}") from None
         report(f"created swarm service {name}")
         return {
             "service_id": created["ID"], "service_name": name, "instance": self.instance,
             "deployment_id": spec.deployment_id, "memory_mb": spec.memory_mb,
             "task_id": None, "node": None, "host": None, "port": None, "container_id": None,
         }  # fmt: skip
-
-    async def _pack_source(self, spec: LaunchSpec, report: Reporter) -> list[bytes]:
-        """The repo's checkout as secret-sized pieces: from `spec.source` (cloned here, where the
-        credential is) or an existing `spec.checkout`; none without a repo."""
-        limit = int(self.settings.source_limit_mb * 2**20)
-        source: Source | None = spec_field(spec, "source")
-        if source is not None:
-            from studios.services.checkout import CheckoutError, checkout  # moves to runtimes.git with the new core
-
-            self.env.data_dir.mkdir(parents=True, exist_ok=True)
-            scratch = Path(tempfile.mkdtemp(prefix=f"checkout-d{spec.deployment_id}-", dir=self.env.data_dir))
-            try:
-                await checkout(source.url, source.ref, scratch / "repo", username=source.username, password=source.password, report=report)
-                pieces = await asyncio.to_thread(payload.pack, scratch / "repo", limit)
-            except CheckoutError as error:
-                raise LaunchError(str(error)) from None
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
-        elif getattr(spec, "checkout", None) is not None:
-            pieces = await asyncio.to_thread(payload.pack, Path(spec.checkout), limit)  # type: ignore[arg-type]
-        else:
-            return []
-        size = sum(len(p) for p in pieces)
-        report(f"the repo travels to the task as {len(pieces)} swarm secret{'s' if len(pieces) != 1 else ''} ({size / 1024:.0f} KB compressed)")
-        return pieces
-
-    async def _image_command(self, reference: str, report: Reporter) -> tuple[list[str] | None, list[str] | None]:
-        """The image's ENTRYPOINT and CMD (the init step runs them): from the manager's engine,
-        else a node's engine, else pulled on the manager."""
-        apis = [self.api()] + [api for host in self.settings.node_urls if (api := self.meter.node_api(host)) is not None]
-        for api in apis:
-            try:
-                attrs = await asyncio.to_thread(api.inspect_image, reference)
-            except docker.errors.ImageNotFound:
-                continue
-            except docker.errors.APIError as error:
-                raise LaunchError(f"image {reference} could not be used: {_reason(error)}") from None
-            config = attrs.get("Config") or {}
-            return config.get("Entrypoint"), config.get("Cmd")
-        report(f"pulling {reference} on the swarm manager to read its command")
-        try:
-            await asyncio.to_thread(self.api().pull, reference)
-            attrs = await self._call("inspect_image", reference)
-        except docker.errors.APIError as error:
-            raise LaunchError(f"image {reference} could not be pulled: {_reason(error)}") from None
-        config = attrs.get("Config") or {}
-        return config.get("Entrypoint"), config.get("Cmd")
 
     async def _create_secrets(self, name: str, nonce: str, labels: dict[str, str], secret_env: dict[str, str], pieces: list[bytes]) -> list[SecretReference]:
         contents: list[tuple[str, bytes]] = []
@@ -197,44 +143,8 @@ class SwarmRuntime(Runtime):
                 refs.append(SecretReference(created["ID"], secret_name, filename=target, mode=0o444))
         except docker.errors.APIError as error:
             await self._remove_secrets(int(labels[naming.LABEL_DEPLOYMENT]))
-            raise LaunchError(f"the swarm refused a secret: {_reason(error)}") from None
+            raise LaunchError(f"the swarm refused a secret: {reason(error)}") from None
         return refs
-
-    def _service_options(
-        self, spec: LaunchSpec, reference: str, name: str, labels: dict[str, str],
-        command: list[str] | None, refs: list[SecretReference], has_source: bool, report: Reporter,
-    ) -> dict[str, Any]:  # fmt: skip
-        s = self.settings
-        partition = spec_field(spec, "partition")
-        instance_type = spec_field(spec, "instance_type")
-        generic = naming.generic_resources(s.generic_resources, partition, instance_type)
-        if spec.disk_gb:
-            report(f"disk limit of {spec.disk_gb:g} GB is not enforced: swarm services cannot limit a container's disk")
-        container = ContainerSpec(
-            image=reference,
-            command=command,
-            env={**spec.env, "PORT": str(s.container_port)},
-            labels=labels,
-            workdir=naming.WORKSPACE if has_source else None,
-            secrets=refs or None,
-            init=True,
-            stop_grace_period=int(s.stop_grace_seconds * _NS),
-        )
-        template = TaskTemplate(
-            container_spec=container,
-            resources=Resources(**naming.resources(spec.memory_mb, spec.cpu_millicores, s.reserve_fraction, generic)),
-            restart_policy=RestartPolicy(condition="on-failure", delay=int(s.restart_delay_seconds * _NS), max_attempts=0),
-            placement=Placement(constraints=naming.constraints(s.constraints, partition, instance_type)),
-            log_driver=DriverConfig("json-file", {"max-size": "20m", "max-file": "3"}),
-            networks=[s.network] if s.network else None,
-        )
-        return {
-            "task_template": template,
-            "name": name,
-            "labels": labels,
-            "mode": ServiceMode("replicated", 1),
-            "endpoint_spec": EndpointSpec(mode="dnsrr" if s.network else None, ports={0: (s.container_port, "tcp", "host")}),
-        }
 
     # -- following what the swarm does --------------------------------------------------------
 
@@ -317,7 +227,7 @@ class SwarmRuntime(Runtime):
             except docker.errors.NotFound:
                 return
             except docker.errors.APIError as error:
-                if "out of sequence" not in _reason(error) and "update out of" not in _reason(error):
+                if "out of sequence" not in reason(error) and "update out of" not in reason(error):
                     raise
 
     async def watch(self, handle: Handle) -> AsyncIterator[Status]:
