@@ -45,8 +45,8 @@ import httpx
 from docker.types import ContainerSpec, EndpointSpec, Placement, Resources, RestartPolicy, ServiceMode, TaskTemplate
 
 from common import REPO, write_results
+from studios.runtimes.base import LaunchSpec, RuntimeEnv
 from studios.runtimes.swarm import SwarmRuntime, SwarmSettings
-from studios.runtimes.swarm.contract import LaunchSpec, RuntimeEnv
 
 GOAL_RATIO = 1.3
 GOAL_RECOVERY_S = 10.0
@@ -107,8 +107,8 @@ async def anchor(api: docker.APIClient, name: str) -> dict[str, float]:
 
 def spec(deployment_id: int, tmp: Path, **changes: Any) -> LaunchSpec:
     values: dict[str, Any] = {
-        "deployment_id": deployment_id, "studio_id": 1, "image": "studios-test/busybox", "tag": "latest",
-        "memory_mb": 64, "cpu_millicores": 250, "disk_gb": None, "env": {"STUDIO_PARAM": "1"}, "workdir": tmp,
+        "deployment_id": deployment_id, "studio_id": 1, "user_id": 1, "image": "studios-test/busybox", "tag": "latest",
+        "memory_mb": 64, "cpu_millicores": 250, "disk_gb": None, "env": {"STUDIO_PARAM": "1"},
         "partition": "gpu", "secret_env": {"CIVIS_API_KEY": "bench-key"},
     }
     values.update(changes)
@@ -188,7 +188,7 @@ async def main(args: argparse.Namespace) -> None:
     api = docker.APIClient(base_url=env["STUDIOS_SWARM_URL"], version="auto")
     settings = SwarmSettings(url=env["STUDIOS_SWARM_URL"], node_urls=json.loads(env["STUDIOS_SWARM_NODE_URLS"]))
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"swarm-bench-{uuid.uuid4().hex[:8]}"
-    rt = SwarmRuntime(settings, RuntimeEnv(tmp, f"bench{uuid.uuid4().hex[:6]}"))
+    rt = SwarmRuntime(settings, RuntimeEnv(tmp, f"bench{uuid.uuid4().hex[:6]}", "http://localhost:8000"))
     started = dt.datetime.now()
     if args.heartbeat:
         subprocess.run(["docker", "-H", env["STUDIOS_SWARM_URL"], "swarm", "update", "--dispatcher-heartbeat", args.heartbeat], check=True, capture_output=True)

@@ -31,8 +31,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from studios.runtimes.base import LaunchSpec, RuntimeEnv
 from studios.runtimes.swarm import SwarmRuntime, SwarmSettings
-from studios.runtimes.swarm.contract import LaunchSpec, RuntimeEnv
 
 REPO = Path(__file__).resolve().parents[2]
 SWARM_DIR = Path(os.environ.get("STUDIOS_SWARM_DIR") or "/tmp/studios-swarm")
@@ -119,7 +119,7 @@ async def make_runtime(tmp_path: Path) -> AsyncIterator[Callable[..., SwarmRunti
     made: list[SwarmRuntime] = []
 
     def make(swarm: dict[str, str], instance: str | None = None, **changes: Any) -> SwarmRuntime:
-        env = RuntimeEnv(data_dir=tmp_path / f"runtime-{len(made)}", instance=instance or f"t{uuid.uuid4().hex[:10]}")
+        env = RuntimeEnv(data_dir=tmp_path / f"runtime-{len(made)}", instance=instance or f"t{uuid.uuid4().hex[:10]}", public_url="http://localhost:8000")
         rt = SwarmRuntime(settings_of(swarm, **changes), env)
         made.append(rt)
         return rt
@@ -143,8 +143,8 @@ def make_spec(tmp_path: Path, app_cmd: str | None = None, **changes: Any) -> Lau
     if app_cmd:
         env["APP_CMD"] = app_cmd
     values: dict[str, Any] = dict(
-        deployment_id=deployment_id, studio_id=7, image=IMAGE, tag="latest",
-        memory_mb=64, cpu_millicores=250, disk_gb=None, env=env, workdir=tmp_path / f"d{deployment_id}",
+        deployment_id=deployment_id, studio_id=7, user_id=1, image=IMAGE, tag="latest",
+        memory_mb=64, cpu_millicores=250, disk_gb=None, env=env,
     )  # fmt: skip
     values.update(changes)
     return LaunchSpec(**values)

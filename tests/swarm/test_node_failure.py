@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from studios.runtimes.swarm.contract import Status
+from studios.runtimes.base import Status
 
 from .conftest import REPO, eventually, make_spec
 

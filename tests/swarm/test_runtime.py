@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from gitserver import git_http_server
+from studios.runtimes.base import Source
 from studios.runtimes.swarm import SwarmRuntime
-from studios.runtimes.swarm.contract import Source
 
 from .conftest import eventually, make_spec, manager_cli, statuses_until
 

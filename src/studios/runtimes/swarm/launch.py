@@ -14,10 +14,10 @@ import docker
 import docker.errors
 from docker.types import ContainerSpec, DriverConfig, EndpointSpec, Placement, Resources, RestartPolicy, SecretReference, ServiceMode, TaskTemplate  # fmt: skip
 
+from studios.runtimes import git
 from studios.runtimes.base import LaunchError, LaunchSpec, Reporter
 from studios.runtimes.swarm import payload
 from studios.runtimes.swarm import spec as naming
-from studios.runtimes.swarm.contract import Source, spec_field
 from studios.runtimes.swarm.settings import SwarmSettings
 
 _NS = 1_000_000_000
@@ -31,29 +31,24 @@ def reason(error: Exception) -> str:
 
 
 async def pack_source(spec: LaunchSpec, settings: SwarmSettings, scratch_dir: Path, report: Reporter) -> list[bytes]:
-    """The repo's checkout as secret-sized pieces: from `spec.source` (cloned here, on the
-    Studios server, where the credential is) or an existing `spec.checkout`; [] without a repo."""
-    limit = int(settings.source_limit_mb * 2**20)
-    source: Source | None = spec_field(spec, "source")
-    if source is not None:
-        from studios.services.checkout import CheckoutError, checkout  # moves to runtimes.git with the new core
-
-        def make_scratch() -> Path:
-            scratch_dir.mkdir(parents=True, exist_ok=True)
-            return Path(tempfile.mkdtemp(prefix=f"checkout-d{spec.deployment_id}-", dir=scratch_dir))
-
-        scratch = await asyncio.to_thread(make_scratch)
-        try:
-            await checkout(source.url, source.ref, scratch / "repo", username=source.username, password=source.password, report=report)
-            pieces = await asyncio.to_thread(payload.pack, scratch / "repo", limit)
-        except CheckoutError as error:
-            raise LaunchError(str(error)) from None
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    elif getattr(spec, "checkout", None) is not None:
-        pieces = await asyncio.to_thread(payload.pack, Path(spec.checkout), limit)  # type: ignore[arg-type]
-    else:
+    """The studio's repo (`spec.source`) as secret-sized pieces, cloned here on the Studios
+    server (where the credential is, and stays); [] without a repo."""
+    if spec.source is None:
         return []
+    limit = int(settings.source_limit_mb * 2**20)
+
+    def make_scratch() -> Path:
+        scratch_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"checkout-d{spec.deployment_id}-", dir=scratch_dir))
+
+    scratch = await asyncio.to_thread(make_scratch)
+    try:
+        await git.fetch(spec.source, scratch / "repo", report)
+        pieces = await asyncio.to_thread(payload.pack, scratch / "repo", limit)
+    except git.CheckoutError as error:
+        raise LaunchError(str(error)) from None
+    finally:
+        await asyncio.to_thread(shutil.rmtree, scratch, True)
     size = sum(len(p) for p in pieces)
     report(f"the repo travels to the task as {len(pieces)} swarm secret{'s' if len(pieces) != 1 else ''} ({size / 1024:.0f} KB compressed)")
     return pieces
@@ -87,8 +82,7 @@ def service_options(
 ) -> dict[str, Any]:  # fmt: skip
     """Keyword arguments of `APIClient.create_service` for one deployment."""
     s = settings
-    partition = spec_field(spec, "partition")
-    instance_type = spec_field(spec, "instance_type")
+    partition, instance_type = spec.partition, spec.instance_type
     generic = naming.generic_resources(s.generic_resources, partition, instance_type)
     if spec.disk_gb:
         report(f"disk limit of {spec.disk_gb:g} GB is not enforced: swarm services cannot limit a container's disk")

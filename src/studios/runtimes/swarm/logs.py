@@ -34,8 +34,8 @@ import docker
 import docker.errors
 
 from studios.runtimes.base import LogCursor, LogLine
-from studios.runtimes.docker_logs import _time_of, parse_entry
-from studios.runtimes.docker_streams import read_in_threads
+from studios.runtimes.docker.logs import _time_of, parse_entry
+from studios.runtimes.docker.streams import read_in_threads
 from studios.runtimes.swarm.board import Board
 from studios.runtimes.swarm.streams import open_stream
 from studios.runtimes.swarm.tasks import TERMINAL, Snapshot, state

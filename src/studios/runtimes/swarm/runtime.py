@@ -28,21 +28,19 @@ import contextlib
 import json
 import secrets as random
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import docker
 import docker.errors
 from docker.types import SecretReference, ServiceMode  # fmt: skip
 
-from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, Usage
-from studios.runtimes.docker_exits import exit_message
-from studios.runtimes.docker_images import image_reference
+from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, RuntimeEnv, RuntimeSettings, Status, Usage
+from studios.runtimes.docker.exits import exit_message
+from studios.runtimes.docker.images import image_reference
 from studios.runtimes.swarm import launch, payload
 from studios.runtimes.swarm import logs as swarm_logs
 from studios.runtimes.swarm import spec as naming
 from studios.runtimes.swarm.board import Board
-from studios.runtimes.swarm.contract import RuntimeEnv, Status, spec_field
 from studios.runtimes.swarm.launch import reason
 from studios.runtimes.swarm.settings import SwarmSettings
 from studios.runtimes.swarm.tasks import TERMINAL, Node, Snapshot, View, judge, state
@@ -55,12 +53,13 @@ class SwarmRuntime(Runtime):
     """Runs deployments as swarm services (see the module docstring)."""
 
     name = "swarm"
-    Settings: ClassVar[type[SwarmSettings]] = SwarmSettings
+    settings_model = SwarmSettings
+    settings: SwarmSettings
 
     @classmethod
-    def available(cls, settings: SwarmSettings | None = None) -> str | None:
+    def available(cls, settings: RuntimeSettings) -> str | None:
         """None when a swarm manager answers at the configured URL, else why not."""
-        settings = settings or SwarmSettings()
+        assert isinstance(settings, SwarmSettings)
         where = settings.url or "DOCKER_HOST or the default socket"
         try:
             client = docker.APIClient(base_url=settings.url, version="auto", timeout=5) if settings.url else docker.from_env(timeout=5).api
@@ -77,10 +76,9 @@ class SwarmRuntime(Runtime):
             return f"the Docker engine at {where} is a swarm worker; point STUDIOS_SWARM_URL at a manager"
         return None
 
-    def __init__(self, settings: SwarmSettings | None = None, env: RuntimeEnv | None = None) -> None:
-        self.settings = settings or SwarmSettings()
-        self.env = env or RuntimeEnv(data_dir=Path.home() / ".local" / "share" / "studios" / "runtimes" / "swarm", instance="default")
-        self.instance = self.env.instance
+    def __init__(self, settings: SwarmSettings, env: RuntimeEnv) -> None:
+        super().__init__(settings, env)
+        self.instance = env.instance
         self._api: docker.APIClient | None = None
         self.board = Board(self.api, self.instance, slow=self.settings.poll_seconds, fast=self.settings.fast_poll_seconds)
         self.meter = Meter(self.env.data_dir / "usage", self.settings.node_urls)
@@ -105,7 +103,7 @@ class SwarmRuntime(Runtime):
         reference = image_reference(image, spec.tag)
         name = naming.service_name(self.instance, spec.deployment_id)
         labels = naming.labels(self.instance, spec.deployment_id, spec.studio_id)
-        secret_env: dict[str, str] = dict(spec_field(spec, "secret_env") or {})
+        secret_env = dict(spec.secret_env)
         try:
             await self._remove_deployment(spec.deployment_id, report, only_name=name)
             pieces = await launch.pack_source(spec, self.settings, self.env.data_dir, report)
@@ -258,7 +256,7 @@ class SwarmRuntime(Runtime):
 
     # -- the contract -----------------------------------------------------------------------
 
-    def address(self, handle: Handle) -> tuple[str, int] | None:  # type: ignore[override]
+    def address(self, handle: Handle) -> tuple[str, int] | None:
         if handle.get("host") and handle.get("port"):
             return str(handle["host"]), int(handle["port"])
         return None

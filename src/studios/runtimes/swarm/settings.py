@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from studios.runtimes.base import RuntimeSettings
 
 
-class SwarmSettings(BaseSettings):
+class SwarmSettings(RuntimeSettings):
     model_config = SettingsConfigDict(env_prefix="STUDIOS_SWARM_", extra="ignore")
 
     url: str | None = Field(None, description="Docker Engine API URL of a swarm manager (unix:///var/run/docker.sock, tcp://manager:2376 with DOCKER_TLS_VERIFY/DOCKER_CERT_PATH, ssh://user@manager). Default: the docker SDK's environment (DOCKER_HOST).")

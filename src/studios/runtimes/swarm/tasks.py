@@ -20,8 +20,8 @@ import time
 from typing import Any
 
 from studios.runtimes.base import Exit
-from studios.runtimes.docker_exits import exit_message
-from studios.runtimes.docker_logs import parse_timestamp
+from studios.runtimes.docker.exits import exit_message
+from studios.runtimes.docker.logs import parse_timestamp
 from studios.runtimes.swarm.spec import LABEL_EXIT
 
 STARTING = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"}

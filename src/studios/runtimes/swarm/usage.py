@@ -22,7 +22,7 @@ from typing import Any
 import docker
 
 from studios.runtimes.base import Usage
-from studios.runtimes.docker_logs import parse_timestamp
+from studios.runtimes.docker.logs import parse_timestamp
 from studios.runtimes.swarm.streams import open_stream
 
 
