@@ -1,14 +1,9 @@
 """Fixtures for tests against a real 3-node Docker Swarm on this machine (`scripts/swarm-up`).
 
-`swarm` (session): brings the swarm up once per machine (every xdist worker calls the idempotent
-`scripts/swarm-up` under one file lock: the first brings it up, the others find it up) and
-returns its settings (`$STUDIOS_SWARM_DIR/env`). When it cannot come up, tests marked `swarm`
-fail in CI (the `CI` variable is set) and are skipped elsewhere, with the reason. The swarm is
-left up for the next run; `scripts/swarm-down` removes it (scripts/test does, after the suite).
-
-Tests that crash a node take the swarm for themselves: every swarm test holds a shared lock for
-its duration and a node-crashing test (`exclusive_swarm`) an exclusive one, with a turnstile so
-that it is not starved by a stream of shared holders on other workers.
+`swarm` (session): brings the swarm up once per machine and returns its settings
+(`$STUDIOS_SWARM_DIR/env`); skipped with the reason when it cannot come up, failed in CI
+(`lab.py`). `shared_swarm` holds the swarm alongside other tests; `exclusive_swarm` takes it
+for a test that crashes nodes, and leaves 3 Ready nodes.
 
 `runtime`: a `SwarmRuntime` on the manager with an instance id of its own, so tests on
 several workers never see each other's services; whatever it leaves is removed after the test.
@@ -18,11 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import itertools
-import os
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -34,69 +26,30 @@ import pytest
 from studios.runtimes.base import LaunchSpec, RuntimeEnv
 from studios.runtimes.swarm import SwarmRuntime, SwarmSettings
 
-REPO = Path(__file__).resolve().parents[2]
-SWARM_DIR = Path(os.environ.get("STUDIOS_SWARM_DIR") or "/tmp/studios-swarm")
-LOCKS = Path(tempfile.gettempdir())
-IMAGE = "studios-test/busybox"
+from . import lab
+from .lab import IMAGE
+
 _ids = itertools.count(int(time.time()) % 100_000 * 100)
 T = TypeVar("T")
-
-
-@contextlib.contextmanager
-def flock(path: Path, mode: int) -> Iterator[None]:
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, mode)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def read_env(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            values[key.strip()] = value.strip()
-    return values
 
 
 @pytest.fixture(scope="session")
 def swarm() -> dict[str, str]:
     """The swarm's settings (STUDIOS_SWARM_URL, STUDIOS_SWARM_NODE_URLS, STUDIOS_SWARM_DIR...)."""
-    problem = None
-    if os.geteuid() != 0:
-        problem = "the one-machine swarm needs root (network namespaces, dockerd)"
-    else:
-        with flock(LOCKS / "studios-swarm-up.lock", fcntl.LOCK_EX):
-            done = subprocess.run([str(REPO / "scripts" / "swarm-up")], capture_output=True, text=True, timeout=300,
-                                  env={**os.environ, "STUDIOS_SWARM_DIR": str(SWARM_DIR)})  # fmt: skip
-        if done.returncode != 0:
-            problem = f"scripts/swarm-up failed: {(done.stderr or done.stdout).strip()[-2000:]}"
-    if problem is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI: the swarm tests must run, but {problem}")
-        pytest.skip(problem)
-    return read_env(SWARM_DIR / "env")
+    return lab.require()
 
 
 @pytest.fixture
 def shared_swarm(swarm: dict[str, str]) -> Iterator[dict[str, str]]:
-    with flock(LOCKS / "studios-swarm-turnstile.lock", fcntl.LOCK_EX):
-        pass
-    with flock(LOCKS / "studios-swarm-use.lock", fcntl.LOCK_SH):
+    with lab.shared():
         yield swarm
 
 
 @pytest.fixture
 def exclusive_swarm(swarm: dict[str, str]) -> Iterator[dict[str, str]]:
     """The swarm for this test alone (it crashes nodes); restored (3 nodes Ready) after."""
-    with flock(LOCKS / "studios-swarm-turnstile.lock", fcntl.LOCK_EX), flock(LOCKS / "studios-swarm-use.lock", fcntl.LOCK_EX):
-        try:
-            yield swarm
-        finally:
-            subprocess.run([str(REPO / "scripts" / "swarm-up")], capture_output=True, timeout=300,
-                           env={**os.environ, "STUDIOS_SWARM_DIR": str(SWARM_DIR)})  # fmt: skip
+    with lab.exclusive():
+        yield swarm
 
 
 def settings_of(swarm: dict[str, str], **changes: Any) -> SwarmSettings:
