@@ -61,7 +61,7 @@ def test_pending_with_the_schedulers_reason() -> None:
 
 def test_running_gives_the_node_address_and_published_port() -> None:
     v = view([task("a", 0, "running", port=30001)])
-    assert v.running and v.message == "running on swn2"
+    assert v.running and v.message == "running on swn2" and v.log == "running on swn2"  # a system log line says where
     assert (v.node.addr, v.port) == ("10.231.0.2", 30001)
     assert v.settled
 

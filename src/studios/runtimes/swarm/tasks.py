@@ -207,7 +207,7 @@ def judge(snapshot: Snapshot, *, container_port: int, memory_mb: int | None = No
             message = f"node {where} is down; waiting for the swarm to move it"
             return View(message, False, task=current, node=node, log=message)
         return View(f"running on {where}", True, task=current, node=node, port=port, settled=True,
-                    log=f"moved to {where} after node {lost.hostname} went down" if lost else None)
+                    log=f"moved to {where} after node {lost.hostname} went down" if lost else f"running on {where}")
 
     rejected = 0
     for task in reversed(tasks):
