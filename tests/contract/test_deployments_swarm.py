@@ -240,7 +240,7 @@ def test_a_crashed_nodes_deployment_comes_back_on_the_other_gpu_node(client: Any
 
     def answers_again() -> bool:
         moved = len(running_on(client, sid, did)) == 2
-        return moved and open_link(dep.display_url).status_code == 200
+        return moved and open_link(dep.display_url).text.strip() == "hello from studios-test"
 
     poll(answers_again, 60, "the app to answer through its displayUrl on another node", interval=0.05)
     print(f"node {crashed} crashed -> the displayUrl answers again after {time.monotonic() - began:.1f} s")

@@ -291,7 +291,11 @@ class SwarmRuntime(Runtime):
         return stopped
 
     async def usage(self, handle: Handle) -> Usage:
+        """The peaks measured here; for a deployment this server does not follow (it ended, or
+        another server followed it), also those recorded on the ended service's labels."""
         deployment_id = int(handle["deployment_id"])
+        if self.meter.following(deployment_id):
+            return self.meter.read(deployment_id)  # sampled every 2 s by the engine: no request
         try:
             service = await self._call("inspect_service", handle["service_id"])
             stored = ((service.get("Spec") or {}).get("Labels") or {}).get(naming.LABEL_USAGE)

@@ -114,6 +114,10 @@ class Meter:
             name=f"studios-swarm-stats-{deployment_id}", daemon=True,
         ).start()  # fmt: skip
 
+    def following(self, deployment_id: int) -> bool:
+        """Whether a running container of this deployment is being measured now."""
+        return deployment_id in self._followers
+
     def unwatch(self, deployment_id: int) -> None:
         follower = self._followers.pop(deployment_id, None)
         if follower is not None:
