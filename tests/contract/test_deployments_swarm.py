@@ -163,6 +163,16 @@ def running_on(client: Any, sid: int, did: int) -> list[str]:
     return nodes
 
 
+def released(client: Any, swarm: dict[str, str], instance: str, sid: int, did: int) -> None:
+    """After a DELETE: the engine releases the workload (its service is removed from the swarm)
+    without a failed attempt (which the deployment's log would show)."""
+    try:
+        poll(lambda: not services_of(swarm, instance, did), 60, "the service to be removed from the swarm")
+    finally:
+        trouble = [f"{line.stream}: {line.message}" for line in log_lines(client, sid, did) if line.source == "system" and line.stream == "stderr"]
+        assert not trouble, trouble
+
+
 def the_task(swarm: dict[str, str], instance: str, did: int) -> dict[str, Any]:
     """The deployment's one running task, from the manager."""
     [service] = services_of(swarm, instance, did)
@@ -202,7 +212,7 @@ def test_a_gpu_studio_runs_on_a_gpu_node_with_its_params_and_limits(client: Any,
     ended = wait_state(client, sid, did, "terminated", timeout=30)
     assert ended.state_message == "stopped by alice"
     assert ended.max_memory_usage is not None and ended.max_memory_usage > 0  # measured on the node
-    poll(lambda: not services_of(shared_swarm, server.env["STUDIOS_INSTANCE"], did), 30, "the service to be removed from the swarm")
+    released(client, shared_swarm, server.env["STUDIOS_INSTANCE"], sid, did)
 
 
 def test_a_partition_no_node_offers_stays_pending_with_the_schedulers_reason(client: Any, server: StudiosServer, shared_swarm: dict[str, str]) -> None:
@@ -221,7 +231,7 @@ def test_a_partition_no_node_offers_stays_pending_with_the_schedulers_reason(cli
     assert service["Spec"]["TaskTemplate"]["Placement"]["Constraints"] == ["node.labels.partition==tpu"]
     client.studios.delete_deployments(sid, did)
     assert wait_state(client, sid, did, "terminated", timeout=30).state_message == "stopped by alice"
-    poll(lambda: not services_of(shared_swarm, server.env["STUDIOS_INSTANCE"], did), 30, "the service to be removed from the swarm")
+    released(client, shared_swarm, server.env["STUDIOS_INSTANCE"], sid, did)
 
 
 def test_a_crashed_nodes_deployment_comes_back_on_the_other_gpu_node(client: Any, server: StudiosServer, exclusive_swarm: dict[str, str]) -> None:

@@ -14,7 +14,8 @@ import pytest
 
 from studios.runtimes.base import Status
 
-from .conftest import REPO, eventually, make_spec
+from .conftest import eventually, make_spec
+from .lab import REPO
 
 pytestmark = [pytest.mark.swarm, pytest.mark.anyio]
 
