@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
@@ -40,6 +41,7 @@ from studios.runtimes.swarm.board import Board
 from studios.runtimes.swarm.streams import open_stream
 from studios.runtimes.swarm.tasks import TERMINAL, Snapshot, state
 
+log = logging.getLogger(__name__)
 Stream = Literal["stdout", "stderr"]
 STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
 DRAIN_SECONDS = 30.0
@@ -142,7 +144,9 @@ class _Follower:
                 self.queue.put_nowait(("waiting", tl.task_id))
         except docker.errors.NotFound:
             self.queue.put_nowait(("done", tl.task_id))  # the task or its service is gone
-        except (TimeoutError, docker.errors.DockerException, OSError):
+        except (TimeoutError, docker.errors.DockerException, OSError) as error:
+            # What was read stays; the rest of this task's log is given up (said in the service log).
+            log.warning("swarm task %s: the rest of its log could not be read (%s)", tl.task_id[:12], type(error).__name__ if isinstance(error, TimeoutError) else error)
             self.queue.put_nowait(("done", tl.task_id))
 
     def _start(self, tl: _TaskLog, follow_first: bool) -> None:

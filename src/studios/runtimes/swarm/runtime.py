@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets as random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -47,6 +48,7 @@ from studios.runtimes.swarm.tasks import TERMINAL, Node, Snapshot, View, judge, 
 from studios.runtimes.swarm.usage import Meter
 
 _NS = 1_000_000_000
+log = logging.getLogger(__name__)
 
 
 class SwarmRuntime(Runtime):
@@ -277,14 +279,18 @@ class SwarmRuntime(Runtime):
         # The swarm stops the task with the spec's grace; wait (bounded) until no task runs
         # any more on a node that could still report it.
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(grace_seconds, self.settings.stop_grace_seconds) + 15
-        while loop.time() < deadline:
+        started = loop.time()
+        deadline = started + max(grace_seconds, self.settings.stop_grace_seconds) + 15
+        while True:
             try:
                 snapshot = await self._snapshot(handle)
             except docker.errors.DockerException:
                 break
             if all(state(t) in TERMINAL or (snapshot.nodes.get(t.get("NodeID") or "") is None)
                    or snapshot.nodes[t["NodeID"]].state != "ready" for t in snapshot.tasks):  # fmt: skip
+                break
+            if loop.time() > deadline:
+                log.warning("swarm service %s: a task still runs %.0f s after it was stopped", handle.get("service_name"), deadline - started)
                 break
             await asyncio.sleep(0.1)
         self.meter.unwatch(int(handle["deployment_id"]))
