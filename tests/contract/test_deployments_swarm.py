@@ -78,6 +78,15 @@ def manager(swarm: dict[str, str], *args: str) -> str:
     return subprocess.run(["docker", "-H", swarm["STUDIOS_SWARM_URL"], *args], capture_output=True, text=True, timeout=60, check=True).stdout
 
 
+def running(http: httpx.Client, path: str) -> bool:
+    """Whether the deployment at `path` is running; fails, saying why, once it has ended."""
+    dep = http.get(path).json()
+    if dep["state"] == "terminated":
+        system = [line["message"] for line in http.get(f"{path}/logs", params={"limit": 100000}).json() if line["source"] == "system"]
+        raise AssertionError(f"{path} ended: {dep['stateMessage']!r}; its system log: {system}")
+    return bool(dep["state"] == "running")
+
+
 def services_of(swarm: dict[str, str], instance: str, deployment_id: int | None = None) -> list[dict[str, Any]]:
     """The swarm services of this installation (and deployment), as the manager lists them."""
     filters = ["--filter", f"label=studios.instance={instance}"]
@@ -265,6 +274,7 @@ def test_a_crashed_nodes_deployment_comes_back_on_the_other_gpu_node(client: Any
 
     client.studios.delete_deployments(sid, did)
     wait_state(client, sid, did, "terminated", timeout=30)
+    released(client, exclusive_swarm, server.env["STUDIOS_INSTANCE"], sid, did)  # while the crashed node is still down
     lines = [(line.stream, line.message) for line in log_lines(client, sid, did) if line.source == "user"]
     assert len(lines) == len(set(lines)), "a log line was stored twice"
     by_container: dict[str, list[int]] = {}
@@ -296,7 +306,7 @@ def test_two_servers_on_one_database_drive_one_swarm_and_start_each_deployment_o
                 dep = api[i % 2].post(f"/studios/{made['id']}/deployments", json={}).json()
                 paths.append(f"/studios/{made['id']}/deployments/{dep['deploymentId']}")
             for path in paths:
-                poll(lambda path=path: all(a.get(path).json()["state"] == "running" for a in api), 60, f"{path} running, seen through both servers")
+                poll(lambda path=path: all(running(a, path) for a in api), 60, f"{path} running, seen through both servers")
 
             def started_once() -> None:
                 deployments = [int(path.rsplit("/", 1)[1]) for path in paths]
@@ -335,9 +345,9 @@ def test_two_servers_on_one_database_drive_one_swarm_and_start_each_deployment_o
             for client in api:
                 client.close()
         finally:
-            for server in servers:
-                if server.process is not None:
-                    server.end_workloads()
+            live = [server for server in servers if server.process is not None]
+            if live:
+                live[0].end_workloads()  # one database: one server ends them all
             for server in servers:
                 server.stop()
             remove_leftovers(shared_swarm, instance)

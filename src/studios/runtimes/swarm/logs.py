@@ -189,15 +189,20 @@ class _Follower:
     def _finished(self, snapshot: Snapshot | None) -> bool:
         if snapshot is None or not self.ended(snapshot):
             return False
-        nodes_up = {t["ID"]: (snapshot.nodes.get(t.get("NodeID") or "") or None) for t in snapshot.tasks}
+        node_of = {t["ID"]: snapshot.nodes.get(t.get("NodeID") or "") for t in snapshot.tasks}
+
+        def reachable(task_id: str) -> bool:
+            node = node_of.get(task_id)
+            return node is not None and node.state == "ready"
+
         for tid, tl in self.logs.items():
             if tl.status == "reading":
                 return False
-            if tl.status in ("idle", "waiting"):
-                node = nodes_up.get(tid)
-                if node is not None and node.state == "ready":
-                    return False  # its node answers: read it first
-        return all(state(t) in TERMINAL or not _has_container(t) for t in snapshot.tasks)
+            if tl.status in ("idle", "waiting") and reachable(tid):
+                return False  # its node answers: read it first
+        # A task still shown running on a node that is down (crashed, cut off) is not waited
+        # for: the manager keeps its last state until the node reports again, which may be never.
+        return all(state(t) in TERMINAL or not _has_container(t) or not reachable(t["ID"]) for t in snapshot.tasks)
 
     async def run(self) -> AsyncIterator[tuple[list[LogLine], LogCursor]]:
         sub = self.board.subscribe(self.service_id)
