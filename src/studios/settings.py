@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     proxy_auth_attempts_per_minute: int = Field(30, ge=0, description="`displayUrl` token exchanges one client address may make per minute; past it the proxy answers 429 with Retry-After (0: no limit).")
     display_token_seconds: int = Field(3600, description="How long a `displayUrl` can be exchanged for a viewer cookie (once: each token opens a studio one time).")
     display_cookie_seconds: int = Field(86400, description="How long a viewer cookie stays valid (access is still checked on every request).")
-    runtime: str = Field("auto", description="The default runtime (partitions with `runtime = \"default\"` use it): `auto` (Docker when an engine answers, else host processes), or an installed runtime's name: `process`, `docker`, `fake`. Each runtime has its own `STUDIOS_<RUNTIME>_*` settings (below, and `docs/runtimes/`). `studios serve` prints which and why.")
+    runtime: str = Field("auto", description="The default runtime (partitions with `runtime = \"default\"` use it): `auto` (Docker when an engine answers, else host processes), or an installed runtime's name: `process`, `docker`, `swarm`, `fake`. Each runtime has its own `STUDIOS_<RUNTIME>_*` settings (below, and `docs/runtimes/`). `studios serve` prints which and why.")
     partitions_file: Path | None = Field(None, json_schema_extra=_shown("built-in `studios/partitions.toml`"), description="Partitions, their runtime and instance types (`docs/partitions.md`).")
     start_timeout_seconds: float = Field(120.0, description="A deployment not answering HTTP by then ends as terminated.")
     stop_grace_seconds: float = Field(5.0, description="SIGTERM → SIGKILL grace when stopping.")

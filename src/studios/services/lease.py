@@ -67,7 +67,11 @@ class Lease:
 
     async def _attempt(self) -> bool:
         try:
-            return await asyncio.wait_for(self.db.write(self.try_hold), self.ttl / 2)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the write's result
+            # and drops a cancellation that arrives in the same turn (the service's shutdown),
+            # and `run` would go on holding the lease.
+            async with asyncio.timeout(self.ttl / 2):
+                return await self.db.write(self.try_hold)
         except (OperationalError, IntegrityError, TimeoutError) as error:
             log.warning("lease %s: could not renew: %s", self.name, error.__class__.__name__)
             return False

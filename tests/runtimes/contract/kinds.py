@@ -4,7 +4,9 @@ nothing else) to hold it to the contract."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -193,4 +195,41 @@ class DockerKind(Kind):
         return self.base_spec(image="localhost:1/studios-contract/nothing-here")
 
 
-KINDS: dict[str, Callable[[Path], Kind]] = {"fake": FakeKind, "process": ProcessKind, "process-users": ProcessUsersKind, "docker": DockerKind}
+class SwarmKind(Kind):
+    """The one-machine swarm (`scripts/swarm-up`), held shared for the test (no node crashed)."""
+
+    name = "swarm"
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        from swarm import lab
+
+        self.swarm, self.unavailable = lab.bring_up()
+        if self.unavailable is not None and os.environ.get("CI"):
+            raise AssertionError(f"CI needs the one-machine swarm for the contract suite: {self.unavailable}")
+        self._held = contextlib.ExitStack()
+        if self.swarm is not None:
+            self._held.enter_context(lab.shared())
+
+    def make(self) -> Runtime:
+        from studios.runtimes.swarm import SwarmRuntime, SwarmSettings
+
+        assert self.swarm is not None
+        return SwarmRuntime(SwarmSettings(url=self.swarm["STUDIOS_SWARM_URL"], node_urls=json.loads(self.swarm["STUDIOS_SWARM_NODE_URLS"])), self.env)
+
+    def spec(self, env: dict[str, str] | None = None, secret_env: dict[str, str] | None = None, source: Source | None = None) -> LaunchSpec:
+        return self.base_spec(image=DockerKind.IMAGE, env={**(env or {}), "APP_CMD": SHELL_APP}, secret_env=secret_env or {}, source=source)
+
+    def unstartable(self) -> LaunchSpec:
+        # Studios always passes a secret (the app's API key), so the image's command is read
+        # before the service is made: an image no engine has and none can pull is refused then.
+        return self.base_spec(image="localhost:1/studios-contract/nothing-here", secret_env={"CIVIS_API_KEY": "k"})
+
+    async def sweep(self) -> None:
+        try:
+            await super().sweep()
+        finally:
+            self._held.close()
+
+
+KINDS: dict[str, Callable[[Path], Kind]] = {"fake": FakeKind, "process": ProcessKind, "process-users": ProcessUsersKind, "docker": DockerKind, "swarm": SwarmKind}

@@ -2,7 +2,9 @@
 itself by passing it. Each runtime brings a `Kind` (in `kinds.py`): how to build it (twice: a
 new instance stands for a restarted service) and a launch spec for the suite's app, which
 prints `GREETING=<param>` and `SECRET=<secret>` on stdout and a line on stderr, then answers
-HTTP on $PORT (and, with a source, serves the source's `index.html`)."""
+HTTP on $PORT (and, with a source, serves the source's `index.html`). As the engine does, the
+suite takes the handle `watch` gives once the workload runs: a cluster's runtime knows where the
+app answers only once it is placed."""
 
 from __future__ import annotations
 
@@ -46,9 +48,17 @@ async def eventually(check: Callable[[], Awaitable[T | None]], within: float, wh
         await asyncio.sleep(0.05)
 
 
-async def answers(runtime: Runtime, handle: Handle, within: float = 30.0) -> httpx.Response:
+def latest(handle: Handle, statuses: list[Status]) -> Handle:
+    """The handle as `watch` last changed it (the engine stores each new one)."""
+    return next((status.handle for status in reversed(statuses) if status.handle is not None), handle)
+
+
+async def answers(runtime: Runtime, handle: Handle, within: float = 30.0, statuses: list[Status] | None = None) -> httpx.Response:
+    """The app's first answer at `address()` of the handle (as updated by `statuses`, a watch
+    running alongside)."""
+
     async def get() -> httpx.Response | None:
-        address = runtime.address(handle)
+        address = runtime.address(latest(handle, statuses or []))
         if address is None:
             return None
         try:
@@ -75,10 +85,22 @@ async def lines_until(runtime: Runtime, handle: Handle, cursor: Any, done: Calla
     return seen, after
 
 
-async def first_status(runtime: Runtime, handle: Handle, within: float = 30.0) -> Status:
+async def until_running(runtime: Runtime, handle: Handle, within: float = 30.0) -> Handle:
+    """Follow `watch` until it says the workload runs; the handle then. Before that, only
+    statuses of a workload not placed or not started yet (running=False, no exit)."""
     stream = runtime.watch(handle)
+    seen: list[Status] = []
+
+    async def first() -> Handle:
+        async for status in stream:
+            seen.append(status)
+            assert status.exit is None, f"ended before it ran: {seen}"
+            if status.running:
+                return latest(handle, seen)
+        raise AssertionError(f"watch ended without saying it runs: {seen}")
+
     try:
-        return await asyncio.wait_for(anext(stream), within)
+        return await asyncio.wait_for(first(), within)
     finally:
         await stream.aclose()  # type: ignore[attr-defined]
 
@@ -89,7 +111,7 @@ async def test_starts_runs_answers_and_gets_its_environment(kind: Kind) -> None:
     reported: list[str] = []
     handle = await runtime.start(spec, reported.append)
     assert "s3cret-value" not in repr(handle) and "s3cret-value" not in "".join(reported)  # never in the stored handle or a log line
-    assert (await first_status(runtime, handle)).running
+    handle = await until_running(runtime, handle)
     assert (await answers(runtime, handle)).status_code == 200
     lines, _ = await lines_until(runtime, handle, None, lambda seen: any(line.stream == "stderr" for line in seen) and any(line.message.startswith("SECRET=") for line in seen))
     stdout = [line.message for line in lines if line.stream == "stdout"]
@@ -114,10 +136,12 @@ async def test_watch_ends_with_the_exit(kind: Kind) -> None:
             statuses.append(status)
 
     watcher = asyncio.create_task(watch())
-    await answers(runtime, handle)
+    await answers(runtime, handle, statuses=statuses)
     ended = await runtime.stop(handle, 2.0)
     await asyncio.wait_for(watcher, 30)
-    assert statuses[0].running and statuses[-1].exit == ended
+    first_running = next(i for i, status in enumerate(statuses) if status.running)
+    assert not any(status.exit for status in statuses[:first_running])  # before: not placed or starting
+    assert statuses[-1].exit == ended and not any(status.exit for status in statuses[:-1])
     await runtime.cleanup(handle)
 
 
@@ -141,7 +165,7 @@ async def test_logs_resume_exactly_once_in_a_new_runtime(kind: Kind) -> None:
 async def test_orphans_are_found_and_removed(kind: Kind) -> None:
     runtime = kind.runtime
     spec = kind.spec()
-    handle = await runtime.start(spec, lambda _: None)
+    handle = await until_running(runtime, await runtime.start(spec, lambda _: None))
     await answers(runtime, handle)
     assert spec.deployment_id in await runtime.orphans(set())
     assert spec.deployment_id not in await runtime.orphans({spec.deployment_id})
@@ -153,7 +177,7 @@ async def test_orphans_are_found_and_removed(kind: Kind) -> None:
 async def test_the_source_is_where_the_app_runs(kind: Kind) -> None:
     runtime = kind.runtime
     spec = kind.spec(source=kind.source({"index.html": "served from the studio's repository\n"}))
-    handle = await runtime.start(spec, lambda _: None)
+    handle = await until_running(runtime, await runtime.start(spec, lambda _: None))
     response = await answers(runtime, handle)
     assert response.text == "served from the studio's repository\n"
     await runtime.stop(handle, 2.0)

@@ -1,0 +1,387 @@
+"""The swarm runtime: one deployment is one Docker Swarm service with one replica.
+
+It talks to a swarm manager's Engine API (and, for usage, to each node's own engine). The
+service carries this installation's id and the deployment's id in its name and labels
+(`spec.py`), so adoption after a restart and the removal of services no deployment owns work,
+and two installations on one swarm never touch each other's services. The partition and
+instance type become placement constraints and generic resources; memory and cpu become limits
+(enforced by the node's engine) and reservations (counted by the scheduler). The port is
+published in `mode=host` on a port the node's engine picks; the app is reached at the node's
+address. The code and the secret environment travel as swarm secrets (`payload.py`), prepared in
+`launch.py`.
+
+The swarm restarts a task on another node when its node dies (restart condition on-failure,
+delay `restart_delay_seconds`); an app that exits by itself ends its deployment: the runtime
+scales the service to 0 within the restart delay and records the exit on the service's labels.
+What the tasks mean is judged in `tasks.py`, read for every deployment by one poller
+(`board.py`); logs are followed per task (`logs.py`), usage on the nodes (`usage.py`).
+
+Handle (JSON, stored by the service):
+    {"service_id", "service_name", "instance", "deployment_id", "memory_mb",
+     "task_id", "node", "host", "port", "container_id"}   # the last five once it runs
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets as random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types import SecretReference, ServiceMode  # fmt: skip
+
+from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, RuntimeEnv, RuntimeSettings, Status, Usage
+from studios.runtimes.docker.exits import exit_message
+from studios.runtimes.docker.images import image_reference
+from studios.runtimes.swarm import launch, payload
+from studios.runtimes.swarm import logs as swarm_logs
+from studios.runtimes.swarm import spec as naming
+from studios.runtimes.swarm.board import Board
+from studios.runtimes.swarm.launch import reason
+from studios.runtimes.swarm.settings import SwarmSettings
+from studios.runtimes.swarm.tasks import TERMINAL, Node, Snapshot, View, judge, state
+from studios.runtimes.swarm.usage import Meter
+
+_NS = 1_000_000_000
+log = logging.getLogger(__name__)
+
+
+class SwarmRuntime(Runtime):
+    """Runs deployments as swarm services (see the module docstring)."""
+
+    name = "swarm"
+    settings_model = SwarmSettings
+    settings: SwarmSettings
+
+    @classmethod
+    def available(cls, settings: RuntimeSettings) -> str | None:
+        """None when a swarm manager answers at the configured URL, else why not."""
+        assert isinstance(settings, SwarmSettings)
+        where = settings.url or "DOCKER_HOST or the default socket"
+        try:
+            client = docker.APIClient(base_url=settings.url, version="auto", timeout=5) if settings.url else docker.from_env(timeout=5).api
+            try:
+                info = client.info()
+            finally:
+                client.close()
+        except Exception as error:
+            return f"no Docker engine answers at {where}: {reason(error)}"
+        swarm = info.get("Swarm") or {}
+        if swarm.get("LocalNodeState") != "active":
+            return f"the Docker engine at {where} is not part of a swarm (docker swarm init / join)"
+        if not swarm.get("ControlAvailable"):
+            return f"the Docker engine at {where} is a swarm worker; point STUDIOS_SWARM_URL at a manager"
+        return None
+
+    def __init__(self, settings: SwarmSettings, env: RuntimeEnv) -> None:
+        super().__init__(settings, env)
+        self.instance = env.instance
+        self._api: docker.APIClient | None = None
+        self.board = Board(self.api, self.instance, slow=self.settings.poll_seconds, fast=self.settings.fast_poll_seconds)
+        self.meter = Meter(self.env.data_dir / "usage", self.settings.node_urls)
+
+    def api(self) -> docker.APIClient:
+        """The manager's API client, made on first use."""
+        if self._api is None:
+            url = self.settings.url
+            self._api = docker.APIClient(base_url=url, version="auto", max_pool_size=64) if url else docker.from_env(max_pool_size=64).api
+        return self._api
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        api = self.api()
+        return await asyncio.to_thread(getattr(api, method), *args, **kwargs)
+
+    # -- start ------------------------------------------------------------------------------
+
+    async def start(self, spec: LaunchSpec, report: Reporter) -> Handle:
+        image = spec.image
+        if not image:
+            raise LaunchError("this studio names no docker image, which the swarm runtime needs")
+        reference = image_reference(image, spec.tag)
+        name = naming.service_name(self.instance, spec.deployment_id)
+        labels = naming.labels(self.instance, spec.deployment_id, spec.studio_id)
+        secret_env = dict(spec.secret_env)
+        try:
+            await self._remove_deployment(spec.deployment_id, report, only_name=name)
+            pieces = await launch.pack_source(spec, self.settings, self.env.data_dir, report)
+            command = None
+            if pieces or secret_env:  # the init step runs first, then the image's own command
+                engines = [self.api()] + [api for host in self.settings.node_urls if (api := self.meter.node_api(host)) is not None]
+                entrypoint, cmd = await launch.image_command(engines, reference, report)
+                command = payload.command(entrypoint, cmd, len(pieces))
+            refs = await self._create_secrets(name, random.token_hex(3), labels, secret_env, pieces)
+            options = launch.service_options(self.settings, spec, reference, name, labels, command, refs, bool(pieces), report)
+            try:
+                created = await self._call("create_service", **options)
+            except docker.errors.APIError as error:
+                await self._remove_secrets(spec.deployment_id)
+                raise LaunchError(f"the swarm refused the service: {reason(error)}") from None
+        except docker.errors.DockerException as error:
+            raise LaunchError(f"the swarm manager is unavailable: {reason(error)}") from None
+        report(f"created swarm service {name}")
+        return {
+            "service_id": created["ID"], "service_name": name, "instance": self.instance,
+            "deployment_id": spec.deployment_id, "memory_mb": spec.memory_mb,
+            "task_id": None, "node": None, "host": None, "port": None, "container_id": None,
+        }  # fmt: skip
+
+    async def _create_secrets(self, name: str, nonce: str, labels: dict[str, str], secret_env: dict[str, str], pieces: list[bytes]) -> list[SecretReference]:
+        contents: list[tuple[str, bytes]] = []
+        if secret_env:
+            contents.append((payload.ENV_TARGET, payload.env_file(secret_env)))
+        contents += [(payload.SOURCE_TARGET.format(index=i), piece) for i, piece in enumerate(pieces)]
+        refs = []
+        try:
+            for target, data in contents:
+                secret_name = f"{name}-{nonce}-{target}"
+                created = await self._call("create_secret", secret_name, data, labels=labels)
+                refs.append(SecretReference(created["ID"], secret_name, filename=target, mode=0o444))
+        except docker.errors.APIError as error:
+            await self._remove_secrets(int(labels[naming.LABEL_DEPLOYMENT]))
+            raise LaunchError(f"the swarm refused a secret: {reason(error)}") from None
+        return refs
+
+    # -- following what the swarm does --------------------------------------------------------
+
+    def _judge(self, handle: Handle, snapshot: Snapshot) -> View:
+        return judge(snapshot, container_port=self.settings.container_port, memory_mb=handle.get("memory_mb"),
+                     reschedule_timeout=self.settings.reschedule_timeout_seconds)  # fmt: skip
+
+    async def _snapshot(self, handle: Handle) -> Snapshot:
+        """One deployment's service, tasks and the nodes, read now (3 requests)."""
+
+        def read() -> Snapshot:
+            api = self.api()
+            try:
+                service = api.inspect_service(handle["service_id"])
+            except docker.errors.NotFound:
+                return Snapshot(None, [], {})
+            tasks = api.tasks(filters={"service": handle["service_id"]})
+            return Snapshot(service, tasks, {n["ID"]: Node.of(n) for n in api.nodes()})
+
+        return await asyncio.to_thread(read)
+
+    def _placed(self, handle: Handle, view: View) -> Handle:
+        """The handle with where the running task is now."""
+        task = view.task or {}
+        container = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
+        node = view.node
+        host = (self.settings.node_addresses.get(node.hostname) or node.addr) if node else None
+        return {**handle, "task_id": task.get("ID"), "node": node.hostname if node else None,
+                "host": host, "port": view.port, "container_id": container}  # fmt: skip
+
+    async def _settle(self, handle: Handle, view: View) -> Exit | None:
+        """Act on a view: follow usage where it runs; end the service when the view says so."""
+        deployment_id = int(handle["deployment_id"])
+        if view.running and view.task is not None and view.node is not None:
+            container = ((view.task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
+            if container:
+                self.meter.watch(deployment_id, view.node.hostname, container)
+        if view.exit is None:
+            return None
+        outcome = view.exit
+        if view.end:
+            outcome = await self._oom_checked(handle, view, outcome)
+            await self._end(handle, outcome)
+        self.meter.unwatch(deployment_id)
+        return outcome
+
+    async def _oom_checked(self, handle: Handle, view: View, outcome: Exit) -> Exit:
+        """An exit by SIGKILL is an out-of-memory kill when the node's engine says so."""
+        task, node = view.task or {}, view.node
+        container = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
+        api = self.meter.node_api(node.hostname) if node is not None else None
+        if outcome.signal != 9 or api is None or not container:
+            return outcome
+        try:
+            attrs = await asyncio.to_thread(api.inspect_container, container)
+        except docker.errors.DockerException:
+            return outcome
+        if not (attrs.get("State") or {}).get("OOMKilled"):
+            return outcome
+        return Exit(code=None, signal=9, oom_killed=True, message=exit_message(137, 9, True, handle.get("memory_mb")))
+
+    async def _end(self, handle: Handle, outcome: Exit) -> None:
+        """Scale the service to 0 and record how it ended (and its peak usage) on its labels,
+        so the swarm does not restart it and every server sees the same ending."""
+        exit_json = json.dumps({"code": outcome.code, "signal": outcome.signal, "oom_killed": outcome.oom_killed, "message": outcome.message})
+        usage_json = json.dumps(self.meter.peaks(int(handle["deployment_id"])))
+        for _ in range(5):  # another writer may bump the version between read and update
+            try:
+                service = await self._call("inspect_service", handle["service_id"])
+            except docker.errors.NotFound:
+                return
+            spec_labels = dict((service.get("Spec") or {}).get("Labels") or {})
+            if naming.LABEL_EXIT in spec_labels:
+                return
+            spec_labels.update({naming.LABEL_EXIT: exit_json, naming.LABEL_USAGE: usage_json})
+            try:
+                await self._call("update_service", handle["service_id"], service["Version"]["Index"],
+                                 labels=spec_labels, mode=ServiceMode("replicated", 0), fetch_current_spec=True)  # fmt: skip
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as error:
+                if "out of sequence" not in reason(error) and "update out of" not in reason(error):
+                    raise
+
+    async def watch(self, handle: Handle) -> AsyncIterator[Status]:
+        """Statuses of the deployment as the swarm places, starts, moves and ends its task."""
+        sub = self.board.subscribe(handle["service_id"])
+        last: tuple[Any, ...] | None = None
+        current = handle
+        recheck: float | None = None
+        try:
+            while True:
+                view = self._judge(current, await sub.next(recheck))
+                recheck = view.recheck
+                sub.fast = not view.settled
+                outcome = await self._settle(current, view)
+                moved = None
+                if view.running:
+                    placed = self._placed(current, view)
+                    if (placed["task_id"], placed["host"], placed["port"]) != (current.get("task_id"), current.get("host"), current.get("port")):
+                        current = moved = placed
+                if outcome is not None:
+                    yield Status(message=outcome.message, running=False, exit=outcome, log=view.log)
+                    return
+                if view.key != last or moved is not None:
+                    last = view.key
+                    yield Status(message=view.message, running=view.running, handle=moved, log=view.log)
+        finally:
+            sub.close()
+
+    # -- the contract -----------------------------------------------------------------------
+
+    def address(self, handle: Handle) -> tuple[str, int] | None:
+        if handle.get("host") and handle.get("port"):
+            return str(handle["host"]), int(handle["port"])
+        return None
+
+    async def poll(self, handle: Handle) -> Exit | None:
+        try:
+            snapshot = await self._snapshot(handle)
+        except docker.errors.DockerException:
+            return None  # the manager is unreachable: nothing is known to have ended
+        return await self._settle(handle, self._judge(handle, snapshot))
+
+    async def stop(self, handle: Handle, grace_seconds: float) -> Exit:
+        outcome = await self.poll(handle)
+        if outcome is not None:
+            return outcome
+        stopped = Exit(code=None, signal=None, oom_killed=False, message="stopped")
+        await self._end(handle, stopped)
+        # The swarm stops the task with the spec's grace; wait (bounded) until no task runs
+        # any more on a node that could still report it.
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + max(grace_seconds, self.settings.stop_grace_seconds) + 15
+        while True:
+            try:
+                snapshot = await self._snapshot(handle)
+            except docker.errors.DockerException:
+                break
+            if all(state(t) in TERMINAL or (snapshot.nodes.get(t.get("NodeID") or "") is None)
+                   or snapshot.nodes[t["NodeID"]].state != "ready" for t in snapshot.tasks):  # fmt: skip
+                break
+            if loop.time() > deadline:
+                log.warning("swarm service %s: a task still runs %.0f s after it was stopped", handle.get("service_name"), deadline - started)
+                break
+            await asyncio.sleep(0.1)
+        self.meter.unwatch(int(handle["deployment_id"]))
+        return stopped
+
+    async def usage(self, handle: Handle) -> Usage:
+        """The peaks measured here; for a deployment this server does not follow (it ended, or
+        another server followed it), also those recorded on the ended service's labels."""
+        deployment_id = int(handle["deployment_id"])
+        if self.meter.following(deployment_id):
+            return self.meter.read(deployment_id)  # sampled every 2 s by the engine: no request
+        try:
+            service = await self._call("inspect_service", handle["service_id"])
+            stored = ((service.get("Spec") or {}).get("Labels") or {}).get(naming.LABEL_USAGE)
+            if stored:
+                self.meter.seed(deployment_id, json.loads(stored))
+        except (docker.errors.DockerException, ValueError):
+            pass
+        return self.meter.read(deployment_id)
+
+    async def logs(self, handle: Handle, cursor: LogCursor | None) -> AsyncIterator[tuple[list[LogLine], LogCursor]]:
+        def ended(snapshot: Snapshot) -> bool:
+            return self._judge(handle, snapshot).exit is not None
+
+        async for item in swarm_logs.follow(self.api, self.board, handle["service_id"], cursor, ended):
+            yield item
+
+    async def adopt(self, handle: Handle) -> bool:
+        try:
+            service = await self._call("inspect_service", handle.get("service_id") or handle.get("service_name", ""))
+        except docker.errors.DockerException:
+            return False
+        labels = (service.get("Spec") or {}).get("Labels") or {}
+        if service.get("ID") != handle.get("service_id") or labels.get(naming.LABEL_INSTANCE) != self.instance:
+            return False
+        if labels.get(naming.LABEL_DEPLOYMENT) != str(handle.get("deployment_id")):
+            return False
+        return await self.poll(handle) is None
+
+    async def cleanup(self, handle: Handle) -> None:
+        deployment_id = int(handle["deployment_id"])
+        await self._remove_deployment(deployment_id, lambda _line: None)
+        self.meter.forget(deployment_id)
+
+    async def _ours(self, kind: str, deployment_id: int | None = None) -> list[dict[str, Any]]:
+        labels = [f"{naming.LABEL_INSTANCE}={self.instance}"]
+        if deployment_id is not None:
+            labels.append(f"{naming.LABEL_DEPLOYMENT}={deployment_id}")
+        result: list[dict[str, Any]] = await self._call(kind, filters={"label": labels})
+        return result
+
+    async def _remove_secrets(self, deployment_id: int) -> None:
+        for secret in await self._ours("secrets", deployment_id):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                await self._call("remove_secret", secret["ID"])
+
+    async def _remove_deployment(self, deployment_id: int, report: Reporter, only_name: str | None = None) -> None:
+        """Remove this deployment's services and secrets (ours by label). With `only_name`, a
+        service of that name that is not ours is a `LaunchError`, not removed."""
+        if only_name is not None:
+            try:
+                other = await self._call("inspect_service", only_name)
+            except docker.errors.NotFound:
+                other = None
+            if other is not None:
+                other_labels = (other.get("Spec") or {}).get("Labels") or {}
+                if other_labels.get(naming.LABEL_INSTANCE) != self.instance or other_labels.get(naming.LABEL_DEPLOYMENT) != str(deployment_id):
+                    raise LaunchError(f"a swarm service named {only_name} exists and is not this deployment's")
+        for service in await self._ours("services", deployment_id):
+            report(f"removing swarm service {service['Spec']['Name']} left by an earlier start")
+            with contextlib.suppress(docker.errors.NotFound):
+                await self._call("remove_service", service["ID"])
+        await self._remove_secrets(deployment_id)
+
+    async def orphans(self, known: set[int]) -> list[int]:
+        found: set[int] = set()
+        for kind in ("services", "secrets"):
+            for item in await self._ours(kind):
+                value = ((item.get("Spec") or {}).get("Labels") or {}).get(naming.LABEL_DEPLOYMENT, "")
+                if value.isdigit() and int(value) not in known:
+                    found.add(int(value))
+        return sorted(found)
+
+    async def remove_orphan(self, deployment_id: int) -> None:
+        await self._remove_deployment(deployment_id, lambda _line: None)
+        self.meter.forget(deployment_id)
+
+    async def close(self) -> None:
+        await self.board.close()
+        self.meter.close()
+        if self._api is not None:
+            await asyncio.to_thread(self._api.close)
+            self._api = None
+
