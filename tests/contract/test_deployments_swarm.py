@@ -28,7 +28,7 @@ from core.test_several_servers import holder
 from studios.runtimes.registry import instance_id
 from swarm import lab
 
-from .server import REPO, StudiosServer, log_lines, messages, open_link, poll, studios_server, wait_state
+from .server import REPO, OpenedApp, StudiosServer, log_lines, messages, open_link, poll, studios_server, wait_state
 
 civis = pytest.importorskip("civis", reason="the contract tests need the civis client (pip install -e '.[test]')")
 
@@ -247,7 +247,8 @@ def test_a_crashed_nodes_deployment_comes_back_on_the_other_gpu_node(client: Any
     sid = studio(client, "survives a crash", "gpu", TICKER)
     did = deploy(client, sid)
     dep = wait_state(client, sid, did, "running")
-    assert open_link(dep.display_url).text.strip() == "hello from studios-test"
+    viewer = OpenedApp(dep.display_url)  # a viewer keeps the page open across the crash (links open once)
+    assert viewer.get("/").text.strip() == "hello from studios-test"
 
     def ticks() -> list[str]:
         return [m for m in messages(log_lines(client, sid, did), "user", "stdout") if m.startswith("tick ")]
@@ -259,7 +260,7 @@ def test_a_crashed_nodes_deployment_comes_back_on_the_other_gpu_node(client: Any
 
     def answers_again() -> bool:
         moved = len(running_on(client, sid, did)) == 2
-        return moved and open_link(dep.display_url).text.strip() == "hello from studios-test"
+        return moved and viewer.get("/").text.strip() == "hello from studios-test"
 
     poll(answers_again, 60, "the app to answer through its displayUrl on another node", interval=0.05)
     print(f"node {crashed} crashed -> the displayUrl answers again after {time.monotonic() - began:.1f} s")

@@ -256,7 +256,9 @@ def test_the_reconcile_never_removes_a_live_deployment_as_an_orphan(api: Api, au
     s = studio(me, "app-http")
     dep = settled(me, s["id"], deploy(me, s["id"])["deploymentId"])
     assert dep["state"] == "running"
-    runtime = ctx.deployments.runtimes["process"]
+    from studios.services.engine.reconcile import reconcile
+
+    runtime = ctx.runtimes.by_name["process"]
     listing = runtime.orphans
 
     async def started_meanwhile(known: set[int]) -> list[int]:  # the listing saw an app the first read did not
@@ -264,7 +266,7 @@ def test_the_reconcile_never_removes_a_live_deployment_as_an_orphan(api: Api, au
 
     runtime.orphans = started_meanwhile
     try:
-        api.portal.call(ctx.deployments.reconcile)
+        api.portal.call(reconcile, api.app.state.engine)
     finally:
         runtime.orphans = listing
     assert me.get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}").json()["state"] == "running"
