@@ -53,6 +53,8 @@ memory = 256
 disk = 1.0
 """
 
+shared_swarm, exclusive_swarm = lab.shared_swarm, lab.exclusive_swarm  # the swarm fixtures of every swarm test module
+
 
 def partitions_file(root: Path) -> Path:
     path = root / "partitions.toml"
@@ -139,16 +141,6 @@ def client(server: StudiosServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     return civis.APIClient()
 
 
-@pytest.fixture
-def shared_swarm(swarm: dict[str, str]) -> Iterator[dict[str, str]]:
-    with lab.shared():
-        yield swarm
-
-
-@pytest.fixture
-def exclusive_swarm(swarm: dict[str, str]) -> Iterator[dict[str, str]]:
-    with lab.exclusive():
-        yield swarm
 
 
 def studio(client: Any, name: str, partition: str, app_cmd: str, params: dict[str, str] | None = None, **extra: Any) -> int:

@@ -17,7 +17,7 @@ import itertools
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,24 +32,13 @@ from .lab import IMAGE
 _ids = itertools.count(int(time.time()) % 100_000 * 100)
 T = TypeVar("T")
 
+shared_swarm, exclusive_swarm = lab.shared_swarm, lab.exclusive_swarm  # the swarm fixtures of every swarm test module
+
 
 @pytest.fixture(scope="session")
 def swarm() -> dict[str, str]:
     """The swarm's settings (STUDIOS_SWARM_URL, STUDIOS_SWARM_NODE_URLS, STUDIOS_SWARM_DIR...)."""
     return lab.require()
-
-
-@pytest.fixture
-def shared_swarm(swarm: dict[str, str]) -> Iterator[dict[str, str]]:
-    with lab.shared():
-        yield swarm
-
-
-@pytest.fixture
-def exclusive_swarm(swarm: dict[str, str]) -> Iterator[dict[str, str]]:
-    """The swarm for this test alone (it crashes nodes); restored (3 nodes Ready) after."""
-    with lab.exclusive():
-        yield swarm
 
 
 def settings_of(swarm: dict[str, str], **changes: Any) -> SwarmSettings:

@@ -105,3 +105,21 @@ def exclusive() -> Iterator[None]:
             yield
         finally:
             swarm_up()
+
+
+# Fixtures for every swarm test module (imported by name where used); each needs a `swarm`
+# fixture giving the swarm's settings (`require()`).
+
+
+@pytest.fixture
+def shared_swarm(swarm: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The swarm, used alongside other tests (no node is crashed meanwhile)."""
+    with shared():
+        yield swarm
+
+
+@pytest.fixture
+def exclusive_swarm(swarm: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The swarm for this test alone (it crashes nodes); restored (3 nodes Ready) after."""
+    with exclusive():
+        yield swarm

@@ -41,6 +41,11 @@ def exit_of(state: dict[str, Any], memory_mb: int | None, paths: dict[str, str])
         oom = bool(kills) or (kills is None and peak is not None and peak >= 0.98 * memory_mb * 2**20)
     if state.get("Error") and code != 0 and not oom:
         return Exit(code=code, signal=None, oom_killed=False, message=f"failed to start: {state['Error']}")
+    return exit_of_code(code, oom, memory_mb)
+
+
+def exit_of_code(code: int, oom: bool, memory_mb: int | None) -> Exit:
+    """The `Exit` of a container's main process that ended with `code` (128 + N: signal N)."""
     signal = code - 128 if 128 < code < 160 else None
     return Exit(
         code=None if signal is not None else code,

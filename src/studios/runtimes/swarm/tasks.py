@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from studios.runtimes.base import Exit
-from studios.runtimes.docker.exits import exit_message
+from studios.runtimes.docker.exits import exit_of_code
 from studios.runtimes.docker.logs import parse_timestamp
 from studios.runtimes.swarm.spec import LABEL_EXIT
 
@@ -118,14 +118,7 @@ def exit_of_task(task: dict[str, Any], memory_mb: int | None = None, oom: bool =
         code = code or 0
     if code is None or (code in (0, -1) and state(task) == "failed" and err and "exit" not in err):
         return Exit(code=None, signal=None, oom_killed=False, message=f"failed to start: {err or status.get('Message') or state(task)}")
-    code = int(code)
-    signal = code - 128 if 128 < code < 160 else None
-    return Exit(
-        code=None if signal is not None else code,
-        signal=signal,
-        oom_killed=oom,
-        message=exit_message(code, signal, oom, memory_mb),
-    )
+    return exit_of_code(int(code), oom, memory_mb)
 
 
 def stored_exit(service: dict[str, Any] | None) -> Exit | None:
