@@ -93,15 +93,17 @@ async def logs(db: Database, bus: Bus, deployment_id: int, view: View, after_id:
             yield RETRY_FRAME
             if after_id is None and since is None:
                 after_id = await db.read(lambda s: dep_store.tail_start(s, deployment_id, tail))
-            last = after_id or 0
+            # Never a line at or before where the stream starts (the tail's first line, the
+            # client's Last-Event-ID), nor one older than `since`: on PostgreSQL the reads look
+            # back LOOKBACK ids for lines committed late, but not past that floor.
+            floor = last = after_id or 0
             sent: set[int] = set()
-            first_read_since = since if after_id is None else None
+            since = since if after_id is None else None
             caught_up = False
             while True:
                 while True:
-                    start = max(0, last - LOOKBACK) if db.postgresql and sent else last
-                    rows = await db.read(partial(dep_store.logs_after, deployment_id=deployment_id, after_id=start, limit=LOG_BATCH, since=first_read_since))
-                    first_read_since = None
+                    start = max(floor, last - LOOKBACK) if db.postgresql and sent else last
+                    rows = await db.read(partial(dep_store.logs_after, deployment_id=deployment_id, after_id=start, limit=LOG_BATCH, since=since))
                     fresh: list[dict[str, Any]] = []
                     for line_id, created, stream, source, message in rows:
                         if line_id in sent:
