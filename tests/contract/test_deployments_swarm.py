@@ -164,11 +164,13 @@ def running_on(client: Any, sid: int, did: int) -> list[str]:
     return nodes
 
 
-def released(client: Any, swarm: dict[str, str], instance: str, sid: int, did: int) -> None:
+def released(client: Any, swarm: dict[str, str], server: StudiosServer, sid: int, did: int) -> None:
     """After a DELETE: the engine releases the workload (its service is removed from the swarm)
     without a failed attempt (which the deployment's log would show)."""
     try:
-        poll(lambda: not services_of(swarm, instance, did), 60, "the service to be removed from the swarm")
+        poll(lambda: not services_of(swarm, server.env["STUDIOS_INSTANCE"], did), 60, "the service to be removed from the swarm")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\nthe server's log:\n{server.log_tail(6000)}") from None
     finally:
         trouble = [f"{line.stream}: {line.message}" for line in log_lines(client, sid, did) if line.source == "system" and line.stream == "stderr"]
         assert not trouble, trouble
@@ -213,7 +215,7 @@ def test_a_gpu_studio_runs_on_a_gpu_node_with_its_params_and_limits(client: Any,
     ended = wait_state(client, sid, did, "terminated", timeout=30)
     assert ended.state_message == "stopped by alice"
     assert ended.max_memory_usage is not None and ended.max_memory_usage > 0  # measured on the node
-    released(client, shared_swarm, server.env["STUDIOS_INSTANCE"], sid, did)
+    released(client, shared_swarm, server, sid, did)
 
 
 def test_a_partition_no_node_offers_stays_pending_with_the_schedulers_reason(client: Any, server: StudiosServer, shared_swarm: dict[str, str]) -> None:
@@ -232,7 +234,7 @@ def test_a_partition_no_node_offers_stays_pending_with_the_schedulers_reason(cli
     assert service["Spec"]["TaskTemplate"]["Placement"]["Constraints"] == ["node.labels.partition==tpu"]
     client.studios.delete_deployments(sid, did)
     assert wait_state(client, sid, did, "terminated", timeout=30).state_message == "stopped by alice"
-    released(client, shared_swarm, server.env["STUDIOS_INSTANCE"], sid, did)
+    released(client, shared_swarm, server, sid, did)
 
 
 def test_a_crashed_nodes_deployment_comes_back_on_the_other_gpu_node(client: Any, server: StudiosServer, exclusive_swarm: dict[str, str]) -> None:
@@ -267,7 +269,7 @@ def test_a_crashed_nodes_deployment_comes_back_on_the_other_gpu_node(client: Any
 
     client.studios.delete_deployments(sid, did)
     wait_state(client, sid, did, "terminated", timeout=30)
-    released(client, exclusive_swarm, server.env["STUDIOS_INSTANCE"], sid, did)  # while the crashed node is still down
+    released(client, exclusive_swarm, server, sid, did)  # while the crashed node is still down
     lines = [(line.stream, line.message) for line in log_lines(client, sid, did) if line.source == "user"]
     assert len(lines) == len(set(lines)), "a log line was stored twice"
     by_container: dict[str, list[int]] = {}
