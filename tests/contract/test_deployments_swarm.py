@@ -53,6 +53,9 @@ memory = 256
 disk = 1.0
 """
 
+RELEASE_WITHIN = 180
+"""Seconds a test waits for a released deployment's service to be gone (see `released`)."""
+
 shared_swarm, exclusive_swarm = lab.shared_swarm, lab.exclusive_swarm  # the swarm fixtures of every swarm test module
 
 
@@ -168,7 +171,10 @@ def released(client: Any, swarm: dict[str, str], server: StudiosServer, sid: int
     """After a DELETE: the engine releases the workload (its service is removed from the swarm)
     without a failed attempt (which the deployment's log would show)."""
     try:
-        poll(lambda: not services_of(swarm, server.env["STUDIOS_INSTANCE"], did), 60, "the service to be removed from the swarm")
+        # A release stops the task (the swarm's grace, bounded by the runtime at grace + 15 s),
+        # drains the rest of its log (up to 30 s for a node that stops answering mid-read) and
+        # then removes the service: minutes on a loaded machine, so the bound is generous.
+        poll(lambda: not services_of(swarm, server.env["STUDIOS_INSTANCE"], did), RELEASE_WITHIN, "the service to be removed from the swarm")
     except AssertionError as error:
         raise AssertionError(f"{error}\nthe server's log:\n{server.log_tail(6000)}") from None
     finally:
@@ -336,7 +342,7 @@ def test_two_servers_on_one_database_drive_one_swarm_and_start_each_deployment_o
                 numbers = ticks(path)
                 assert numbers == list(range(len(numbers))), f"{path}: lost or doubled lines around the takeover"
                 assert "adopted after a service restart" in [line["message"] for line in api[other].get(f"{path}/logs", params={"limit": 100000}).json() if line["source"] == "system"]
-            poll(lambda: not services_of(shared_swarm, instance), 30, "every service removed from the swarm")
+            poll(lambda: not services_of(shared_swarm, instance), RELEASE_WITHIN, "every service removed from the swarm")
             for client in api:
                 client.close()
         finally:
