@@ -212,7 +212,13 @@ def test_a_sleeping_deployment_wakes_from_its_page(browser: Any, tmp_path: Path,
         context, page, problems = new_page(browser)
         sign_in(page, srv, "carol")
         page.goto(f"{srv.url}/ui/studios/{sid}/deployments/{did}")
-        page.wait_for_selector("#state [data-state=sleeping]")
+        try:
+            page.wait_for_selector("#state [data-state=sleeping]")
+        except Exception as error:  # say what the page and the API showed instead
+            shown = page.evaluate("document.querySelector('main') ? document.querySelector('main').innerText.slice(0, 600) : document.body.innerText.slice(0, 600)")
+            with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {srv.keys['carol']}"}, trust_env=False, timeout=30) as http:  # type: ignore[attr-defined]
+                api_state = http.get(f"/studios/{sid}/deployments/{did}").json()
+            raise AssertionError(f"{error}\npage {page.url}: {shown!r}\nAPI: {api_state.get('state')} {api_state.get('stateMessage')!r}\n{srv.log_tail(3000)}") from None
         assert page.is_visible("#open")  # opening it would wake it too
         shot(page, "deployment-sleeping")
         page.click("#wake")
