@@ -33,6 +33,8 @@ from studios.store import deployments as dep_store
 
 log = logging.getLogger("studios.logs")
 MAX_LINES_PER_WRITE = 50_000
+DRAIN_SECONDS = 60.0
+"""Longest wait for the rest of an ended workload's log (`LogSink.drain`)."""
 
 
 @dataclasses.dataclass
@@ -191,17 +193,24 @@ class LogSink:
         task = self._pumps.get(deployment_id)
         return task is not None and not task.done()
 
-    async def drain(self, deployment_id: int, timeout: float = 300.0) -> None:
-        """Wait until the pump has stored every line of an ended workload."""
+    async def drain(self, deployment_id: int, timeout: float = DRAIN_SECONDS) -> None:
+        """Wait until the pump has stored every line of an ended workload; past `timeout` the
+        rest is given up (said in the service log), so a runtime whose log never ends cannot
+        hold a release (and the workload's removal) back."""
         task = self._pumps.get(deployment_id)
         if task is None:
             return
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout)
-        except (TimeoutError, asyncio.CancelledError):
+        except TimeoutError:
+            log.warning("deployment %s: its runtime's log did not end within %.0f s of the workload's end; the rest is given up", deployment_id, timeout)
             task.cancel()
-        if self._pumps.get(deployment_id) is task:
-            del self._pumps[deployment_id]
+        except asyncio.CancelledError:  # the caller is cancelled: so is the pump, and so it stays
+            task.cancel()
+            raise
+        finally:
+            if self._pumps.get(deployment_id) is task:
+                del self._pumps[deployment_id]
 
     async def stop(self, deployment_id: int) -> None:
         """Stop pumping (the workload goes on; whoever resumes starts from the stored cursor)."""
