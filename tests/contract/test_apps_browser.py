@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
+from chromium import NO_CHROMIUM, launched
+
 from .server import StudiosServer, poll, studios_server
 
 try:
@@ -26,14 +28,11 @@ try:
 except ImportError:  # the browser fixture skips then
     PlaywrightTimeout = TimeoutError  # type: ignore[misc, assignment]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 APPS = Path(__file__).parent / "apps"
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install -y chromium)"),
+    pytest.mark.skipif(NO_CHROMIUM, reason="Debian chromium is not installed (apt-get install -y chromium)"),
 ]
 
 
@@ -56,13 +55,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+    with launched() as b:
+        yield b
 
 
 def deploy(server: StudiosServer, name: str, image: str, params: list[dict[str, str]] | None = None) -> dict[str, Any]:

@@ -5,12 +5,12 @@ and an idle deployment sleeps and wakes when its link is opened again."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from chromium import NO_CHROMIUM, launched
 from conftest import Api, TestUser, wait_until
 
 APP = """
@@ -108,29 +108,22 @@ def test_idle_sleep_then_the_link_wakes_it(api: Api, author: TestUser) -> None:
 
 
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install -y chromium)")
+@pytest.mark.skipif(NO_CHROMIUM, reason="Debian chromium is not installed (apt-get install -y chromium)")
 def test_a_real_browser_opens_the_display_url_of_a_deployed_app(api: Api, author: TestUser) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
     me = api.as_(author)
     s = me.post("/studios", json={"name": "browser", "dockerImageName": "web"}).json()
     dep = running(me, s["id"], me.post(f"/studios/{s['id']}/deployments").json()["deploymentId"])
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.goto(dep["displayUrl"])
-            # A person waits for the app's text (the starting page, if shown, reloads into it).
-            page.wait_for_function("document.body && document.body.innerText.startsWith('hello from the app')", timeout=30_000)
-            assert page.inner_text("body").startswith("hello from the app at / base=/")
-            tampered = browser.new_page()
-            response = tampered.goto(dep["displayUrl"][:-4] + "AAAA")
-            assert response is not None and response.status == 403
-            assert "access denied" in tampered.inner_text("body").lower()
-        finally:
-            browser.close()
+    with launched() as browser:
+        page = browser.new_page()
+        page.goto(dep["displayUrl"])
+        # A person waits for the app's text (the starting page, if shown, reloads into it).
+        page.wait_for_function("document.body && document.body.innerText.startsWith('hello from the app')", timeout=30_000)
+        assert page.inner_text("body").startswith("hello from the app at / base=/")
+        tampered = browser.new_page()
+        response = tampered.goto(dep["displayUrl"][:-4] + "AAAA")
+        assert response is not None and response.status == 403
+        assert "access denied" in tampered.inner_text("body").lower()
     me.delete(f"/studios/{s['id']}/deployments/{dep['deploymentId']}")

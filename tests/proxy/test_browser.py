@@ -9,18 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from chromium import ARGS, CHROMIUM, NO_CHROMIUM
 from studios.proxy.backend import Target
 
 from .conftest import DEPLOYMENT, USER, make_stack
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+    pytest.mark.skipif(NO_CHROMIUM,
                        reason="Debian chromium is not installed (apt-get install -y chromium)"),
 ]
 

@@ -8,14 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from chromium import ARGS, CHROMIUM, NO_CHROMIUM  # noqa: F401 (the browser tests import them from here)
 from contract.server import StudiosServer
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PY = sys.executable
 WAIT_MS = 30_000
-NO_CHROMIUM = not Path(CHROMIUM).exists()
 
 # Prints its greeting at start and a line for every request; shows the greeting as HTML.
 APP = """

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from chromium import launched
 from contract.server import REPO, StudiosServer, make_repo, studios_server
-from ui.browsing import APP, ARGS, CHROMIUM, PY, SHOTS
+from ui.browsing import APP, PY, SHOTS
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -42,10 +43,5 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+    with launched() as b:
+        yield b
