@@ -97,8 +97,13 @@ def services_of(swarm: dict[str, str], instance: str, deployment_id: int | None 
     filters = ["--filter", f"label=studios.instance={instance}"]
     if deployment_id is not None:
         filters += ["--filter", f"label=studios.deployment_id={deployment_id}"]
-    ids = manager(swarm, "service", "ls", "-q", *filters).split()
-    return json.loads(manager(swarm, "service", "inspect", *ids)) if ids else []
+    found = []
+    for service_id in manager(swarm, "service", "ls", "-q", *filters).split():
+        try:
+            found += json.loads(manager(swarm, "service", "inspect", service_id))
+        except subprocess.CalledProcessError:
+            continue  # removed between the listing and now (a release completing)
+    return found
 
 
 def tasks_of(swarm: dict[str, str], service_id: str) -> list[dict[str, Any]]:
