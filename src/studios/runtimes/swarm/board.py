@@ -5,7 +5,9 @@ request covers every service), its services and its nodes, and hands each subscr
 `Snapshot` of its service when something in it changed. Rounds come every `fast` seconds while
 any subscriber says something is in motion (placing, starting, moving), else every `slow`
 seconds. A failed round (manager unreachable) is retried; it never reads as "the service is
-gone". The poller runs only while someone subscribes. Blocking SDK calls run in threads.
+gone". A subscriber is offered only rounds that began after it subscribed: a round read before
+its service was created would say the service is gone. The poller runs only while someone
+subscribes. Blocking SDK calls run in threads.
 """
 
 from __future__ import annotations
@@ -52,9 +54,10 @@ def _fingerprint(snapshot: Snapshot) -> tuple[Any, ...]:
 class Subscription:
     """The latest snapshot of one service; `fast` asks the board for quick rounds."""
 
-    def __init__(self, board: Board, service_id: str) -> None:
+    def __init__(self, board: Board, service_id: str, first_round: int) -> None:
         self.board = board
         self.service_id = service_id
+        self.first_round = first_round  # rounds numbered below it began before this subscription
         self.fast = True
         self._latest: Snapshot | None = None
         self._seen: tuple[Any, ...] | None = None
@@ -95,9 +98,10 @@ class Board:
         self._ids = itertools.count()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._rounds = 0  # rounds begun so far
 
     def subscribe(self, service_id: str) -> Subscription:
-        sub = Subscription(self, service_id)
+        sub = Subscription(self, service_id, self._rounds)
         self._subs[next(self._ids)] = sub
         self._wake.set()
         if self._task is None or self._task.done():
@@ -113,6 +117,8 @@ class Board:
         failures = 0
         while self._subs:
             self._wake.clear()
+            this_round = self._rounds
+            self._rounds += 1
             try:
                 services, tasks, nodes = await asyncio.to_thread(read_manager, self._api(), self.instance)
                 failures = 0
@@ -122,7 +128,7 @@ class Board:
                     log.warning("swarm manager unreachable: %s", error)
                 await asyncio.sleep(min(self.slow * failures, 5.0))
                 continue
-            for sub in list(self._subs.values()):
+            for sub in [sub for sub in self._subs.values() if sub.first_round <= this_round]:
                 sub.offer(Snapshot(services.get(sub.service_id), tasks.get(sub.service_id, []), nodes))
             interval = self.fast if any(sub.fast for sub in self._subs.values()) else self.slow
             with contextlib.suppress(TimeoutError):

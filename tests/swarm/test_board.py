@@ -1,0 +1,76 @@
+"""The board (one poller of the manager for every watcher) against a scripted manager: no swarm
+needed. What is checked is what a deployment's watcher would get wrong: a service created while
+a round is being read must not be reported gone."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from studios.runtimes.swarm.board import Board
+
+
+class ScriptedManager:
+    """The three listings `read_manager` makes; `hold` makes the next services() call wait until
+    released, answering with the services as they were when it was called."""
+
+    def __init__(self) -> None:
+        self.services_now: list[dict[str, Any]] = []
+        self.hold = False
+        self.called = threading.Event()
+        self.release = threading.Event()
+
+    def services(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        answer = list(self.services_now)
+        if self.hold:
+            self.hold = False
+            self.called.set()
+            assert self.release.wait(30), "the test never released the held round"
+        return answer
+
+    def tasks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        return []
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return []
+
+
+def service(sid: str) -> dict[str, Any]:
+    return {"ID": sid, "Version": {"Index": 1}, "Spec": {"Labels": {}}}
+
+
+@pytest.mark.anyio
+async def test_a_service_created_during_a_round_is_not_reported_gone_by_that_round() -> None:
+    manager = ScriptedManager()
+    board = Board(lambda: manager, "inst", slow=0.05, fast=0.05)  # type: ignore[arg-type,return-value]
+    try:
+        manager.services_now = [service("old")]
+        old = board.subscribe("old")
+        assert (await asyncio.wait_for(old.next(), 10)).service is not None
+        # A round begins (and reads the services) before the new service exists ...
+        manager.hold = True
+        assert await asyncio.to_thread(manager.called.wait, 10)
+        manager.services_now.append(service("new"))  # ... the deployment's service is created
+        new = board.subscribe("new")  # and its watcher subscribes while that round is in flight
+        manager.release.set()
+        first = await asyncio.wait_for(new.next(), 10)
+        assert first.service is not None and first.service["ID"] == "new", "a round read before the service existed said it was gone"
+    finally:
+        await board.close()
+
+
+@pytest.mark.anyio
+async def test_a_removed_service_is_reported_gone() -> None:
+    manager = ScriptedManager()
+    board = Board(lambda: manager, "inst", slow=0.05, fast=0.05)  # type: ignore[arg-type,return-value]
+    try:
+        manager.services_now = [service("s")]
+        sub = board.subscribe("s")
+        assert (await asyncio.wait_for(sub.next(), 10)).service is not None
+        manager.services_now = []
+        assert (await asyncio.wait_for(sub.next(), 10)).service is None
+    finally:
+        await board.close()
