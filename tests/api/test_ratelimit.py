@@ -57,10 +57,19 @@ def test_500_wrong_keys_are_stopped_after_the_failure_limit(api: Api, author: Te
         assert elsewhere.get("/users/me", headers=bearer_auth("stu_wrong")).status_code == 401
 
 
-def test_a_missing_or_malformed_key_counts_as_a_failure(api: Api) -> None:
-    for headers in ({}, {"Authorization": "Basic !!"}, {"Authorization": "Token x"}) * 7:
-        api.get("/studios", headers=headers)
+def test_a_malformed_key_or_a_forged_cookie_counts_as_a_failure(api: Api) -> None:
+    statuses = [api.get("/studios", headers=headers).status_code for headers in ({"Authorization": "Basic !!"}, {"Authorization": "Token x"}, {"Cookie": "studios_ui=forged"}) * 7]
+    assert statuses[:20] == [401] * 20 and statuses[20] == 429, statuses
     assert_429(api.get("/studios"), 60)
+
+
+def test_a_request_without_any_credential_is_not_counted(api: Api) -> None:
+    """A signed-out browser asking whether it is signed in guesses nothing: many of them behind
+    one address must not lock it out."""
+    for _ in range(60):
+        assert api.get("/ui/session").status_code == 401
+        assert api.get("/studios").status_code == 401
+    assert api.get("/studios", headers=bearer_auth("stu_wrong")).status_code == 401  # still counting from zero
 
 
 @pytest.fixture

@@ -44,6 +44,8 @@ def new_page(browser: Any, **options: Any) -> tuple[Any, Any, list[str]]:
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    # Shown with a failed test's output (pytest captures it): which requests of the page failed.
+    page.on("response", lambda r: r.status >= 400 and print(f"browser got HTTP {r.status} for {r.request.method} {r.url}"))
     return context, page, problems
 
 

@@ -2,7 +2,11 @@
 address, and requests per API key, counted in fixed windows in this process's memory.
 
 - An address that has had `auth_failure_limit` answers of 401 in the current window gets a 429
-  with `Retry-After` for every request until the window ends, before its key is looked at.
+  with `Retry-After` for every request until the window ends, before its key is looked at. A 401
+  counts when the request presented a credential (an `Authorization` header, well-formed or not,
+  or a cookie): a guess. A request that presents none guesses nothing, and counting it would let
+  a signed-out page asking "am I signed in?" (`GET /ui/session`) from a few browsers behind one
+  address lock that address out.
 - Every request that carries a key counts against that key's `rate_limit_per_key`; its answer
   carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (Unix time, in
   seconds, when the window ends), and past the limit it is a 429 with `Retry-After`.
@@ -117,13 +121,17 @@ class RateLimit:
         async def send_counted(message: Message) -> None:
             if message["type"] == "http.response.start":
                 if message["status"] == 401:
-                    if failures is not None:
+                    if failures is not None and _presents_credential(scope):
                         failures.hit(address, time.monotonic())
                 elif extra:
                     message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         await self.app(scope, receive, send_counted)
+
+
+def _presents_credential(scope: Scope) -> bool:
+    return any(name in (b"authorization", b"cookie") for name, _ in scope["headers"])
 
 
 def _key_id(scope: Scope) -> str | None:
