@@ -1,6 +1,7 @@
-"""The board (one poller of the manager for every watcher) against a scripted manager: no swarm
-needed. What is checked is what a deployment's watcher would get wrong: a service created while
-a round is being read must not be reported gone."""
+"""The board (one poller of the manager for every watcher) and the log follower on it, against a
+scripted manager: no swarm needed. What is checked is what a deployment would get wrong: a
+service created while a round is being read must not be reported gone, and a log that fails to
+read in an unforeseen way must not keep the follow (and the deployment's release) waiting."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from studios.runtimes.swarm.board import Board
+from studios.runtimes.swarm.logs import follow
 
 
 class ScriptedManager:
@@ -19,6 +21,8 @@ class ScriptedManager:
 
     def __init__(self) -> None:
         self.services_now: list[dict[str, Any]] = []
+        self.tasks_now: list[dict[str, Any]] = []
+        self.nodes_now: list[dict[str, Any]] = []
         self.hold = False
         self.called = threading.Event()
         self.release = threading.Event()
@@ -32,10 +36,13 @@ class ScriptedManager:
         return answer
 
     def tasks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
-        return []
+        return list(self.tasks_now)
 
     def nodes(self) -> list[dict[str, Any]]:
-        return []
+        return list(self.nodes_now)
+
+    def _url(self, path: str, *args: str) -> str:  # where a task's log is asked for
+        raise ValueError("an answer no one foresaw")
 
 
 def service(sid: str) -> dict[str, Any]:
@@ -45,7 +52,7 @@ def service(sid: str) -> dict[str, Any]:
 @pytest.mark.anyio
 async def test_a_service_created_during_a_round_is_not_reported_gone_by_that_round() -> None:
     manager = ScriptedManager()
-    board = Board(lambda: manager, "inst", slow=0.05, fast=0.05)  # type: ignore[arg-type,return-value]
+    board = Board(lambda: manager, "inst", slow=0.05, fast=0.05)
     try:
         manager.services_now = [service("old")]
         old = board.subscribe("old")
@@ -65,12 +72,30 @@ async def test_a_service_created_during_a_round_is_not_reported_gone_by_that_rou
 @pytest.mark.anyio
 async def test_a_removed_service_is_reported_gone() -> None:
     manager = ScriptedManager()
-    board = Board(lambda: manager, "inst", slow=0.05, fast=0.05)  # type: ignore[arg-type,return-value]
+    board = Board(lambda: manager, "inst", slow=0.05, fast=0.05)
     try:
         manager.services_now = [service("s")]
         sub = board.subscribe("s")
         assert (await asyncio.wait_for(sub.next(), 10)).service is not None
         manager.services_now = []
         assert (await asyncio.wait_for(sub.next(), 10)).service is None
+    finally:
+        await board.close()
+
+
+@pytest.mark.anyio
+async def test_a_log_that_fails_unforeseen_ends_the_follow() -> None:
+    manager = ScriptedManager()
+    manager.services_now = [service("s")]
+    manager.nodes_now = [{"ID": "n1", "Status": {"State": "ready"}}]
+    manager.tasks_now = [{"ID": "t1", "ServiceID": "s", "NodeID": "n1", "DesiredState": "shutdown",
+                          "Status": {"State": "complete", "ContainerStatus": {"ContainerID": "c1"}}}]  # fmt: skip
+    board = Board(lambda: manager, "inst", slow=0.05, fast=0.05)
+
+    async def read_all() -> list[Any]:
+        return [item async for item in follow(lambda: manager, board, "s", None, lambda snapshot: True)]
+
+    try:
+        assert await asyncio.wait_for(read_all(), 10) == []  # nothing could be read; the follow ended
     finally:
         await board.close()

@@ -129,7 +129,10 @@ class Board:
                 await asyncio.sleep(min(self.slow * failures, 5.0))
                 continue
             for sub in [sub for sub in self._subs.values() if sub.first_round <= this_round]:
-                sub.offer(Snapshot(services.get(sub.service_id), tasks.get(sub.service_id, []), nodes))
+                try:
+                    sub.offer(Snapshot(services.get(sub.service_id), tasks.get(sub.service_id, []), nodes))
+                except Exception:  # one odd listing must not stop the rounds every watcher waits on
+                    log.exception("swarm board: offering service %s a snapshot failed", sub.service_id)
             interval = self.fast if any(sub.fast for sub in self._subs.values()) else self.slow
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)

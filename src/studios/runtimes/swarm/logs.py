@@ -148,6 +148,10 @@ class _Follower:
             # What was read stays; the rest of this task's log is given up (said in the service log).
             log.warning("swarm task %s: the rest of its log could not be read (%s)", tl.task_id[:12], type(error).__name__ if isinstance(error, TimeoutError) else error)
             self.queue.put_nowait(("done", tl.task_id))
+        except Exception:
+            # Anything else would leave the task "reading" for ever, and the follow never ending.
+            log.exception("swarm task %s: reading its log failed; the rest of it is given up", tl.task_id[:12])
+            self.queue.put_nowait(("done", tl.task_id))
 
     def _start(self, tl: _TaskLog, follow_first: bool) -> None:
         tl.status = "reading"
