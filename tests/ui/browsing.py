@@ -55,4 +55,6 @@ def sign_in(page: Any, server: StudiosServer, user: str) -> None:
     assert page.url.endswith("/ui/signin")
     page.fill("#api-key", server.keys[user])  # type: ignore[attr-defined]
     page.keyboard.press("Enter")  # the keyboard is enough
-    page.wait_for_selector("h1:has-text('Studios')")
+    # Signed in once the studios list shows: its heading is exactly "Studios" (the sign-in
+    # page's own heading, "Sign in to Studios", contains the word and must not count).
+    page.wait_for_selector("h1:text-is('Studios')")
