@@ -37,8 +37,11 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RESULTS = BENCH / "results"
 OUR_VENV_BIN = Path(sys.executable).parent
-# The interpreter itself, not a pyenv shim (a shell script that costs ~50 ms per start).
-REAL_PYTHON = os.path.realpath(sys.executable)
+# The interpreter the benches' apps run with: an interpreter itself, not a pyenv shim (a shell
+# script that costs ~50 ms per start). As root the process runtime runs each app as its author's
+# own uid, which cannot enter root's home (where pyenv keeps this interpreter): the system's
+# python3 then, readable by every user; by hand the apps run with the same one.
+REAL_PYTHON = "/usr/bin/python3" if os.geteuid() == 0 and os.access("/usr/bin/python3", os.X_OK) else os.path.realpath(sys.executable)
 
 # Python source (stdlib only) of a tiny HTTP server on $PORT: binds `s`, and `serve(c)` answers
 # every request on a connection with the bytes in `reply` (which the app defines).
@@ -175,6 +178,7 @@ def bench_session(name: str, keep_temp: bool, grace: float = 8.0) -> Iterator[Se
     install_signal_handlers()
     procs = Processes(grace)
     tmp = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    tmp.chmod(0o755)  # the apps' files in it are read by their authors' own uids (as root)
     session = Session(procs, tmp, dt.datetime.now(dt.UTC))
     try:
         yield session
