@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -49,53 +50,51 @@ def service(sid: str) -> dict[str, Any]:
     return {"ID": sid, "Version": {"Index": 1}, "Spec": {"Labels": {}}}
 
 
-@pytest.mark.anyio
-async def test_a_service_created_during_a_round_is_not_reported_gone_by_that_round() -> None:
-    manager = ScriptedManager()
-    board = Board(lambda: manager, "inst", slow=0.05, fast=0.05)
-    try:
-        manager.services_now = [service("old")]
-        old = board.subscribe("old")
-        assert (await asyncio.wait_for(old.next(), 10)).service is not None
-        # A round begins (and reads the services) before the new service exists ...
-        manager.hold = True
-        assert await asyncio.to_thread(manager.called.wait, 10)
-        manager.services_now.append(service("new"))  # ... the deployment's service is created
-        new = board.subscribe("new")  # and its watcher subscribes while that round is in flight
-        manager.release.set()
-        first = await asyncio.wait_for(new.next(), 10)
-        assert first.service is not None and first.service["ID"] == "new", "a round read before the service existed said it was gone"
-    finally:
-        await board.close()
+@pytest.fixture
+def manager() -> ScriptedManager:
+    return ScriptedManager()
+
+
+@pytest.fixture
+async def board(manager: ScriptedManager) -> AsyncIterator[Board]:
+    """A board polling the scripted manager every 50 ms; closed after the test."""
+    made = Board(lambda: manager, "inst", slow=0.05, fast=0.05)
+    yield made
+    await made.close()
 
 
 @pytest.mark.anyio
-async def test_a_removed_service_is_reported_gone() -> None:
-    manager = ScriptedManager()
-    board = Board(lambda: manager, "inst", slow=0.05, fast=0.05)
-    try:
-        manager.services_now = [service("s")]
-        sub = board.subscribe("s")
-        assert (await asyncio.wait_for(sub.next(), 10)).service is not None
-        manager.services_now = []
-        assert (await asyncio.wait_for(sub.next(), 10)).service is None
-    finally:
-        await board.close()
+async def test_a_service_created_during_a_round_is_not_reported_gone_by_that_round(manager: ScriptedManager, board: Board) -> None:
+    manager.services_now = [service("old")]
+    old = board.subscribe("old")
+    assert (await asyncio.wait_for(old.next(), 10)).service is not None
+    # A round begins (and reads the services) before the new service exists ...
+    manager.hold = True
+    assert await asyncio.to_thread(manager.called.wait, 10)
+    manager.services_now.append(service("new"))  # ... the deployment's service is created
+    new = board.subscribe("new")  # and its watcher subscribes while that round is in flight
+    manager.release.set()
+    first = await asyncio.wait_for(new.next(), 10)
+    assert first.service is not None and first.service["ID"] == "new", "a round read before the service existed said it was gone"
 
 
 @pytest.mark.anyio
-async def test_a_log_that_fails_unforeseen_ends_the_follow() -> None:
-    manager = ScriptedManager()
+async def test_a_removed_service_is_reported_gone(manager: ScriptedManager, board: Board) -> None:
+    manager.services_now = [service("s")]
+    sub = board.subscribe("s")
+    assert (await asyncio.wait_for(sub.next(), 10)).service is not None
+    manager.services_now = []
+    assert (await asyncio.wait_for(sub.next(), 10)).service is None
+
+
+@pytest.mark.anyio
+async def test_a_log_that_fails_unforeseen_ends_the_follow(manager: ScriptedManager, board: Board) -> None:
     manager.services_now = [service("s")]
     manager.nodes_now = [{"ID": "n1", "Status": {"State": "ready"}}]
     manager.tasks_now = [{"ID": "t1", "ServiceID": "s", "NodeID": "n1", "DesiredState": "shutdown",
                           "Status": {"State": "complete", "ContainerStatus": {"ContainerID": "c1"}}}]  # fmt: skip
-    board = Board(lambda: manager, "inst", slow=0.05, fast=0.05)
 
     async def read_all() -> list[Any]:
         return [item async for item in follow(lambda: manager, board, "s", None, lambda snapshot: True)]
 
-    try:
-        assert await asyncio.wait_for(read_all(), 10) == []  # nothing could be read; the follow ended
-    finally:
-        await board.close()
+    assert await asyncio.wait_for(read_all(), 10) == []  # nothing could be read; the follow ended
