@@ -4,7 +4,7 @@ address, and requests per API key, counted in fixed windows in this process's me
 - An address that has had `auth_failure_limit` answers of 401 in the current window gets a 429
   with `Retry-After` for every request until the window ends, before its key is looked at. A 401
   counts when the request presented a credential (an `Authorization` header, well-formed or not,
-  or a cookie): a guess. A request that presents none guesses nothing, and counting it would let
+  or the web UI's session cookie): a guess. A request that presents none guesses nothing, and counting it would let
   a signed-out page asking "am I signed in?" (`GET /ui/session`) from a few browsers behind one
   address lock that address out.
 - Every request that carries a key counts against that key's `rate_limit_per_key`; its answer
@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from studios.api.errors import civis_error
+from studios.api.session_cookie import COOKIE
 from studios.errors import Unauthorized
 from studios.services.keys import key_from_header
 
@@ -130,8 +131,18 @@ class RateLimit:
         await self.app(scope, receive, send_counted)
 
 
+_SESSION_COOKIE = f"{COOKIE}=".encode()
+
+
 def _presents_credential(scope: Scope) -> bool:
-    return any(name in (b"authorization", b"cookie") for name, _ in scope["headers"])
+    """Whether the request carries an API key (any `Authorization` header) or a web UI session
+    cookie; other cookies (a display URL's viewer cookie, `studios_session`) are no credential here."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return True
+        if name == b"cookie" and any(part.strip().startswith(_SESSION_COOKIE) for part in value.split(b";")):
+            return True
+    return False
 
 
 def _key_id(scope: Scope) -> str | None:
