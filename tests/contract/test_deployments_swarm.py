@@ -101,7 +101,9 @@ def services_of(swarm: dict[str, str], instance: str, deployment_id: int | None 
     for service_id in manager(swarm, "service", "ls", "-q", *filters).split():
         try:
             found += json.loads(manager(swarm, "service", "inspect", service_id))
-        except subprocess.CalledProcessError:
+        except subprocess.CalledProcessError as error:
+            if "no such service" not in (error.stderr or "").lower():
+                raise  # a failing manager is not a removed service
             continue  # removed between the listing and now (a release completing)
     return found
 
