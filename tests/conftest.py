@@ -258,7 +258,8 @@ def _pg_truncate(_database_template: str) -> Iterator[Callable[[], None] | None]
         yield None
         return
     engine = sa.create_engine(_database_template, poolclass=sa.pool.NullPool)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    # The generation counters stay (their row is the migration's; they only ever grow).
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables if t.name != "generations")
 
     def truncate() -> None:
         with engine.begin() as conn:

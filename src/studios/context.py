@@ -16,6 +16,7 @@ from studios.services.keys import KeyHasher
 from studios.services.secrets import SecretBox
 from studios.services.views import Links
 from studios.settings import Settings
+from studios.store.studio_pages import StudioPages
 
 
 @dataclasses.dataclass
@@ -30,6 +31,8 @@ class Context:
     links: Links
     runtimes: Runtimes | None = None
     """The runtimes (set when the service starts): the API asks only which one a partition uses."""
+    studio_pages: StudioPages = dataclasses.field(default_factory=StudioPages)
+    """The ordered ids behind `GET /studios`, kept while no studio changes."""
     sleeps_at: Callable[[Any], float | None] = lambda _dep: None
     """When a running deployment goes to sleep if it stays idle (unix time), or None."""
 

@@ -83,11 +83,11 @@ class Call:
         return await self.ctx.db.run(call)
 
 
-def _write_call(request: Request) -> Call:
+async def _write_call(request: Request) -> Call:
     return Call(request.app.state.ctx, request, writes=True)
 
 
-def _read_call(request: Request) -> Call:
+async def _read_call(request: Request) -> Call:
     return Call(request.app.state.ctx, request, writes=False)
 
 

@@ -85,7 +85,7 @@ async def list_studios(
     search = name.strip() if name else None
 
     def body_(conn: Connection, caller: Caller) -> tuple[list[views.WireDict], int]:
-        page = studio_service.page(conn, caller, flag, authors, order, order_dir, limit, page_num, search)
+        page = studio_service.page(conn, call.ctx.studio_pages, caller, flag, authors, order, order_dir, limit, page_num, search)
         return views.studios(conn, page.studios, caller, call.ctx.links), page.total
 
     rows, total = await call.fast(body_)

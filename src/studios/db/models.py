@@ -197,6 +197,17 @@ class Lease(Base):
     acquired_at: Mapped[float] = mapped_column(Float)
 
 
+class Generation(Base):
+    """A counter that every write to a set of tables bumps in its own transaction (`name`
+    "studios": studios and their shares), so a reader can tell in one primary-key lookup
+    whether what it derived from them earlier still holds (`studios.store.studio_pages`)."""
+
+    __tablename__ = "generations"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class DeploymentLog(Base):
     __tablename__ = "deployment_logs"
 

@@ -22,6 +22,7 @@ from studios.services.permissions import require, shareable
 from studios.store import credentials as cred_store
 from studios.store import studios as studio_store
 from studios.store import users as user_store
+from studios.store.studio_pages import StudioPages
 
 DEFAULT_NAME = "Untitled Studio"
 PLAIN_FIELDS = ("name", "docker_image_name", "docker_image_tag", "instance_type", "git_credential_id", "git_repo_url", "git_ref", "partition_label")
@@ -112,21 +113,21 @@ def update(session: Session, partitions: Partitions, caller: Caller, studio_id: 
     _check_git_url(changes, allow_local_git)
     current = {f: getattr(studio, f) for f in (*PLAIN_FIELDS, "memory", "cpu", "disk_space", "params")}
     merged = _resolve(session, partitions, caller, {**current, **changes})
-    studio_store.apply(studio, merged)
+    studio_store.apply(session, studio, merged)
     session.commit()
     return studio, level
 
 
 def archive(session: Session, caller: Caller, studio_id: int, status: bool) -> tuple[Studio, str]:
     studio, level = require(session, caller, studio_id, "write", for_update=True)
-    studio_store.apply(studio, {"archived": status})
+    studio_store.apply(session, studio, {"archived": status})
     session.commit()
     return studio, level
 
 
-def page(conn: Connection, caller: Caller, archived: str, authors: list[int] | None, order: str, order_dir: str, limit: int, page_num: int, name: str | None = None) -> Page:
+def page(conn: Connection, pages: StudioPages, caller: Caller, archived: str, authors: list[int] | None, order: str, order_dir: str, limit: int, page_num: int, name: str | None = None) -> Page:
     flag = {"true": True, "false": False, "all": None}[archived]
-    rows, total = studio_store.list_visible(conn, caller.id, caller.is_admin, flag, authors, order, order_dir == "desc", limit, (page_num - 1) * limit, name or None)
+    rows, total = studio_store.list_visible(conn, pages, caller.id, caller.is_admin, flag, authors, order, order_dir == "desc", limit, (page_num - 1) * limit, name or None)
     return Page(rows, total)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Row, Select, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from studios.db.models import Deployment, GitRepo, Studio, StudioShare, User, utcnow
+from studios.store.studio_pages import StudioPages, bump
 
 AUTHOR_COLUMNS = (User.name.label("author_name"), User.username.label("author_username"), User.last_seen_at.label("author_seen"))
 """A view row is a studio's columns, its author's (`author_*`) and the caller's `level`."""
@@ -50,13 +51,15 @@ def create(session: Session, author_id: int, values: dict[str, Any]) -> Studio:
     session.add(studio)
     session.flush()
     session.add(StudioShare(studio_id=studio.id, user_id=author_id, level="manage"))
+    bump(session)
     return studio
 
 
-def apply(studio: Studio, values: dict[str, Any]) -> None:
+def apply(session: Session, studio: Studio, values: dict[str, Any]) -> None:
     for key, value in values.items():
         setattr(studio, key, value)
     studio.updated_at = utcnow()
+    bump(session)
 
 
 def share_level(session: Session, studio_id: int, user_id: int) -> str | None:
@@ -76,6 +79,7 @@ def set_share(session: Session, studio_id: int, user_id: int, level: str) -> Non
         session.add(StudioShare(studio_id=studio_id, user_id=user_id, level=level))
     else:
         share.level = level
+    bump(session)
 
 
 def remove_share(session: Session, studio_id: int, user_id: int) -> bool:
@@ -83,16 +87,16 @@ def remove_share(session: Session, studio_id: int, user_id: int) -> bool:
     if share is None:
         return False
     session.delete(share)
+    bump(session)
     return True
 
 
 @functools.lru_cache(maxsize=64)
-def _page_queries(see_all: bool, archived: bool | None, by_author: bool, by_name: bool, order: str, descending: bool) -> tuple[Select, Select]:
-    """One prebuilt pair of statements per shape of list request (values are bound at
-    execution): the ids of one page, in order, and the count of every studio that matches.
-    Neither evaluates anything per matching row beyond the filters (the view columns and the
-    newest deployment are read for the page's ids only), so a page costs about the same with
-    40 studios or 10,000."""
+def _ordered_ids(see_all: bool, archived: bool | None, by_author: bool, by_name: bool, order: str, descending: bool) -> Select:
+    """One prebuilt statement per shape of list request (values are bound at execution): the
+    ids of every studio that matches, in the list's order. Nothing beyond the filters is
+    evaluated per matching row (the view columns and the newest deployment are read for a
+    page's ids only)."""
     ids = select(Studio.id)
     if not see_all:  # the caller's share row decides what they see (admins see everything)
         ids = ids.join(StudioShare, and_(StudioShare.studio_id == Studio.id, StudioShare.user_id == bindparam("uid")))
@@ -102,10 +106,8 @@ def _page_queries(see_all: bool, archived: bool | None, by_author: bool, by_name
         ids = ids.where(Studio.author_id.in_(bindparam("authors", expanding=True)))
     if by_name:
         ids = ids.where(Studio.name.ilike(bindparam("name"), escape="\\"))
-    count = select(func.count()).select_from(ids.subquery())
     column = ORDER_COLUMNS[order]
-    ids = ids.order_by(column.desc() if descending else column.asc(), Studio.id.desc() if descending else Studio.id.asc())
-    return ids.limit(bindparam("limit")).offset(bindparam("offset")), count
+    return ids.order_by(column.desc() if descending else column.asc(), Studio.id.desc() if descending else Studio.id.asc())
 
 
 _VIEW_MANY = (
@@ -118,6 +120,7 @@ _VIEW_MANY = (
 
 def list_visible(
     conn: Connection,
+    pages: StudioPages,
     user_id: int,
     see_all: bool,
     archived: bool | None,
@@ -129,13 +132,16 @@ def list_visible(
     name: str | None = None,
 ) -> tuple[list[Row], int]:
     """A page of view rows of the studios the user may see (whose name contains `name`,
-    case-insensitively, when given), and the total count."""
-    page, count = _page_queries(see_all, archived, bool(authors), bool(name), order, descending)
-    params: dict[str, Any] = {"uid": user_id, "limit": limit, "offset": offset, **({"authors": authors} if authors else {})}
+    case-insensitively, when given), and the total count. The matching ids come from `pages`
+    while no studio changes (see `studios.store.studio_pages`)."""
+    query = _ordered_ids(see_all, archived, bool(authors), bool(name), order, descending)
+    params: dict[str, Any] = {"uid": user_id, **({"authors": authors} if authors else {})}
     if name:
         params["name"] = "%" + name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    ids = [row[0] for row in conn.execute(page, params)]
-    total = conn.execute(count, params).scalar() or 0
+    key = (None if see_all else user_id, archived, tuple(authors or ()), name, order, descending)
+    matching = pages.ids(conn, key, lambda: (row[0] for row in conn.execute(query, params)))
+    ids = matching[offset : offset + limit].tolist()
+    total = len(matching)
     if not ids:
         return [], total
     by_id = {row.id: row for row in conn.execute(_VIEW_MANY, {"uid": user_id, "ids": ids})}
