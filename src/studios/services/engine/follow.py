@@ -61,9 +61,16 @@ async def follow(kit: Kit, deployment_id: int, runtime: Runtime, handle: Handle,
     stream = runtime.watch(handle)
     nxt: asyncio.Task[Status | None] = asyncio.ensure_future(_next(stream))
     probe: asyncio.Task[float] | None = None
+    said_waiting = False
 
     async def move(new: str, message: str, **fields: Any) -> bool:
         return await kit.db.write(lambda s: state.transition(s, deployment_id, new, message, **fields)) is not None
+
+    if not ready and (address := runtime.address(handle)) is not None:
+        # Knock at once, while the runtime's first status and the "waiting" line are on their
+        # way (an app ready in a few ms is running a few ms later).
+        deadline = time.monotonic() + timeout
+        probe = asyncio.ensure_future(_probe(kit, address, began))
 
     try:
         while True:
@@ -113,17 +120,19 @@ async def follow(kit: Kit, deployment_id: int, runtime: Runtime, handle: Handle,
                     probe = None
                 if ready:  # it was running: it can't serve now (its node was lost...)
                     ready, began = False, time.monotonic()
-                deadline = None
+                deadline, said_waiting = None, False
                 if not await move("pending", status.message):
                     return
-            elif not ready and probe is None:
+            elif not ready and (probe is None or not said_waiting):
                 address = runtime.address(handle)
                 if address is None:
                     continue
+                if probe is None:
+                    deadline = time.monotonic() + timeout
+                    probe = asyncio.ensure_future(_probe(kit, address, began))
+                said_waiting = True
                 if not await move("pending", f"waiting for the app on port {address[1]}"):
                     return
-                deadline = time.monotonic() + timeout
-                probe = asyncio.ensure_future(_probe(kit, address, began))
             elif not ready and status.handle is not None and probe is not None:
                 probe.cancel()  # it moved while starting: probe the new address
                 address = runtime.address(handle)
