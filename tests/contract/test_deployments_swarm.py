@@ -269,7 +269,13 @@ def test_a_crashed_nodes_deployment_comes_back_on_the_other_gpu_node(client: Any
         moved = len(running_on(client, sid, did)) == 2
         return moved and viewer.get("/").text.strip() == "hello from studios-test"
 
-    poll(answers_again, 60, "the app to answer through its displayUrl on another node", interval=0.05)
+    try:
+        poll(answers_again, 60, "the app to answer through its displayUrl on another node", interval=0.05)
+    except AssertionError as error:  # say where it stood: the tasks' nodes, the state, the system lines, the proxy's answer
+        seen = client.studios.get_deployments(sid, did)
+        answer = viewer.get("/")
+        raise AssertionError(f"{error}; ran on {running_on(client, sid, did)}; state {seen.state} ({seen.state_message}); "
+                             f"displayUrl answered {answer.status_code} {answer.text[:200]!r}; system lines {messages(log_lines(client, sid, did), 'system')[-12:]}") from None
     print(f"node {crashed} crashed -> the displayUrl answers again after {time.monotonic() - began:.1f} s")
     moved_to = running_on(client, sid, did)[1]
     assert moved_to in ("swn2", "swn3") and moved_to != crashed

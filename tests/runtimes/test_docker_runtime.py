@@ -27,6 +27,7 @@ from studios.runtimes.base import Exit, LaunchError, LaunchSpec, LogLine, Runtim
 from studios.runtimes.docker import DockerRuntime, docker_available
 from studios.runtimes.docker import logs as docker_logs
 from studios.runtimes.docker.images import _Progress, image_reference
+from studios.runtimes.docker.oom import oom_kill_count
 from studios.runtimes.docker.runtime import DockerSettings
 
 IMAGE = "studios-test/busybox"
@@ -185,7 +186,14 @@ async def test_a_child_killed_for_memory_while_the_app_lives_is_reported(runtime
         found = [line for line in reports if "killed: out of memory" in line]
         return found or None
 
-    assert await eventually(reported, 20, "the OOM kill's system line") == ["a process in the app was killed: out of memory (limit 32 MB)"]
+    try:
+        found = await eventually(reported, 20, "the OOM kill's system line")
+    except AssertionError as error:  # say where it stood: the engine's events, the kernel's counter
+        api = runtime.client().api
+        events = list(api.events(since=int(time.time()) - 120, until=int(time.time()), filters={"container": handle["container_id"]}, decode=True))
+        counter = oom_kill_count(handle["cgroup"]["paths"].get("memory"), handle["container_id"])
+        raise AssertionError(f"{error}; system lines {reports}; engine events {[e.get('Action') for e in events]}; oom_kill counter {counter}") from None
+    assert found == ["a process in the app was killed: out of memory (limit 32 MB)"]
     assert await runtime.poll(handle) is None  # the container (and the app) lived on
     assert (await http_get(runtime.address(handle))).status_code == 200
     ended = await runtime.stop(handle, grace_seconds=1)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -33,6 +34,8 @@ import docker.errors
 
 from studios.runtimes.base import Handle, Reporter
 from studios.runtimes.docker.streams import read_in_threads
+
+log = logging.getLogger("studios.runtimes.docker")
 
 SETTLE_SECONDS = 1.0
 """Quiet time after the last `oom` event before a burst is reported."""
@@ -88,8 +91,8 @@ async def oom_kill_lines(api: Any, container_id: str, *, memory_mb: int | None, 
             async for batch in read_in_threads([opener], name=f"oom-{container_id[:12]}"):
                 for event in batch:
                     events.put_nowait(event)
-        except Exception:  # the engine went away or refused the stream: nothing more to follow
-            pass
+        except Exception as error:  # the engine went away or refused the stream: nothing more to follow
+            log.warning("studios: docker: no more OOM events of container %s: %s", container_id[:12], error)
         finally:
             events.put_nowait(None)
 
