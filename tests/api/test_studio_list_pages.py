@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.conftest import Api, TestUser, running_api
 
+from conftest import Api, TestUser, running_api
 from studios.app import build_context, create_app
 from studios.settings import Settings
 from studios.store.studio_pages import StudioPages
