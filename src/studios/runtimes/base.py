@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -122,8 +122,10 @@ class Usage:
     max_cpu_millicores: float | None
 
 
-@dataclasses.dataclass(frozen=True)
-class LogLine:
+class LogLine(NamedTuple):
+    """One line an app wrote. A named tuple, not a frozen dataclass: runtimes make one per line
+    of a flood, and this is a quarter of the cost (0.4 against 1.4 us each)."""
+
     stream: Literal["stdout", "stderr"]
     message: str
     time: datetime
