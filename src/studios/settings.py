@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     instance: str | None = Field(None, json_schema_extra=_shown("a hash of the database URL"), description="A short id of this installation, put on every workload it runs; every server of one database must agree.")
     workers: int = Field(1, ge=1, le=64, description="Server processes `studios serve` runs on this machine (PostgreSQL only); one of them runs the lifecycle engine at a time.")
     db_threads: int = Field(8, ge=1, le=128, description="Threads per server process that run database calls (the event loop never waits on the database).")
+    db_read_threads: int | None = Field(None, ge=1, le=64, json_schema_extra=_shown("2 on SQLite, 4 on PostgreSQL"), description="Threads per server process, apart from those, that run the API's hot reads (a studio, the studio list, a deployment). On SQLite few are fastest: its reads are CPU work under Python's GIL.")
     db_lock_timeout_seconds: float = Field(10.0, gt=0, description="Longest wait for a database lock; a request that waits longer gets a 503 with Retry-After.")
     engine_lease_seconds: float = Field(6.0, gt=0, description="Life of the lifecycle engine's lease: another server takes the engine over within this long after its holder dies.")
     stream_heartbeat_seconds: float = Field(15.0, gt=0, description="Live streams (server-sent events) send a heartbeat this often, and check the caller's access again.")
