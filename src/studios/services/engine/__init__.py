@@ -113,6 +113,7 @@ class Engine:
         task.add_done_callback(lambda t: self.lives.get(deployment_id) is t and self.lives.pop(deployment_id))
 
     async def _life(self, deployment_id: int, adopted: tuple[Any, dict[str, Any], bool] | None) -> None:
+        knocking: asyncio.Task[float] | None = None
         try:
             if adopted is None:
                 started = asyncio.get_running_loop().create_future()
@@ -125,16 +126,18 @@ class Engine:
                 if launched is None:
                     self.release_soon(deployment_id)
                     return
-                runtime, handle, began = launched
+                runtime, handle, began, knocking = launched
                 running = False
             else:
                 runtime, handle, running = adopted
-                began = time.monotonic()
+                began, knocking = time.monotonic(), None
             self.usage.add(deployment_id, runtime, handle, (None, None))
-            await follow(self.kit, deployment_id, runtime, handle, running, began, self.usage)
+            await follow(self.kit, deployment_id, runtime, handle, running, began, self.usage, knocking)
         except asyncio.CancelledError:
             raise
         except Exception as error:
+            if knocking is not None:
+                knocking.cancel()  # follow() cancels it, but it may not have begun
             log.exception("deployment %s failed", deployment_id)
             message = f"internal error: {error.__class__.__name__}: {error}"
             with contextlib.suppress(Exception):

@@ -29,7 +29,7 @@ from studios.services.engine.usage import UsageTracker
 from studios.store import deployments as dep_store
 
 
-async def _probe(kit: Kit, address: tuple[str, int], began: float) -> float:
+async def knock(kit: Kit, address: tuple[str, int], began: float) -> float:
     """Until the app answers any HTTP request: often at first (an app ready in a few ms is
     seen a few ms later), then every 100 ms. Returns the time it answered (monotonic)."""
     host, port = address
@@ -52,25 +52,28 @@ async def _next(stream: AsyncIterator[Status]) -> Status | None:
         return None
 
 
-async def follow(kit: Kit, deployment_id: int, runtime: Runtime, handle: Handle, running: bool, began: float, usage: UsageTracker) -> None:
+async def follow(kit: Kit, deployment_id: int, runtime: Runtime, handle: Handle, running: bool, began: float, usage: UsageTracker,
+                 knocking: asyncio.Task[float] | None = None) -> None:
     """Follow the workload until it has ended and the deployment is terminated, or until the
-    deployment is ended by someone else (a transition refused) or this task is cancelled."""
+    deployment is ended by someone else (a transition refused) or this task is cancelled.
+    `knocking`: a `knock` on the app's address the launch began already."""
     timeout = kit.settings.start_timeout
     ready = running
     deadline: float | None = None
     stream = runtime.watch(handle)
     nxt: asyncio.Task[Status | None] = asyncio.ensure_future(_next(stream))
-    probe: asyncio.Task[float] | None = None
+    probe: asyncio.Task[float] | None = knocking
     said_waiting = False
 
     async def move(new: str, message: str, **fields: Any) -> bool:
         return await kit.db.write(lambda s: state.transition(s, deployment_id, new, message, **fields)) is not None
 
-    if not ready and (address := runtime.address(handle)) is not None:
+    if not ready and probe is None and (address := runtime.address(handle)) is not None:
         # Knock at once, while the runtime's first status and the "waiting" line are on their
         # way (an app ready in a few ms is running a few ms later).
+        probe = asyncio.ensure_future(knock(kit, address, began))
+    if probe is not None:
         deadline = time.monotonic() + timeout
-        probe = asyncio.ensure_future(_probe(kit, address, began))
 
     try:
         while True:
@@ -129,14 +132,14 @@ async def follow(kit: Kit, deployment_id: int, runtime: Runtime, handle: Handle,
                     continue
                 if probe is None:
                     deadline = time.monotonic() + timeout
-                    probe = asyncio.ensure_future(_probe(kit, address, began))
+                    probe = asyncio.ensure_future(knock(kit, address, began))
                 said_waiting = True
                 if not await move("pending", f"waiting for the app on port {address[1]}"):
                     return
             elif not ready and status.handle is not None and probe is not None:
                 probe.cancel()  # it moved while starting: probe the new address
                 address = runtime.address(handle)
-                probe = asyncio.ensure_future(_probe(kit, address, began)) if address else None
+                probe = asyncio.ensure_future(knock(kit, address, began)) if address else None
     finally:
         for task in (nxt, probe):
             if task is not None:

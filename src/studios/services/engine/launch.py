@@ -4,6 +4,7 @@ What follows (readiness, watching) is `follow.py`'s."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from sqlalchemy.orm import Session
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 from studios.db.models import Deployment, utcnow
 from studios.runtimes.base import Handle, LaunchError, LaunchSpec, Runtime, Source
 from studios.services import keys, state
+from studios.services.engine.follow import knock
 from studios.services.engine.kit import Kit
 from studios.services.launch_env import LaunchRefused, git_login, param_env
 from studios.store import deployments as dep_store
@@ -68,10 +70,11 @@ def _prepare(kit: Kit, session: Session, deployment_id: int) -> tuple[Deployment
     return dep, spec, where
 
 
-async def launch(kit: Kit, deployment_id: int) -> tuple[Runtime, Handle, float] | None:
-    """Start the deployment's workload: (runtime, handle, monotonic time the start began), or
-    None when there is nothing to follow (claimed elsewhere, refused, failed to start: the
-    deployment then says why)."""
+async def launch(kit: Kit, deployment_id: int) -> tuple[Runtime, Handle, float, asyncio.Task[float] | None] | None:
+    """Start the deployment's workload: (runtime, handle, monotonic time the start began, a
+    `knock` on the app's address already under way, if the runtime knows it), or None when
+    there is nothing to follow (claimed elsewhere, refused, failed to start: the deployment
+    then says why)."""
     prepared = await kit.db.write(lambda s: _prepare(kit, s, deployment_id))
     if prepared is None or prepared[1] is None:
         return None
@@ -86,8 +89,16 @@ async def launch(kit: Kit, deployment_id: int) -> tuple[Runtime, Handle, float] 
         message = str(error)
         await kit.db.write(lambda s: state.transition(s, deployment_id, "terminated", message))
         return None
+    # Knock on the app while its handle is being stored (an app ready in a few ms is seen then).
+    address = runtime.address(handle)
+    knocking = asyncio.ensure_future(knock(kit, address, began)) if address is not None else None
     # Stored whatever the deployment's state is now: if it was stopped meanwhile, its release
     # needs the handle to stop what was just started.
-    await kit.db.write(lambda s: dep_store.set_fields(s, deployment_id, handle=handle, started_at=utcnow()))
+    try:
+        await kit.db.write(lambda s: dep_store.set_fields(s, deployment_id, handle=handle, started_at=utcnow()))
+    except BaseException:
+        if knocking is not None:
+            knocking.cancel()
+        raise
     kit.sink.follow(deployment_id, runtime, handle, None, dep.log_seq)
-    return runtime, handle, began
+    return runtime, handle, began, knocking
