@@ -26,15 +26,10 @@ _READ = select(Generation.value).where(Generation.name == NAME)
 _BUMP = update(Generation).where(Generation.name == NAME).values(value=Generation.value + 1)
 
 
-def bump(session: Session) -> None:
+def bump(db: Session | Connection) -> None:
     """Note, in the caller's transaction, that studios or shares changed. Call it after the
     transaction's row locks on studios (a fixed order: studio rows, then this row)."""
-    session.execute(_BUMP)
-
-
-def bump_studios(conn: Connection) -> None:
-    """`bump` for code that writes with Core (the benchmarks' seeding)."""
-    conn.execute(_BUMP)
+    db.execute(_BUMP)
 
 
 class StudioPages:

@@ -56,7 +56,9 @@ async def follow(kit: Kit, deployment_id: int, runtime: Runtime, handle: Handle,
                  knocking: asyncio.Task[float] | None = None) -> None:
     """Follow the workload until it has ended and the deployment is terminated, or until the
     deployment is ended by someone else (a transition refused) or this task is cancelled.
-    `knocking`: a `knock` on the app's address the launch began already."""
+    `knocking`: a `knock` on the app's address the launch began already (while the handle, the
+    runtime's first status and the "waiting" line are on their way); otherwise the knocking
+    begins with the first status that says the workload runs."""
     timeout = kit.settings.start_timeout
     ready = running
     deadline: float | None = None
@@ -68,10 +70,6 @@ async def follow(kit: Kit, deployment_id: int, runtime: Runtime, handle: Handle,
     async def move(new: str, message: str, **fields: Any) -> bool:
         return await kit.db.write(lambda s: state.transition(s, deployment_id, new, message, **fields)) is not None
 
-    if not ready and probe is None and (address := runtime.address(handle)) is not None:
-        # Knock at once, while the runtime's first status and the "waiting" line are on their
-        # way (an app ready in a few ms is running a few ms later).
-        probe = asyncio.ensure_future(knock(kit, address, began))
     if probe is not None:
         deadline = time.monotonic() + timeout
 
