@@ -9,8 +9,14 @@ after the suite, when it brought it up).
 
 Tests that crash a node take the swarm for themselves: every swarm test holds a shared lock for
 its duration and a node-crashing test an exclusive one, with a turnstile so that it is not
-starved by a stream of shared holders on other workers. Used by `tests/swarm/` (fixtures in its
-conftest), the runtime contract suite and the end-to-end tests through `studios serve`.
+starved by a stream of shared holders on other workers. `scripts/swarm-up` may restart nodes, so
+it too runs only under the exclusive lock. Used by `tests/swarm/` (fixtures in its conftest), the
+runtime contract suite and the end-to-end tests through `studios serve`.
+
+A node whose engine stopped answering outside any node-crashing test (its dockerd died) is not
+something Studios did to it: before a test uses the swarm, a node found dead is brought back
+under the exclusive lock, and what was found (the node's last dockerd lines) is appended to
+`$STUDIOS_SWARM_DIR/incidents.log` and raised as a warning, which `scripts/test` prints.
 """
 
 from __future__ import annotations
@@ -19,8 +25,11 @@ import contextlib
 import fcntl
 import json
 import os
+import socket
 import subprocess
 import tempfile
+import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,7 +74,7 @@ def bring_up() -> tuple[dict[str, str] | None, str | None]:
         if os.geteuid() != 0:
             _brought_up = None, "the one-machine swarm needs root (network namespaces, dockerd)"
         else:
-            with flock(LOCKS / "studios-swarm-up.lock", fcntl.LOCK_EX):
+            with _alone():
                 done = swarm_up()
             failed = f"scripts/swarm-up failed: {(done.stderr or done.stdout).strip()[-2000:]}"
             _brought_up = (read_env(SWARM_DIR / "env"), None) if done.returncode == 0 else (None, failed)
@@ -89,18 +98,61 @@ def node_urls(env: dict[str, str]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def shared() -> Iterator[None]:
-    """Use the swarm alongside other tests (no node is crashed meanwhile)."""
-    with flock(LOCKS / "studios-swarm-turnstile.lock", fcntl.LOCK_EX):
-        pass
-    with flock(LOCKS / "studios-swarm-use.lock", fcntl.LOCK_SH):
+def _alone() -> Iterator[None]:
+    """No other test uses the swarm meanwhile (through the turnstile, then the exclusive lock)."""
+    with flock(LOCKS / "studios-swarm-turnstile.lock", fcntl.LOCK_EX), flock(LOCKS / "studios-swarm-use.lock", fcntl.LOCK_EX):
         yield
+
+
+def dead_nodes(env: dict[str, str]) -> dict[str, str]:
+    """{node: why} for every node whose engine does not accept a connection on its socket."""
+    dead = {}
+    for node, url in node_urls(env).items():
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.settimeout(5)
+            try:
+                connection.connect(url.removeprefix("unix://"))
+            except OSError as error:
+                dead[node] = f"{error.__class__.__name__}: {error}"
+    return dead
+
+
+def _heal(dead: dict[str, str]) -> None:
+    """Record what is known of the dead nodes, then bring them back (`scripts/swarm-up`)."""
+    lines = [f"{time.strftime('%Y-%m-%dT%H:%M:%S')} before a test on pid {os.getpid()}: engines not answering: {dead}"]
+    for node in dead:
+        log = SWARM_DIR / f"n{node[-1]}" / "dockerd.log"
+        tail = log.read_text(errors="replace").splitlines()[-40:] if log.exists() else ["(no dockerd.log)"]
+        lines += [f"--- the last lines of {log}", *tail]
+    done = swarm_up()
+    lines.append(f"--- scripts/swarm-up exited {done.returncode}: {(done.stdout + done.stderr).strip()[-2000:]}")
+    with open(SWARM_DIR / "incidents.log", "a") as record:
+        record.write("\n".join(lines) + "\n\n")
+    warnings.warn(f"the swarm had to be healed before this test ({dead}); see {SWARM_DIR / 'incidents.log'}", stacklevel=1)
+
+
+@contextlib.contextmanager
+def shared() -> Iterator[None]:
+    """Use the swarm alongside other tests (no node is crashed meanwhile); a node found dead
+    first is brought back (`_heal`)."""
+    env, _ = bring_up()
+    for attempt in range(2):  # at most one healing: a node dying again is left to fail the test
+        with flock(LOCKS / "studios-swarm-turnstile.lock", fcntl.LOCK_EX):
+            pass
+        with flock(LOCKS / "studios-swarm-use.lock", fcntl.LOCK_SH):
+            if env is None or attempt == 1 or not dead_nodes(env):
+                yield
+                return
+        assert env is not None
+        with _alone():
+            if dead := dead_nodes(env):  # not already healed by another worker
+                _heal(dead)
 
 
 @contextlib.contextmanager
 def exclusive() -> Iterator[None]:
     """The swarm for this test alone (it crashes nodes); restored (3 nodes Ready) after."""
-    with flock(LOCKS / "studios-swarm-turnstile.lock", fcntl.LOCK_EX), flock(LOCKS / "studios-swarm-use.lock", fcntl.LOCK_EX):
+    with _alone():
         try:
             yield
         finally:

@@ -206,9 +206,10 @@ async def test_orphans_are_found_by_installation_and_removed_with_their_secrets(
     assert await other.orphans(set()) == []
     await rt.remove_orphan(orphan["deployment_id"])
     assert await rt.orphans({kept["deployment_id"]}) == []
-    label = f"studios.deployment_id={orphan['deployment_id']}"
-    assert manager_cli(shared_swarm, "service", "ls", "-q", "--filter", f"label={label}").strip() == ""
-    assert manager_cli(shared_swarm, "secret", "ls", "-q", "--filter", f"label={label}").strip() == ""
+    # Other workers' instances may use the same deployment id at the same time: filter by both.
+    filters = ["--filter", f"label=studios.instance={rt.instance}", "--filter", f"label=studios.deployment_id={orphan['deployment_id']}"]
+    assert manager_cli(shared_swarm, "service", "ls", "-q", *filters).strip() == ""
+    assert manager_cli(shared_swarm, "secret", "ls", "-q", *filters).strip() == ""
     assert await rt.poll(orphan) is not None
 
 
