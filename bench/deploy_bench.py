@@ -16,7 +16,7 @@ Each round measures, in alternating order:
               proxy: token exchange, then `GET /` with the viewer cookie), as a browser opens it.
 
 It prints the medians and the difference against the goal of
-`bench/performance-goals.md`: deploy -> running at most 50 ms more than spawn -> 200.
+`bench/performance-goals.md`: deploy -> running at most 30 ms more than spawn -> 200.
 Each deployment is deleted after it is measured; figures go to bench/results/deploy_bench-<time>.json.
 
 The helpers (processes, ports, `studios serve`, cleanup, results) are in bench/common.py.
@@ -34,7 +34,7 @@ from pathlib import Path
 
 from common import REAL_PYTHON, SERVE_200_SOURCE, Processes, Studios, bench_session, free_port, kill_group, median_of, ms, settings, via_api, wait_status_200, write_results
 
-GOAL_EXTRA_MS = 50.0
+GOAL_EXTRA_MS = 30.0
 REFERENCE_SPAWN_MS = 2.2
 
 # A tiny HTTP server: a raw socket answering 200 to every request, stdlib only, started with

@@ -24,8 +24,10 @@ interleaved: `client.studios.list_deployments_logs(id, did, limit=10000)` throug
 httpx client (body parsed as JSON), and the anchor: the server's own query (newest 10,000 by the
 `(deployment_id, created_at, id)` index) straight from SQLite with the stdlib sqlite3.
 
-Goals (`bench/performance-goals.md`): ingest >= 100k lines/s with none lost;
-list_deployments_logs of 10,000 lines < 100 ms. Figures go to bench/results/logs_bench-<time>.json.
+Goals (`bench/performance-goals.md`, issue 12): ingest >= 0.75x the anchor's rows/s with none
+lost; 10,000 lines over HTTP (the raw httpx read) < 50 ms and <= 2x the anchor read. The civis
+client's own parse of 10,000 lines is printed but has no goal: it is the client's cost, whatever
+the server does (docs/compatibility.md). Figures go to bench/results/logs_bench-<time>.json.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ from typing import Any
 
 from common import REAL_PYTHON, SERVE_200_SOURCE, Studios, bench_session, median_of, ms, settings, write_results
 
-GOAL_LINES_PER_S = 100_000
-GOAL_READ_MS = 100.0
+GOAL_INGEST_RATIO = 0.75
+GOAL_READ_MS = 50.0
+GOAL_READ_RATIO = 2.0
 REFERENCE = {"sqlite_insert_rows_per_s": 400_000, "sqlite_read_10k_ms": 15.0}
 
 # Listens first (so the deployment reaches `running` while it prints), then prints N numbered
@@ -308,20 +311,20 @@ def main() -> int:
             "sqlite_ms": med(reads, "sqlite_ms"),
         }
         none_lost = all(r["sqlite_check"]["none_lost"] and r.get("api_check", {}).get("in_order_none_lost_none_repeated", True) for r in ingests)
-        ingest_ok = medians["ingest_lines_per_s"] >= GOAL_LINES_PER_S and none_lost
-        read_ok = medians["civis_client_ms"] < GOAL_READ_MS
+        ingest_ok = medians["ingest_lines_per_s"] >= GOAL_INGEST_RATIO * medians["anchor_rows_per_s"] and none_lost
+        read_ok = medians["httpx_ms"] < GOAL_READ_MS and medians["httpx_ms"] <= GOAL_READ_RATIO * medians["sqlite_ms"]
         print(f"\n(a) ingest of {args.lines:,} lines, medians of {args.ingest_rounds}")
         print(f"  {'SQLite WAL insert, 1,000-row commits':42} {medians['anchor_rows_per_s']:>10,.0f} rows/s   (reference anchor 400,000)")
         print(f"  {'ours: deploy -> all lines stored':42} {medians['ingest_lines_per_s']:>10,.0f} lines/s  ({medians['deploy_to_all_stored_s']:.2f} s;"
               f" {medians['ingest_lines_per_s'] / medians['anchor_rows_per_s']:.2f}x the anchor)")
         print(f"  {'  the app alone printed for':42} {medians['app_print_s']:>10.2f} s; all stored {medians['app_print_end_to_all_stored_s']:.2f} s after it finished")
         print(f"  none lost (SQLite count, distinct, first/last{'; the API paged back in order' if args.verify_api else ''}): {none_lost}")
-        print(f"  goal >= {GOAL_LINES_PER_S:,} lines/s with none lost: {'MET' if ingest_ok else 'NOT MET'}")
+        print(f"  goal >= {GOAL_INGEST_RATIO:g}x the anchor with none lost: {'MET' if ingest_ok else 'NOT MET'}")
         print(f"(b) list_deployments_logs, {args.read_limit:,} lines, medians of {args.read_rounds}")
         print(f"  {'SQLite: newest 10,000 by index (anchor)':42} {medians['sqlite_ms']:8.1f} ms   (reference anchor 15 ms)")
         print(f"  {'raw httpx, keep-alive, JSON parsed':42} {medians['httpx_ms']:8.1f} ms   ({medians['httpx_ms'] / medians['sqlite_ms']:.1f}x the anchor)")
         print(f"  {'civis client list_deployments_logs':42} {medians['civis_client_ms']:8.1f} ms   ({medians['civis_client_ms'] / medians['sqlite_ms']:.1f}x the anchor)")
-        print(f"  goal < {GOAL_READ_MS:g} ms end to end (civis client): {'MET' if read_ok else 'NOT MET'}")
+        print(f"  goal (raw httpx) < {GOAL_READ_MS:g} ms and <= {GOAL_READ_RATIO:g}x the anchor: {'MET' if read_ok else 'NOT MET'}")
         write_results("logs_bench", session.started, {
             "settings": settings(args),
             "progress_counted_by": "read-only SQLite: deployments.log_lines polled every 5 ms; final check count(*)/count(DISTINCT)/min/max of the rows"
@@ -329,7 +332,7 @@ def main() -> int:
             "log_line_cap": cap,
             "runs": {"anchor_insert": anchors, "ingest": ingests, "read": reads},
             "median": medians,
-            "goals": {"ingest_lines_per_s": GOAL_LINES_PER_S, "ingest_met": ingest_ok, "none_lost": none_lost, "read_ms": GOAL_READ_MS, "read_met": read_ok},
+            "goals": {"ingest_ratio": GOAL_INGEST_RATIO, "ingest_met": ingest_ok, "none_lost": none_lost, "read_ms": GOAL_READ_MS, "read_ratio": GOAL_READ_RATIO, "read_met": read_ok},
         }, args.output)
         return 0 if ingest_ok and read_ok else 1
     return 130  # interrupted (bench_session reported it and cleaned up)
