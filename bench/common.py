@@ -398,6 +398,28 @@ class Studios:
                 raise RuntimeError(f"studios serve exited with {self.proc.returncode}:\n{tail(self.log)}")
             time.sleep(every)
 
+    def wait_state_streamed(self, studio_id: int, did: int, state: str, deadline: float) -> tuple[float, dict[str, Any]]:
+        """Follow the deployment's event stream (`docs/streams.md`) instead of polling; the
+        monotonic time the state was first seen, and the deployment. Costs the server nothing
+        between changes, where polling every 2 ms keeps a core busy while the app starts."""
+        event = None
+        with self.http.stream("GET", f"/studios/{studio_id}/deployments/{did}/events", timeout=max(1.0, deadline - time.monotonic())) as r:
+            if r.status_code != 200:
+                raise RuntimeError(f"the events stream answered {r.status_code}")
+            for line in r.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:") and event == "deployment":
+                    dep = json.loads(line[5:])
+                    now = time.monotonic()
+                    if dep["state"] == state:
+                        return now, dep
+                    if dep["state"] == "terminated":
+                        raise RuntimeError(f"deployment {did} ended: {dep['stateMessage']}\n{self.system_lines(studio_id, did)}")
+                if time.monotonic() > deadline:
+                    break
+        raise RuntimeError(f"deployment {did} not {state} in time (the events stream ended or the deadline passed)")
+
     def system_lines(self, studio_id: int, did: int) -> list[str]:
         r = self.http.get(f"/studios/{studio_id}/deployments/{did}/logs", params={"limit": 200})
         return [line["message"] for line in r.json() if line["source"] == "system"] if r.status_code == 200 else []
@@ -459,14 +481,18 @@ class Studios:
             session.after_stop.append(self.kill_leftover_workloads)
 
 
-def via_api(srv: Studios, studio_id: int, timeout: float) -> dict[str, float | None]:
-    """One deploy through the API: POST -> `running` (polled) -> the first 200 via the displayUrl;
-    the deployment is deleted after."""
+def via_api(srv: Studios, studio_id: int, timeout: float, watch: str = "poll") -> dict[str, float | None]:
+    """One deploy through the API: POST -> `running` (polled every 2 ms, or seen on the
+    deployment's event stream with watch="stream") -> the first 200 via the displayUrl; the
+    deployment is deleted after."""
     t0 = time.monotonic()
     did = srv.deploy(studio_id)
     t_post = time.monotonic()
     try:
-        t_running, dep = srv.wait_state(studio_id, did, "running", t0 + timeout)
+        if watch == "stream":
+            t_running, dep = srv.wait_state_streamed(studio_id, did, "running", t0 + timeout)
+        else:
+            t_running, dep = srv.wait_state(studio_id, did, "running", t0 + timeout)
         status = srv.open_display_url(dep["displayUrl"])
         t200 = time.monotonic()
         if status != 200:

@@ -165,6 +165,8 @@ def main() -> int:
     parser.add_argument("--crashes", type=int, default=3, help="node crashes (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured rounds first (default 1)")
     parser.add_argument("--heartbeat", default=None, help="the swarm's dispatcher heartbeat for this run (e.g. 5s, the swarm's default)")
+    parser.add_argument("--watch", choices=("poll", "stream"), default="poll",
+                        help="how `running` is seen: GET every 2 ms (default), or the deployment's event stream, which loads the server nothing meanwhile")
     parser.add_argument("--timeout", type=float, default=60, help="seconds allowed per measurement (default 60)")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temporary directory (server log, data dir)")
     parser.add_argument("--output", type=Path, default=None)
@@ -199,13 +201,13 @@ def main() -> int:
         studio_id = srv.create_studio(dockerImageName=IMAGE, partitionLabel="gpu")
         for _ in range(args.warmup):
             anchor(api, args.timeout)
-            via_api(srv, studio_id, args.timeout)
+            via_api(srv, studio_id, args.timeout, args.watch)
         for r in range(args.rounds):
             for which in ("anchor", "api") if r % 2 == 0 else ("api", "anchor"):
                 if which == "anchor":
                     anchors.append(anchor(api, args.timeout))
                 else:
-                    runs.append(via_api(srv, studio_id, args.timeout))
+                    runs.append(via_api(srv, studio_id, args.timeout, args.watch))
             session.procs.check_alive()
             a, o = anchors[-1], runs[-1]
             print(f"  round {r + 1:2}/{args.rounds}  service create -> 200 {a['create_to_200_ms']:7.1f} ms   via API: running {o['deploy_to_running_ms']:7.1f} ms,"

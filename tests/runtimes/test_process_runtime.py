@@ -373,3 +373,38 @@ def test_no_cgroup_hierarchy_means_rlimit_with_a_reason(tmp_path):
     hierarchy = cgroups.detect("auto", mountinfo=mountinfo, proc_cgroup=proc_cgroup)
     assert hierarchy.mode == "rlimit" and "not mounted" in hierarchy.reason
 
+
+
+async def test_a_spare_supervisor_waits_for_the_next_deploy_and_knows_nothing_until_then(state_dir, make_spec, lines_of):
+    """After a deploy the runtime starts the next deploy's supervisor ahead (its interpreter's
+    start is then not part of that deploy). Until a deploy reaches it, it has the fixed minimal
+    environment and no deployment; the deploy that takes it runs as any other; close ends it."""
+    from studios.runtimes.process.runtime import SUPERVISOR_ENV
+
+    commands = {"env": 'echo "param=$STUDIO_PARAM"; exec sleep 60'}
+    rt = process_runtime_at(state_dir, image_commands=commands)
+    first = await rt.start(make_spec(image="env", env={"STUDIO_PARAM": "first"}), lambda line: None)
+
+    async def spare() -> int | None:
+        pid = rt.spare_pid
+        return pid if pid is not None and Path(f"/proc/{pid}/cmdline").exists() else None
+
+    waiting = await wait_for(spare, 10, "a spare supervisor")
+    environ = dict(item.split("=", 1) for item in Path(f"/proc/{waiting}/environ").read_text().split("\0") if item)
+    assert environ == SUPERVISOR_ENV  # nothing of any user's
+    assert os.readlink(f"/proc/{waiting}/cwd") == "/"
+    assert str(state_dir) not in Path(f"/proc/{waiting}/cmdline").read_text()
+
+    second = await rt.start(make_spec(image="env", env={"STUDIO_PARAM": "second"}), lambda line: None)
+    assert second["supervisor"]["pid"] == waiting
+    assert os.readlink(f"/proc/{waiting}/cwd") == second["workdir"]
+    for handle, param in ((first, "first"), (second, "second")):
+        await rt.stop(handle, 1)
+        assert ("stdout", f"param={param}") in await lines_of(rt, handle)
+        await rt.cleanup(handle)
+
+    assert await wait_for(spare, 10, "the next spare supervisor") != waiting
+    spare_process = rt._spare
+    await rt.close()
+    assert rt.spare_pid is None
+    assert spare_process is not None and spare_process.returncode == 0  # its stdin closed: it ended, reaped

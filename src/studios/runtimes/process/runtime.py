@@ -50,6 +50,8 @@ log = logging.getLogger("studios.runtimes.process")
 MIB = 1024 * 1024
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SUPERVISOR_ENV = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8"}
+SPARE_DELAY_SECONDS = 0.1
+"""How long after a deploy the next spare supervisor is started (`ProcessRuntime._keep_spare`)."""
 STATE_FILES = ("process-app.json", "process-exit.json", "process-usage.json", "stdout.log", "stderr.log")
 
 
@@ -82,11 +84,12 @@ def _signal_group(ident: Mapping[str, Any] | None, sig: int) -> None:
             pass
 
 
-def _hand_over(supervisor: subprocess.Popen[bytes], env: dict[str, str]) -> None:
-    """Send the app's environment to its supervisor's stdin (it reads it before anything else)."""
+def _hand_over(supervisor: subprocess.Popen[bytes], config_path: Path, env: dict[str, str]) -> None:
+    """Send the supervisor its config file and the app's environment on its stdin (it waits for
+    them before anything else; a spare one has waited since it was started)."""
     assert supervisor.stdin is not None
     try:
-        supervisor.stdin.write(marshal.dumps(env))
+        supervisor.stdin.write(marshal.dumps({"config": str(config_path), "env": env}))
         supervisor.stdin.close()
     except BrokenPipeError:  # it died at once: _await_app reports why
         pass
@@ -231,6 +234,9 @@ class ProcessRuntime(Runtime):
         for private in (env.data_dir, self.state_dir):
             private.chmod(0o700)  # apps never read the runtime's files
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._spare: subprocess.Popen[bytes] | None = None
+        self._spare_timer: asyncio.TimerHandle | None = None
+        self._closed = False
         self._usage_seen: dict[int, tuple[tuple[int, int] | None, Usage]] = {}
         """deployment id -> (its usage file's mtime and size, the usage read then)"""
         self._files = process_logs.FileWatcher()
@@ -276,20 +282,9 @@ class ProcessRuntime(Runtime):
         }
         config_path = workdir / "process-supervisor.marshal"  # the supervisor reads it without imports
         config_path.write_bytes(marshal.dumps(config))
-        with open(workdir / "process-supervisor.log", "ab") as supervisor_log:  # noqa: ASYNC230 (a local file, opened once per start)
-            # The supervisor (root, when apps run as their authors' users) gets a fixed minimal
-            # environment; the app's, which users choose, reaches it on stdin and only the app.
-            supervisor = subprocess.Popen(  # noqa: ASYNC220 (Popen returns at once; start latency is measured)
-                [sys.executable, "-I", "-S", process_supervisor.__file__, str(config_path)],
-                env=SUPERVISOR_ENV,
-                cwd=workdir,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=supervisor_log,
-                start_new_session=True,
-            )
+        supervisor = self._take_spare() or self._spawn_supervisor()
         self._children[supervisor.pid] = supervisor
-        await asyncio.to_thread(_hand_over, supervisor, env)
+        await asyncio.to_thread(_hand_over, supervisor, config_path, env)
         handle: Handle = {
             "runtime": self.name,
             "deployment_id": spec.deployment_id,
@@ -307,7 +302,65 @@ class ProcessRuntime(Runtime):
         self._save(handle)
         handle["app"] = await self._await_app(handle, supervisor)
         self._save(handle)
+        self._keep_spare()
         return handle
+
+    # -- supervisors -------------------------------------------------------------------------
+
+    def _spawn_supervisor(self) -> subprocess.Popen[bytes]:
+        """A supervisor that waits on its stdin for what to run (`_hand_over`). It gets a fixed
+        minimal environment (it is root when apps run as their authors' users); the app's, which
+        users choose, reaches it on stdin and only the app. Its stderr goes to the deployment's
+        `process-supervisor.log` once it knows the deployment."""
+        return subprocess.Popen(
+            [sys.executable, "-I", "-S", process_supervisor.__file__],
+            env=SUPERVISOR_ENV,
+            cwd="/",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    @property
+    def spare_pid(self) -> int | None:
+        """The pid of the spare supervisor waiting for the next deploy, if there is one."""
+        return self._spare.pid if self._spare is not None else None
+
+    def _take_spare(self) -> subprocess.Popen[bytes] | None:
+        """The spare supervisor, started after the last deploy and since waiting with Python
+        started (an interpreter's start, ~13 ms, is then not part of this deploy's time), or None."""
+        spare, self._spare = self._spare, None
+        if self._spare_timer is not None:
+            self._spare_timer.cancel()
+            self._spare_timer = None
+        if spare is not None and spare.poll() is None:
+            return spare
+        return None
+
+    def _keep_spare(self) -> None:
+        """Start the next spare supervisor a moment after this deploy (not at once: its start
+        would compete for the CPU with the app that is starting now)."""
+        if self._spare is None and self._spare_timer is None and not self._closed:
+            self._spare_timer = asyncio.get_running_loop().call_later(SPARE_DELAY_SECONDS, self._make_spare)
+
+    def _make_spare(self) -> None:
+        self._spare_timer = None
+        if self._spare is None and not self._closed:
+            self._spare = self._spawn_supervisor()
+
+    def _drop_spare(self) -> None:
+        """End the spare: its stdin closed before any deployment reached it, it exits at once."""
+        if self._spare_timer is not None:
+            self._spare_timer.cancel()
+            self._spare_timer = None
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            with contextlib.suppress(OSError):
+                if spare.stdin is not None:
+                    spare.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spare.wait(timeout=5)
 
     def _make_group(self, spec: LaunchSpec, report: Reporter) -> tuple[cgroups.Group | None, str]:
         """The deployment's cgroup with its limits, or None (rlimit fallback), and the mode."""
@@ -510,5 +563,7 @@ class ProcessRuntime(Runtime):
             await self.cleanup(handle)
 
     async def close(self) -> None:
+        self._closed = True
+        await asyncio.to_thread(self._drop_spare)
         self._files.close()
         self._reap()

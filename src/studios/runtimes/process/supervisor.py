@@ -1,8 +1,10 @@
 """The supervisor of one host-process deployment: starts the app, keeps its logs, records its end.
 
-Started detached by `ProcessRuntime.start` as `python -I -S process/supervisor.py CONFIG` in a
-session of its own, it outlives the service: it is the app's parent, so only it can collect the
-exit status. It owns the files it writes in the deployment's workdir and nothing else:
+Started detached by `ProcessRuntime` as `python -I -S process/supervisor.py` in a session of its
+own, it waits on its stdin for its config file and the app's environment (a spare one is started
+ahead of the next deploy, so the interpreter's start is not part of it), then outlives the
+service: it is the app's parent, so only it can collect the exit status. It owns the files it
+writes in the deployment's workdir and nothing else:
 
 - `stdout.log`, `stderr.log`: every line the app wrote, each prefixed with the wall-clock time
   (`1718000000.123456 `) of the chunk it arrived in; a last line without a newline is ended
@@ -251,23 +253,31 @@ def spawn(config: dict[str, Any], stdout: int, stderr: int) -> int:
     return pid
 
 
-def read_environment() -> dict[str, str]:
-    """The app's environment, sent on stdin by the runtime (never on disk, never in this
-    process's own environment: the supervisor may run as root, and variables like LD_PRELOAD
-    must reach only the app)."""
+def read_request() -> dict[str, Any] | None:
+    """What to run, sent on stdin by the runtime: `{"config": path, "env": {...}}`, or None when
+    stdin closes empty (a spare supervisor no deployment needed). The app's environment comes
+    this way, never on disk and never in this process's own environment: the supervisor may run
+    as root, and variables like LD_PRELOAD must reach only the app."""
     data = b""
     while chunk := os.read(0, 1 << 16):
         data += chunk
     os.close(0)
-    env: dict[str, str] = marshal.loads(data) if data else {}
-    return env
+    request: dict[str, Any] | None = marshal.loads(data) if data else None
+    return request
 
 
-def main(config_path: str) -> int:
-    with open(config_path, "rb") as source:
+def main() -> int:
+    request = read_request()
+    if request is None:
+        return 0
+    workdir = os.path.dirname(request["config"])  # the deployment's: its config file is there
+    supervisor_log = open_log(os.path.join(workdir, "process-supervisor.log"))  # this process's own errors, from here on
+    os.dup2(supervisor_log, 2)
+    os.close(supervisor_log)
+    os.chdir(workdir)
+    with open(request["config"], "rb") as source:
         config = marshal.load(source)
-    config["env"] = read_environment()
-    workdir = config["workdir"]
+    config["env"] = request["env"]
     files = {name: os.path.join(workdir, name) for name in ("stdout.log", "stderr.log")}
     exit_path = os.path.join(workdir, "process-exit.json")
     logs = {name: open_log(path) for name, path in files.items()}
@@ -352,4 +362,4 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main())
