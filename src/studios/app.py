@@ -188,7 +188,6 @@ def create_app(
             with contextlib.suppress(Exception):  # last-seen times and re-hashed keys noted since the last flush
                 await db.write(lambda s: flush_seen(s, ctx.hasher))
             await runtimes.close()
-            await kit.http.aclose()
             if relay is not None:
                 await relay.close()
             ctx.runtimes = None

@@ -95,7 +95,10 @@ def test_a_deployment_moves_states_startup_lines_and_proxy(server: StudiosServer
             grew = value(during, "studios_deployment_startup_seconds_count", phase=phase, runtime="fake") - value(before, "studios_deployment_startup_seconds_count", phase=phase, runtime="fake")
             assert grew == 1, phase
         took = value(during, "studios_deployment_startup_seconds_sum", phase="starting", runtime="fake") - value(before, "studios_deployment_startup_seconds_sum", phase="starting", runtime="fake")
-        assert took >= 0.3  # the app listened only after 0.3 s
+        # The app listened only after 0.3 s. The phase is timed from the events this server hears:
+        # on PostgreSQL the "starting" one may be heard some ms after its commit, the "running"
+        # one sooner (seen 0.297 s), so the bound allows for that delay.
+        assert took >= 0.25
 
         app = OpenedApp(running["displayUrl"])
         for n in range(CAP + 5):  # more than the cap: some are dropped

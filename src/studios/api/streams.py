@@ -35,7 +35,7 @@ async def deployment_events(call: ReadCallDep, studio_id: Annotated[int, Path(**
     async def view() -> dict[str, Any]:
         return await call.run(lambda: views.deployment(dep_service.get(call.session, call.caller, studio_id, deployment_id), call.caller.id, call.ctx.links))
 
-    async def steps() -> list[str]:
+    async def steps() -> list[tuple[int, str]]:
         return await call.ctx.db.read(lambda s: dep_service.recent_steps(s, deployment_id, STEPS))
 
     await view()  # a 401 or 404 now, as a JSON error, rather than inside the stream

@@ -93,8 +93,9 @@ def logs(session: Session, caller: Caller, studio_id: int, deployment_id: int, s
     return dep_store.logs_json(session, deployment_id, start_at, end_at, limit)
 
 
-def recent_steps(session: Session, deployment_id: int, count: int) -> list[str]:
-    """The deployment's latest start-up steps and lifecycle notes (its system lines), oldest first."""
+def recent_steps(session: Session, deployment_id: int, count: int) -> list[tuple[int, str]]:
+    """The deployment's latest start-up steps and lifecycle notes (its system lines) as (line
+    id, message), oldest first."""
     return dep_store.recent_system_lines(session, deployment_id, count)
 
 

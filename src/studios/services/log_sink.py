@@ -130,8 +130,8 @@ class LogSink:
         changed: set[int] = set()
         for item in items:
             if isinstance(item, _System):
-                dep_store.add_system_line(session, item.deployment_id, item.message, item.when, item.stream)
-                emit(session, Event("progress", item.deployment_id, data={"message": item.message[:500]}))
+                line_id = dep_store.add_system_line(session, item.deployment_id, item.message, item.when, item.stream)
+                emit(session, Event("progress", item.deployment_id, data={"message": item.message[:500], "id": line_id}))
                 results.append(True)
                 continue
             row = rows.get(item.deployment_id)

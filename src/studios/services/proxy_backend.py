@@ -58,7 +58,7 @@ class DatabaseProxyBackend:
         if dep is None:
             return None, 0.0
         address = self.runtimes.address(dep.runtime, dep.handle) if dep.state == "running" else None
-        progress = dep_store.recent_system_lines(session, deployment_id, PROGRESS_LINES) if dep.state in ("pending", "sleeping") else []
+        progress = [m for _, m in dep_store.recent_system_lines(session, deployment_id, PROGRESS_LINES)] if dep.state in ("pending", "sleeping") else []
         last = max([t.timestamp() for t in (dep.last_activity_at, dep.ready_at) if t is not None] or [0.0])
         return Target(dep.id, dep.studio_id, dep.state, dep.state_message, address, progress=progress, strip_prefix=strip_prefix_choice(dep.params)), last
 

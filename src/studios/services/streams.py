@@ -50,14 +50,17 @@ def _ended(error: StudiosError) -> bytes:
     return frame("error", {"error": error.error, "errorDescription": error.description, "code": error.code})
 
 
-async def deployment(bus: Bus, deployment_id: int, view: View, steps: Callable[[], Awaitable[list[str]]], heartbeat: float = HEARTBEAT) -> AsyncIterator[bytes]:
+async def deployment(bus: Bus, deployment_id: int, view: View, steps: Callable[[], Awaitable[list[tuple[int, str]]]], heartbeat: float = HEARTBEAT) -> AsyncIterator[bytes]:
     """`deployment` (the whole deployment, as GET returns it) on connect and at every change;
-    `progress` ({"message"}) for each start-up step (on connect: the latest ones so far); `usage`
-    ({"maxMemoryUsage", "maxCpuUsage"}) when a peak rises."""
+    `progress` ({"message"}) for each start-up step (on connect: the latest ones so far, each
+    once: a step stored while the stream opened is both read and heard, and is sent once);
+    `usage` ({"maxMemoryUsage", "maxCpuUsage"}) when a peak rises."""
     async with bus.subscription("deployment", "progress", "usage", "released", "shares", "keys") as sub:
         try:
             yield RETRY_FRAME + frame("deployment", await view())
-            for message in await steps():
+            sent = set()
+            for line_id, message in await steps():
+                sent.add(line_id)
                 yield frame("progress", {"deploymentId": deployment_id, "message": message})
             while True:
                 event = await sub.get(timeout=heartbeat)
@@ -71,7 +74,8 @@ async def deployment(bus: Bus, deployment_id: int, view: View, steps: Callable[[
                 elif event.topic in ("deployment", "released"):
                     yield frame("deployment", await view())
                 elif event.topic == "progress":
-                    yield frame("progress", {"deploymentId": deployment_id, "message": event.data.get("message", "")})
+                    if event.data.get("id") not in sent:
+                        yield frame("progress", {"deploymentId": deployment_id, "message": event.data.get("message", "")})
                 elif event.topic == "usage":
                     yield frame("usage", {"deploymentId": deployment_id, **event.data})
         except StudiosError as error:

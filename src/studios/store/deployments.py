@@ -52,9 +52,10 @@ def set_fields(session: Session, deployment_id: int, **values: Any) -> None:
     session.execute(update(Deployment).where(Deployment.id == deployment_id).values(**values))
 
 
-def add_system_line(session: Session, deployment_id: int, message: str, when: datetime | None = None, stream: str = "stdout") -> None:
-    """A line from the service itself (lifecycle steps), in the caller's transaction."""
-    add_logs(session, [{"deployment_id": deployment_id, "created_at": when or utcnow(), "stream": stream, "source": "system", "message": message}])
+def add_system_line(session: Session, deployment_id: int, message: str, when: datetime | None = None, stream: str = "stdout") -> int:
+    """A line from the service itself (lifecycle steps), in the caller's transaction; its id."""
+    row = {"deployment_id": deployment_id, "created_at": when or utcnow(), "stream": stream, "source": "system", "message": message}
+    return int(session.execute(insert(DeploymentLog).values(**row).returning(DeploymentLog.id)).scalar_one())
 
 
 def add_logs(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -136,15 +137,16 @@ def tail_start(session: Session, deployment_id: int, lines: int) -> int:
     return int(ids[0]) if ids else 0
 
 
-def recent_system_lines(session: Session, deployment_id: int, count: int) -> list[str]:
-    """The deployment's last `count` system lines (start-up steps, lifecycle notes), oldest first."""
+def recent_system_lines(session: Session, deployment_id: int, count: int) -> list[tuple[int, str]]:
+    """The deployment's last `count` system lines (start-up steps, lifecycle notes) as (id,
+    message), oldest first."""
     query = (
-        select(DeploymentLog.message)
+        select(DeploymentLog.id, DeploymentLog.message)
         .where(DeploymentLog.deployment_id == deployment_id, DeploymentLog.source == "system")
         .order_by(DeploymentLog.created_at.desc(), DeploymentLog.id.desc())
         .limit(count)
     )
-    return list(reversed(session.scalars(query).all()))
+    return [(line_id, message) for line_id, message in reversed(session.execute(query).all())]
 
 
 def count_by_state_and_runtime(session: Session) -> dict[tuple[str, str], int]:

@@ -19,14 +19,32 @@ from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
-import httpx
-
 from studios.db.models import utcnow
 from studios.runtimes.base import Exit, Handle, Runtime, Status
 from studios.services import state
 from studios.services.engine.kit import Kit
 from studios.services.engine.usage import UsageTracker
 from studios.store import deployments as dep_store
+
+CONNECT_TIMEOUT, ANSWER_TIMEOUT = 1.0, 2.0
+
+
+async def answers(host: str, port: int) -> bool:
+    """Whether the app answers an HTTP request (any status) on its address. Raw asyncio, not an
+    HTTP client: a refused connection costs ~0.1 ms of CPU here against ~1.4 ms through httpx,
+    and the knocking runs every 2 ms while the app starts, on the cores the app starts on."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(b"GET / HTTP/1.0\r\nHost: %s:%d\r\nUser-Agent: studios-readiness\r\n\r\n" % (host.encode(), port))
+        await writer.drain()
+        return await asyncio.wait_for(reader.readexactly(5), ANSWER_TIMEOUT) == b"HTTP/"
+    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        return False
+    finally:
+        writer.close()
 
 
 async def knock(kit: Kit, address: tuple[str, int], began: float) -> float:
@@ -35,11 +53,8 @@ async def knock(kit: Kit, address: tuple[str, int], began: float) -> float:
     host, port = address
     delay = 0.002
     while True:
-        try:
-            await kit.http.get(f"http://{host}:{port}/")
+        if await answers(host, port):
             return time.monotonic()
-        except httpx.HTTPError:
-            pass
         await asyncio.sleep(delay)
         if time.monotonic() - began > 2.0:
             delay = min(delay * 2, 0.1)

@@ -7,8 +7,6 @@ import asyncio
 import dataclasses
 import threading
 
-import httpx
-
 from studios.db.database import Database
 from studios.runtimes.base import Reporter
 from studios.runtimes.registry import Runtimes
@@ -40,7 +38,6 @@ class Kit:
     box: SecretBox
     holder: str
     """This engine's name in the database (claims, leases): `<host>:<pid>:<random>`."""
-    http: httpx.AsyncClient = dataclasses.field(default_factory=lambda: httpx.AsyncClient(timeout=httpx.Timeout(2.0, connect=1.0), trust_env=False))
 
     def reporter(self, deployment_id: int) -> Reporter:
         """A runtime `Reporter` for one deployment: each line becomes a stored system line and

@@ -1,0 +1,52 @@
+"""A deployment's event stream sends each start-up step once. The stream listens first, then
+reads the steps stored so far: a step stored in between is both read and heard (on PostgreSQL a
+NOTIFY arrives after the commit that the read already sees), and the CLI once printed such steps
+twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from studios.services import streams
+from studios.services.events import Bus, Event
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def progress_frames(chunks: list[bytes]) -> list[str]:
+    messages = []
+    for chunk in chunks:
+        for block in chunk.decode().split("\n\n"):
+            lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
+            if lines.get("event") == "progress":
+                messages.append(json.loads(lines["data"])["message"])
+    return messages
+
+
+async def test_a_step_both_read_and_heard_is_sent_once() -> None:
+    bus = Bus()
+    bus.attach(asyncio.get_running_loop())
+
+    async def view() -> dict[str, Any]:
+        return {"id": 7, "state": "pending"}
+
+    async def steps() -> list[tuple[int, str]]:
+        # While the stream read the stored steps, step 2 was stored and announced: heard too.
+        bus.publish([Event("progress", 7, data={"message": "cloning", "id": 2})])
+        return [(1, "queued by alice"), (2, "cloning")]
+
+    stream = streams.deployment(bus, 7, view, steps, heartbeat=30)
+    chunks = [await anext(stream) for _ in range(3)]  # the deployment, then the two stored steps
+    bus.publish([Event("progress", 7, data={"message": "waiting for the app", "id": 3})])
+    chunks.append(await asyncio.wait_for(anext(stream), 5))
+    await stream.aclose()
+    assert progress_frames(chunks) == ["queued by alice", "cloning", "waiting for the app"]
