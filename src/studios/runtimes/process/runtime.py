@@ -349,18 +349,14 @@ class ProcessRuntime(Runtime):
         if self._spare is None and not self._closed:
             self._spare = self._spawn_supervisor()
 
-    def _drop_spare(self) -> None:
-        """End the spare: its stdin closed before any deployment reached it, it exits at once."""
-        if self._spare_timer is not None:
-            self._spare_timer.cancel()
-            self._spare_timer = None
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            with contextlib.suppress(OSError):
-                if spare.stdin is not None:
-                    spare.stdin.close()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                spare.wait(timeout=5)
+    @staticmethod
+    def _end_spare(spare: subprocess.Popen[bytes]) -> None:
+        """Its stdin closed before any deployment reached it, a spare exits at once."""
+        with contextlib.suppress(OSError):
+            if spare.stdin is not None:
+                spare.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            spare.wait(timeout=5)
 
     def _make_group(self, spec: LaunchSpec, report: Reporter) -> tuple[cgroups.Group | None, str]:
         """The deployment's cgroup with its limits, or None (rlimit fallback), and the mode."""
@@ -564,6 +560,11 @@ class ProcessRuntime(Runtime):
 
     async def close(self) -> None:
         self._closed = True
-        await asyncio.to_thread(self._drop_spare)
+        if self._spare_timer is not None:
+            self._spare_timer.cancel()
+            self._spare_timer = None
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            await asyncio.to_thread(self._end_spare, spare)
         self._files.close()
         self._reap()
