@@ -13,10 +13,11 @@ starved by a stream of shared holders on other workers. `scripts/swarm-up` may r
 it too runs only under the exclusive lock. Used by `tests/swarm/` (fixtures in its conftest), the
 runtime contract suite and the end-to-end tests through `studios serve`.
 
-A node whose engine stopped answering outside any node-crashing test (its dockerd died) is not
-something Studios did to it: before a test uses the swarm, a node found dead is brought back
-under the exclusive lock, and what was found (the node's last dockerd lines) is appended to
-`$STUDIOS_SWARM_DIR/incidents.log` and raised as a warning, which `scripts/test` prints.
+A node whose engine stopped answering outside the node-crashing tests (its dockerd died) fails
+the test it died in, not every test after it: before a test uses the swarm, a node found dead is
+brought back under the exclusive lock, and what was found (the node's last dockerd lines) is
+appended to `$STUDIOS_SWARM_DIR/incidents.log` and raised as a warning, which `scripts/test`
+prints after the runs, so the death is seen and can be explained.
 """
 
 from __future__ import annotations
