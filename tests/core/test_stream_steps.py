@@ -50,3 +50,39 @@ async def test_a_step_both_read_and_heard_is_sent_once() -> None:
     chunks.append(await asyncio.wait_for(anext(stream), 5))
     await stream.aclose()
     assert progress_frames(chunks) == ["queued by alice", "cloning", "waiting for the app"]
+
+
+def frames_of(chunks: list[bytes], kind: str) -> list[dict[str, Any]]:
+    found = []
+    for chunk in chunks:
+        for block in chunk.decode().split("\n\n"):
+            lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
+            if lines.get("event") == kind:
+                found.append(json.loads(lines["data"]))
+    return found
+
+
+async def test_a_change_heard_after_it_was_read_sends_the_deployment_once() -> None:
+    """The "cloning" transition was committed before the stream read the deployment but heard
+    after: no second, identical `deployment` frame (the CLI printed such a state twice)."""
+    bus = Bus()
+    bus.attach(asyncio.get_running_loop())
+    state = {"id": 7, "state": "pending", "stateMessage": "cloning"}
+
+    async def view() -> dict[str, Any]:
+        return dict(state)
+
+    async def steps() -> list[tuple[int, str]]:
+        return []
+
+    stream = streams.deployment(bus, 7, view, steps, heartbeat=30)
+    chunks = [await anext(stream)]
+    bus.publish([Event("deployment", 7, data={"state": "pending", "message": "cloning"})])  # heard late
+    bus.publish([Event("progress", 7, data={"message": "fetching HEAD", "id": 4})])
+    chunks.append(await asyncio.wait_for(anext(stream), 5))
+    state["stateMessage"] = "waiting for the app"
+    bus.publish([Event("deployment", 7, data={"state": "pending", "message": "waiting for the app"})])
+    chunks.append(await asyncio.wait_for(anext(stream), 5))
+    await stream.aclose()
+    assert [d["stateMessage"] for d in frames_of(chunks, "deployment")] == ["cloning", "waiting for the app"]
+    assert progress_frames(chunks) == ["fetching HEAD"]

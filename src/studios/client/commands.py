@@ -190,6 +190,7 @@ def deploy(
                 err.print(Text("  (this server has no event stream: checking every second)", style="dim"))
 
         seen_first = False
+        last_message: str | None = None  # of the last StateChanged: a frame that repeats it is no new step
         try:
             if status:
                 status.start()
@@ -198,9 +199,10 @@ def deploy(
                     step(event.message)
                 elif isinstance(event, StateChanged):
                     final = event.deployment
-                    if seen_first:  # the first is where it stood: its steps come as Progress
-                        step(final.get("stateMessage") or "")
-                    seen_first = True
+                    message = final.get("stateMessage") or ""
+                    if seen_first and message != last_message:  # the first is where it stood: its steps come as Progress
+                        step(message)
+                    seen_first, last_message = True, message
                     if status:
                         status.update(clean(final.get("stateMessage") or final.get("state")))
                     if final.get("state") in ("running", "terminated"):

@@ -57,7 +57,8 @@ async def deployment(bus: Bus, deployment_id: int, view: View, steps: Callable[[
     `usage` ({"maxMemoryUsage", "maxCpuUsage"}) when a peak rises."""
     async with bus.subscription("deployment", "progress", "usage", "released", "shares", "keys") as sub:
         try:
-            yield RETRY_FRAME + frame("deployment", await view())
+            shown = await view()
+            yield RETRY_FRAME + frame("deployment", shown)
             sent = set()
             for line_id, message in await steps():
                 sent.add(line_id)
@@ -67,12 +68,14 @@ async def deployment(bus: Bus, deployment_id: int, view: View, steps: Callable[[
                 if event is None:
                     await view()  # still allowed?
                     yield HEARTBEAT_FRAME
-                elif event.topic in ("shares", "keys", "resync"):
-                    yield frame("deployment", await view())
+                elif event.topic in ("shares", "keys", "resync") or (event.deployment_id == deployment_id and event.topic in ("deployment", "released")):
+                    # Access is checked again; the deployment is sent only if it changed (an event
+                    # heard late, for a change the stream had already read, sends nothing).
+                    if (current := await view()) != shown:
+                        shown = current
+                        yield frame("deployment", shown)
                 elif event.deployment_id != deployment_id:
                     continue
-                elif event.topic in ("deployment", "released"):
-                    yield frame("deployment", await view())
                 elif event.topic == "progress":
                     if event.data.get("id") not in sent:
                         yield frame("progress", {"deploymentId": deployment_id, "message": event.data.get("message", "")})
