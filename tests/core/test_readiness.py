@@ -78,3 +78,19 @@ async def test_a_server_that_accepts_and_says_nothing_is_not_ready(serve, monkey
 async def test_a_server_that_is_not_http_is_not_ready(serve) -> None:
     port = await serve(await reply(b"SSH-2.0-OpenSSH_9.2\r\n"))
     assert not await follow.answers("127.0.0.1", port)
+
+
+async def test_a_cancelled_knock_ends_even_as_its_connect_fails() -> None:
+    """The engine cancels the knocking when the workload ends. A cancellation that arrives just
+    as a connection is refused must still end it (with Python 3.11's wait_for it could be
+    swallowed, and the knock went on forever)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    for round_ in range(200):
+        task = asyncio.ensure_future(follow.knock(None, ("127.0.0.1", closed), time.monotonic()))
+        for _ in range(round_ % 7):  # cancel at different points of the connect
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)

@@ -33,14 +33,19 @@ async def answers(host: str, port: int) -> bool:
     """Whether the app answers an HTTP request (any status) on its address. Raw asyncio, not an
     HTTP client: a refused connection costs ~0.1 ms of CPU here against ~1.4 ms through httpx,
     and the knocking runs every 2 ms while the app starts, on the cores the app starts on."""
+    # asyncio.timeout, not wait_for: on Python 3.11 a wait_for cancelled just as its connect
+    # failed returns that failure instead of the cancellation, and a cancelled knock went on
+    # knocking forever (a test's shutdown hung on it).
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            reader, writer = await asyncio.open_connection(host, port)
     except (OSError, TimeoutError):
         return False
     try:
         writer.write(b"GET / HTTP/1.0\r\nHost: %s:%d\r\nUser-Agent: studios-readiness\r\n\r\n" % (host.encode(), port))
         await writer.drain()
-        return await asyncio.wait_for(reader.readexactly(5), ANSWER_TIMEOUT) == b"HTTP/"
+        async with asyncio.timeout(ANSWER_TIMEOUT):
+            return await reader.readexactly(5) == b"HTTP/"
     except (OSError, TimeoutError, asyncio.IncompleteReadError):
         return False
     finally:
