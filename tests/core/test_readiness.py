@@ -39,7 +39,7 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
         server.close()
 
 
-async def reply(data: bytes) -> Handler:
+def reply(data: bytes) -> Handler:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(data)
@@ -50,15 +50,19 @@ async def reply(data: bytes) -> Handler:
 
 
 async def test_any_http_answer_is_ready_even_an_error(serve) -> None:
-    port = await serve(await reply(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"))
+    port = await serve(reply(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"))
     assert await follow.answers("127.0.0.1", port)
 
 
-async def test_a_closed_port_is_not_ready() -> None:
-    with socket.socket() as probe:  # a port nothing listens on
+def closed_port() -> int:
+    """A port nothing listens on."""
+    with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
-    assert not await follow.answers("127.0.0.1", closed)
+        return int(probe.getsockname()[1])
+
+
+async def test_a_closed_port_is_not_ready() -> None:
+    assert not await follow.answers("127.0.0.1", closed_port())
 
 
 async def test_a_server_that_accepts_and_says_nothing_is_not_ready(serve, monkeypatch) -> None:
@@ -76,7 +80,7 @@ async def test_a_server_that_accepts_and_says_nothing_is_not_ready(serve, monkey
 
 
 async def test_a_server_that_is_not_http_is_not_ready(serve) -> None:
-    port = await serve(await reply(b"SSH-2.0-OpenSSH_9.2\r\n"))
+    port = await serve(reply(b"SSH-2.0-OpenSSH_9.2\r\n"))
     assert not await follow.answers("127.0.0.1", port)
 
 
@@ -84,9 +88,7 @@ async def test_a_cancelled_knock_ends_even_as_its_connect_fails() -> None:
     """The engine cancels the knocking when the workload ends. A cancellation that arrives just
     as a connection is refused must still end it (with Python 3.11's wait_for it could be
     swallowed, and the knock went on forever)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
+    closed = closed_port()
     for round_ in range(200):
         task = asyncio.ensure_future(follow.knock(None, ("127.0.0.1", closed), time.monotonic()))
         for _ in range(round_ % 7):  # cancel at different points of the connect

@@ -22,14 +22,18 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def progress_frames(chunks: list[bytes]) -> list[str]:
-    messages = []
+def frames_of(chunks: list[bytes], kind: str) -> list[dict[str, Any]]:
+    found = []
     for chunk in chunks:
         for block in chunk.decode().split("\n\n"):
             lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
-            if lines.get("event") == "progress":
-                messages.append(json.loads(lines["data"])["message"])
-    return messages
+            if lines.get("event") == kind:
+                found.append(json.loads(lines["data"]))
+    return found
+
+
+def progress_frames(chunks: list[bytes]) -> list[str]:
+    return [frame["message"] for frame in frames_of(chunks, "progress")]
 
 
 async def test_a_step_both_read_and_heard_is_sent_once() -> None:
@@ -50,16 +54,6 @@ async def test_a_step_both_read_and_heard_is_sent_once() -> None:
     chunks.append(await asyncio.wait_for(anext(stream), 5))
     await stream.aclose()
     assert progress_frames(chunks) == ["queued by alice", "cloning", "waiting for the app"]
-
-
-def frames_of(chunks: list[bytes], kind: str) -> list[dict[str, Any]]:
-    found = []
-    for chunk in chunks:
-        for block in chunk.decode().split("\n\n"):
-            lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
-            if lines.get("event") == kind:
-                found.append(json.loads(lines["data"]))
-    return found
 
 
 async def test_a_change_heard_after_it_was_read_sends_the_deployment_once() -> None:
