@@ -98,3 +98,47 @@ async def test_a_log_that_fails_unforeseen_ends_the_follow(manager: ScriptedMana
         return [item async for item in follow(lambda: manager, board, "s", None, lambda snapshot: True)]
 
     assert await asyncio.wait_for(read_all(), 10) == []  # nothing could be read; the follow ended
+
+
+@pytest.mark.anyio
+async def test_a_task_scaled_away_between_rounds_ends_its_follow(manager: ScriptedManager, board: Board, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scale to 0 can remove a running task between two rounds: no round ever shows it ended.
+    The manager keeps that task's followed log open for ever, so the follow must be closed
+    because the task is no longer listed, or the deployment's logs never finish."""
+    import docker.errors
+
+    from studios.runtimes.swarm import logs as swarm_logs
+
+    aborted = threading.Event()
+    asked: list[int] = []
+
+    def open_stream(api: Any, path: str, ident: str, params: dict[str, Any], *, multiplexed: bool) -> tuple[Any, Any]:
+        asked.append(params["follow"])
+        if not params["follow"]:
+            raise docker.errors.NotFound("no such task")  # what the manager says of a removed task
+
+        def lines() -> Any:
+            yield b"2026-11-27T06:00:00.000000000Z hello"
+            aborted.wait(30)  # a followed log of a live task: more may come, so it never ends
+
+        return lines(), aborted.set
+
+    monkeypatch.setattr(swarm_logs, "open_stream", open_stream)
+    manager.services_now = [service("s")]
+    manager.nodes_now = [{"ID": "n1", "Status": {"State": "ready"}}]
+    manager.tasks_now = [{"ID": "t1", "ServiceID": "s", "NodeID": "n1", "DesiredState": "running",
+                          "Status": {"State": "running", "ContainerStatus": {"ContainerID": "c1"}}}]  # fmt: skip
+    scaled_to_zero = asyncio.Event()
+    read: list[str] = []
+
+    async def read_all() -> None:
+        async for batch, _ in follow(lambda: manager, board, "s", None, lambda snapshot: not snapshot.tasks):
+            read.extend(line.message for line in batch)
+            scaled_to_zero.set()
+
+    reader = asyncio.create_task(read_all())
+    await asyncio.wait_for(scaled_to_zero.wait(), 10)
+    manager.tasks_now = []  # the service stays (scaled to 0); its task is gone from every listing
+    await asyncio.wait_for(reader, 10)
+    assert read.count("hello") == 2  # stdout and stderr each said it once (the fake serves both)
+    assert aborted.is_set() and 0 in asked, "the follow was not closed and the rest not asked for"

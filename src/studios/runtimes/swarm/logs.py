@@ -5,9 +5,10 @@ or the swarm replaces one). Each task's container keeps its own log on its node;
 serves it at `/tasks/{id}/logs`, one request per stream, with timestamps. Per task:
 
 - while the task runs its two streams are followed (`follow=1`);
-- once the task has ended, the follow is closed (the manager never ends it by itself) and the
-  rest is read once without `follow`, from the position reached: that drain is what makes the
-  last lines certain;
+- once the task has ended, or the manager no longer lists it (a scale to 0 can remove a task
+  between two rounds, before any round saw it end), the follow is closed (the manager never ends
+  it by itself) and the rest is read once without `follow`, from the position reached: that
+  drain is what makes the last lines certain;
 - while the task's node is down its log cannot be read: the follow is closed and the task waits;
   if the node comes back, its lines are read then; if the deployment ends first they are lost
   with the node (what a crashed machine wrote after the last read line).
@@ -187,8 +188,13 @@ class _Follower:
         listed = {t["ID"] for t in snapshot.tasks}
         self.forgotten = {tid for tid in self.logs if tid not in listed}
         for tid in self.forgotten:  # tasks the manager no longer lists (pruned history, removed service)
-            if self.logs[tid].status in ("idle", "waiting"):
-                self.logs[tid].status = "done"
+            gone = self.logs[tid]
+            if gone.status in ("idle", "waiting"):
+                gone.status = "done"
+            elif gone.status == "reading":
+                # Scaled away between two rounds (never seen ended): the manager would keep its
+                # follow open for ever. Stop following and read what is left, if it still can.
+                gone.finish.set()
 
     def _finished(self, snapshot: Snapshot | None) -> bool:
         if snapshot is None or not self.ended(snapshot):
