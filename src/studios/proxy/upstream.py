@@ -179,10 +179,8 @@ class Pool:
     async def connect(self, address: tuple[str, int]) -> Upstream:
         """A new connection (raises OSError or TimeoutError when the app does not answer)."""
         loop = asyncio.get_running_loop()
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: Upstream(address, self), address[0], address[1]),
-            self.connect_timeout,
-        )
+        async with asyncio.timeout(self.connect_timeout):
+            _, conn = await loop.create_connection(lambda: Upstream(address, self), address[0], address[1])
         return conn
 
     def put(self, conn: Upstream) -> None:

@@ -101,7 +101,6 @@ class _Git:
         return text
 
     async def __call__(self, *args: str) -> tuple[int, str, str]:
-        loop = asyncio.get_running_loop()
         process = await asyncio.create_subprocess_exec(
             "git", *self.config, *args,
             cwd=self.dest,
@@ -112,7 +111,8 @@ class _Git:
             start_new_session=True,  # so a timeout can kill git's helpers too
         )  # fmt: skip
         try:
-            out, err = await asyncio.wait_for(process.communicate(), max(0.0, self.deadline - loop.time()))
+            async with asyncio.timeout_at(self.deadline):
+                out, err = await process.communicate()
         except TimeoutError:
             try:
                 os.killpg(process.pid, signal.SIGKILL)

@@ -114,7 +114,8 @@ class Subscription:
     async def get(self, timeout: float | None = None) -> Event | None:
         """The next event, or None after `timeout` seconds without one."""
         try:
-            return await asyncio.wait_for(self.__anext__(), timeout)
+            async with asyncio.timeout(timeout):
+                return await self.__anext__()
         except TimeoutError:
             return None
 

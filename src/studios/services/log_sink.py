@@ -201,7 +201,8 @@ class LogSink:
         if task is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(task)
         except TimeoutError:
             log.warning("deployment %s: its runtime's log did not end within %.0f s of the workload's end; the rest is given up", deployment_id, timeout)
             task.cancel()

@@ -51,7 +51,8 @@ class PgRelay:
 
     async def start(self, timeout: float = 10.0) -> None:
         self._task = asyncio.create_task(self._run(), name="pg-relay")
-        await asyncio.wait_for(self.ready.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self.ready.wait()
 
     async def close(self) -> None:
         if self._task is not None:

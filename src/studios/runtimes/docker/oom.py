@@ -109,7 +109,8 @@ async def oom_kill_lines(api: Any, container_id: str, *, memory_mb: int | None, 
             until = time.monotonic() + SETTLE_AT_MOST
             while time.monotonic() < until:
                 try:
-                    event = await asyncio.wait_for(events.get(), SETTLE_SECONDS)
+                    async with asyncio.timeout(SETTLE_SECONDS):
+                        event = await events.get()
                 except TimeoutError:
                     break
                 if event is None or _action(event) == "die":

@@ -390,7 +390,8 @@ class DockerRuntime(Runtime):
                 yield Status(ended.message, running=False, exit=ended)
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(armed.wait(), 30.0)
+                async with asyncio.timeout(30.0):
+                    await armed.wait()
 
     async def usage(self, handle: Handle) -> Usage:
         sampler = self._sampler(handle)

@@ -192,6 +192,7 @@ async def follow(
                 return
             else:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await changed.wait()
     finally:
         watcher.remove(directory)

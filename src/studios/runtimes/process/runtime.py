@@ -121,7 +121,8 @@ async def _exit_of(ident: Mapping[str, Any] | None, timeout: float) -> None:
             return
         loop.add_reader(fd, lambda: None if done.done() else done.set_result(None))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done, timeout)
+            async with asyncio.timeout(timeout):
+                await done
     finally:
         loop.remove_reader(fd)
         os.close(fd)

@@ -77,7 +77,8 @@ class Subscription:
             await self._ready.wait()
         else:
             try:
-                await asyncio.wait_for(self._ready.wait(), max(timeout, 0.0))
+                async with asyncio.timeout(max(timeout, 0.0)):
+                    await self._ready.wait()
             except TimeoutError:
                 return dataclasses.replace(self._latest, now=time.time())
         self._ready.clear()
@@ -135,7 +136,8 @@ class Board:
                     log.exception("swarm board: offering service %s a snapshot failed", sub.service_id)
             interval = self.fast if any(sub.fast for sub in self._subs.values()) else self.slow
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
 
     async def close(self) -> None:
         self._subs.clear()

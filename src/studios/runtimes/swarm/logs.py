@@ -139,7 +139,8 @@ class _Follower:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await job
             if tl.drain:
-                await asyncio.wait_for(self._pump(tl, follow=False), DRAIN_SECONDS)
+                async with asyncio.timeout(DRAIN_SECONDS):
+                    await self._pump(tl, follow=False)
                 self.queue.put_nowait(("done", tl.task_id))
             else:
                 self.queue.put_nowait(("waiting", tl.task_id))
