@@ -122,6 +122,22 @@ def test_repeated_rejections_end_it() -> None:
     assert not view(rejected[:2]).end
 
 
+def test_a_container_that_failed_to_start_is_retried_not_taken_for_the_apps_exit() -> None:
+    """The engine could not start the container (seen in CI: its secrets' mount was busy); the
+    task failed with exit code 128 before the app ran. The swarm starts another: the deployment
+    waits for it, and ends only after three such failures in a row, saying why."""
+    err = "starting container failed: unable to remount dir as readonly: device or resource busy"
+    failed = task("a", 0, "failed", desired="shutdown", updated=0.5, err=err, code=128)
+    first = view([failed])
+    assert first.exit is None and not first.end and not first.running
+    assert first.message == f"the swarm could not start it on swn2: {err}; retrying"
+    assert view([failed, task("b", 1.5, "running", node="n3")]).running
+    again = [task(t, i * 1.5, "failed", desired="shutdown", updated=i * 1.5 + 0.5, err=err, code=128) for i, t in enumerate("abc")]
+    assert not view(again[:2]).end
+    ended = view(again)
+    assert ended.end and ended.exit is not None and ended.exit.message == f"the swarm could not start it on swn2: {err}"
+
+
 def test_recorded_exit_and_stopped_and_gone() -> None:
     labels = {naming.LABEL_EXIT: json.dumps({"code": 3, "signal": None, "oom_killed": False, "message": "exited with code 3"})}
     ended = {**SERVICE, "Spec": {"Labels": labels, "Mode": {"Replicated": {"Replicas": 0}}}}

@@ -5,7 +5,9 @@ see — placing, starting, running on a node at a port, moving after a node died
 and the late report of its old task after it comes back, a task nothing can place) is tested
 without a swarm. It also says when the runtime must end the service itself (`end`): after an
 app exits by itself (before the swarm's delayed restart starts it again), or when a dead node's
-task found no other node within the reschedule timeout.
+task found no other node within the reschedule timeout. A task the swarm could not start
+(rejected, or its container failed to start: the app never ran) is not the app's exit: the swarm
+starts another, and three in a row end the deployment with the last one's reason.
 
 Task states (swarmkit): new allocated pending assigned accepted preparing ready starting
 running | complete shutdown failed rejected remove orphaned. The replacement of a failed task
@@ -30,6 +32,11 @@ TERMINAL = {"complete", "shutdown", "failed", "rejected", "remove", "orphaned"}
 SAME_CAUSE_NS = 500_000_000
 """A replacement created within this much of its predecessor's last update was caused by it."""
 GIVE_UP_REJECTIONS = 3
+"""Tasks in a row the swarm could not start (rejected, or their container failed to start)
+before the deployment ends with the last one's reason."""
+START_FAILED = "starting container failed"
+"""How the swarm's agent begins a task's error when the container could not be started: its
+process never ran (e.g. the engine's mount of the task's secrets failed, or no such command)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +106,14 @@ def desired(task: dict[str, Any]) -> str:
 
 def ordered(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(tasks, key=lambda t: (_ns(t.get("CreatedAt")), t.get("ID", "")))
+
+
+def not_started(task: dict[str, Any]) -> bool:
+    """A task the swarm could not start: rejected, or failed before its container's process ran.
+    Retried by the swarm, not an exit of the app."""
+    if state(task) == "rejected":
+        return True
+    return state(task) == "failed" and str((task.get("Status") or {}).get("Err") or "").startswith(START_FAILED)
 
 
 def published_port(task: dict[str, Any], target: int) -> int | None:
@@ -173,7 +188,7 @@ def judge(snapshot: Snapshot, *, container_port: int, memory_mb: int | None = No
         return View("waiting for the swarm to place it", False)
 
     # An app that ended by itself: the newest failed/complete task that caused its successor.
-    ended = [t for t in tasks if state(t) in ENDED_BY_APP]
+    ended = [t for t in tasks if state(t) in ENDED_BY_APP and not not_started(t)]
     if ended:
         last = ended[-1]
         index = tasks.index(last)
@@ -204,12 +219,12 @@ def judge(snapshot: Snapshot, *, container_port: int, memory_mb: int | None = No
 
     rejected = 0
     for task in reversed(tasks):
-        if state(task) == "rejected":
+        if not_started(task):
             rejected += 1
         elif state(task) not in STARTING:
             break
     if rejected >= GIVE_UP_REJECTIONS:
-        last_rejected = next(t for t in reversed(tasks) if state(t) == "rejected")
+        last_rejected = next(t for t in reversed(tasks) if not_started(t))
         bad = _node_of(snapshot, last_rejected)
         reason = str((last_rejected.get("Status") or {}).get("Err") or "rejected")
         outcome = Exit(None, None, False, f"the swarm could not start it{' on ' + bad.hostname if bad else ''}: {reason}")
@@ -233,7 +248,7 @@ def judge(snapshot: Snapshot, *, container_port: int, memory_mb: int | None = No
             return View(message, False, task=current, node=node, log=message)
         return View(f"starting{where}", False, task=current, node=node)
 
-    if current_state == "rejected":
+    if not_started(current):
         message = f"the swarm could not start it{' on ' + node.hostname if node else ''}: {err or 'rejected'}; retrying"
         return View(message, False, task=current, node=node, log=message)
     # Ended but not by the app (shut down by an update, orphaned): the swarm replaces it.
