@@ -28,7 +28,7 @@ from studios.runtimes.docker import DockerRuntime, docker_available
 from studios.runtimes.docker import logs as docker_logs
 from studios.runtimes.docker.images import _Progress, image_reference
 from studios.runtimes.docker.oom import oom_kill_count
-from studios.runtimes.docker.runtime import DockerSettings
+from studios.runtimes.docker.runtime import LABEL_DEPLOYMENT, LABEL_INSTANCE, DockerSettings
 
 IMAGE = "studios-test/busybox"
 REPO = Path(__file__).resolve().parents[2]
@@ -213,6 +213,35 @@ async def test_a_missing_image_is_a_launch_error_with_the_engines_reason(runtime
     assert reports == ["pulling nope:latest: not present locally"]
     with pytest.raises(LaunchError, match="invalid reference format"):
         await runtime.start(make_spec(tmp_path, image="Bad Name!", tag="latest"), reports.append)
+
+
+@pytest.mark.docker
+@pytest.mark.anyio
+async def test_a_container_left_by_an_interrupted_start_is_replaced_and_a_strangers_is_refused(runtime: DockerRuntime, tmp_path: Path) -> None:
+    """The container's name is the deployment's: a start interrupted after the create left one
+    (this deployment's labels): it is removed and the start goes on. A container of that name
+    that is not this deployment's is left alone and the start refused."""
+    client = runtime.client()
+    spec = make_spec(tmp_path, "exec httpd -f -p $PORT")
+    name = runtime.container_name(spec.deployment_id)
+    labels = {LABEL_INSTANCE: runtime.instance, LABEL_DEPLOYMENT: str(spec.deployment_id)}
+    left = client.containers.create(f"{IMAGE}:latest", "sleep 1000", name=name, labels=labels)
+    reports: list[str] = []
+    handle = await runtime.start(spec, reports.append)
+    assert f"removing container {name} left by an earlier start" in reports
+    assert handle["container_id"] != left.id
+    assert (await http_get(runtime.address(handle))).status_code == 200
+    await runtime.stop(handle, 1)
+    await runtime.cleanup(handle)
+
+    other = make_spec(tmp_path, "exec httpd -f -p $PORT")
+    stranger = client.containers.create(f"{IMAGE}:latest", "sleep 1000", name=runtime.container_name(other.deployment_id))
+    try:
+        with pytest.raises(LaunchError, match="exists and is not this deployment's"):
+            await runtime.start(other, lambda line: None)
+        assert client.containers.get(stranger.id).name == runtime.container_name(other.deployment_id)
+    finally:
+        stranger.remove(force=True)
 
 
 @pytest.mark.docker

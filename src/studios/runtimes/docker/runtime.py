@@ -32,6 +32,7 @@ from typing import Any
 
 import docker
 import docker.errors
+from docker.models.containers import _create_container_args  # what `containers.create` sends, without its inspect
 from docker.types import LogConfig
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -154,13 +155,11 @@ class DockerRuntime(Runtime):
             raise LaunchError("this studio names no docker image, which the docker runtime needs")
         reference = image_reference(image, spec.tag)
         try:
-            await ensure_image(await asyncio.to_thread(self.client), reference, report)
             layout = await self._layout()
         except docker.errors.DockerException as error:
             raise LaunchError(f"the container engine is unavailable: {error}") from None
 
         name = self.container_name(spec.deployment_id)
-        await asyncio.to_thread(self._remove_leftover, name, spec.deployment_id, report)
         workdir = self.env.data_dir / "deployments" / str(spec.deployment_id)
         workdir.mkdir(parents=True, exist_ok=True)
         state_file = workdir / "docker-state.json"
@@ -175,7 +174,11 @@ class DockerRuntime(Runtime):
             options["storage_opt"] = {"size": f"{max(1, math.ceil(spec.disk_gb * 1024))}M"}
         elif spec.disk_gb:
             report(f"disk limit of {spec.disk_gb:g} GB is not enforced: {disk_refusal}")
-        container = await asyncio.to_thread(self._create, options, report)
+        try:
+            container = await self._create_pulling(options, reference, spec.deployment_id, report)
+        except LaunchError:
+            cgroups.remove(self.cgroup_root, layout.relative_path(spec.deployment_id))
+            raise
         if code is not None:
             await asyncio.to_thread(self._copy_in, container, code, report)
 
@@ -247,16 +250,37 @@ class DockerRuntime(Runtime):
             )
         return options
 
-    def _create(self, options: dict[str, Any], report: Reporter) -> Any:
+    async def _create_pulling(self, options: dict[str, Any], reference: str, deployment_id: int, report: Reporter) -> Any:
+        """Create the container, pulling its image first (its progress reported) if the engine
+        does not have it."""
+        try:
+            return await asyncio.to_thread(self._create, options, deployment_id, report)
+        except docker.errors.ImageNotFound:
+            await ensure_image(await asyncio.to_thread(self.client), reference, report)
+        try:
+            return await asyncio.to_thread(self._create, options, deployment_id, report)
+        except docker.errors.ImageNotFound as error:  # removed again since the pull
+            raise LaunchError(f"image {reference} could not be used: {error.explanation or error}") from None
+
+    def _create(self, options: dict[str, Any], deployment_id: int, report: Reporter, *, replaced: bool = False) -> Any:
+        """Create the container: one request when the image is here and the name is free (the
+        image is not looked up first, nor the name; the SDK's `containers.create` would inspect
+        what it created too). Raises the SDK's `ImageNotFound` when the image must be pulled."""
         client = self.client()
         try:
-            return client.containers.create(**options)
+            created = client.api.create_container(**_create_container_args({**options, "version": client.api._version}))
+        except docker.errors.ImageNotFound:
+            raise
         except docker.errors.APIError as error:
             if "storage_opt" in options and is_storage_opt_refusal(error):
                 report(f"disk limit is not enforced: {error.explanation or error}")
                 options = {k: v for k, v in options.items() if k != "storage_opt"}
-                return self._create(options, report)
+                return self._create(options, deployment_id, report, replaced=replaced)
+            if error.status_code == 409 and not replaced:  # the name is taken: by a left-over of ours?
+                self._remove_leftover(options["name"], deployment_id, report)
+                return self._create(options, deployment_id, report, replaced=True)
             raise LaunchError(f"the container could not be created: {error.explanation or error}") from None
+        return client.containers.prepare_model({"Id": created["Id"]})  # its attributes come with the reload after start
 
     async def _fetch(self, spec: LaunchSpec, workdir: Path, report: Reporter) -> Path | None:
         """Check the studio's repository out on this machine (the container gets a copy, so
@@ -288,7 +312,8 @@ class DockerRuntime(Runtime):
         report(f"copied the checkout into the container at {WORKSPACE} ({len(buffer.getvalue()) >> 10} KiB)")
 
     def _remove_leftover(self, name: str, deployment_id: int, report: Reporter) -> None:
-        """A container of this deployment left by an interrupted earlier start is replaced."""
+        """A container of this deployment left by an interrupted earlier start is replaced (one
+        that is not this deployment's is refused: `LaunchError`)."""
         try:
             old = self.client().containers.get(name)
         except docker.errors.NotFound:
