@@ -251,8 +251,8 @@ class DockerRuntime(Runtime):
         return options
 
     async def _create_pulling(self, options: dict[str, Any], reference: str, deployment_id: int, report: Reporter) -> Any:
-        """Create the container, pulling its image first (its progress reported) if the engine
-        does not have it."""
+        """Create the container; when the engine says it lacks the image, pull it (its progress
+        reported) and create again."""
         try:
             return await asyncio.to_thread(self._create, options, deployment_id, report)
         except docker.errors.ImageNotFound:
@@ -269,7 +269,7 @@ class DockerRuntime(Runtime):
         client = self.client()
         try:
             created = client.api.create_container(**_create_container_args({**options, "version": client.api._version}))
-        except docker.errors.ImageNotFound:
+        except docker.errors.ImageNotFound:  # an APIError too: the caller pulls
             raise
         except docker.errors.APIError as error:
             if "storage_opt" in options and is_storage_opt_refusal(error):
