@@ -32,10 +32,12 @@ def announce(session: Session, dep: Deployment) -> None:
     emit(session, Event("deployment", dep.id, dep.studio_id, {"state": dep.state, "message": dep.state_message, "userId": dep.user_id}))
 
 
-def transition(session: Session, deployment_id: int, new: str, message: str, *, log_line: str | None = None, **fields: Any) -> Deployment | None:
+def transition(session: Session, deployment_id: int, new: str, message: str, *, log_line: str | None = None, locked: Deployment | None = None,
+               **fields: Any) -> Deployment | None:  # fmt: skip
     """Move a deployment to `new` with `message` if the lifecycle allows it; None if it does
-    not (or there is no such deployment). `fields` are set on the row with the change."""
-    dep = dep_store.get_for_update(session, deployment_id)
+    not (or there is no such deployment). `fields` are set on the row with the change.
+    `locked`: the deployment's row as this transaction already locked it (`claim`), not read again."""
+    dep = locked if locked is not None and locked.id == deployment_id else dep_store.get_for_update(session, deployment_id)
     if dep is None or not allowed(dep.state, new):
         return None
     now = utcnow()

@@ -48,9 +48,10 @@ def set_key_hash(session: Session, key_id: int, key_hash: str) -> None:
 
 
 def add_key(session: Session, user_id: int, name: str, key_hash: str, prefix: str, deployment_id: int | None = None) -> ApiKey:
+    """Added to the session, inserted at its next flush (with the transaction's other writes:
+    a deployment's launch claims it, mints its key and moves it on in one UPDATE of its row)."""
     key = ApiKey(user_id=user_id, name=name, key_hash=key_hash, prefix=prefix, deployment_id=deployment_id)
     session.add(key)
-    session.flush()
     return key
 
 

@@ -58,15 +58,15 @@ def _prepare(kit: Kit, session: Session, deployment_id: int) -> tuple[Deployment
         return None
     if kit.runtimes.get(dep.runtime) is None:
         message = f"the {dep.runtime} runtime is not available on this service"
-        state.transition(session, deployment_id, "terminated", message)
+        state.transition(session, deployment_id, "terminated", message, locked=dep)
         return dep, None, message
     try:
         spec = _spec(kit, session, dep)
     except LaunchRefused as refusal:
-        state.transition(session, deployment_id, "terminated", str(refusal))
+        state.transition(session, deployment_id, "terminated", str(refusal), locked=dep)
         return dep, None, str(refusal)
     where = f"cloning {dep.git_repo_url}" + (f" at {dep.git_ref}" if dep.git_ref else "") if dep.git_repo_url else "starting"
-    state.transition(session, deployment_id, "pending", where)
+    state.transition(session, deployment_id, "pending", where, locked=dep)
     return dep, spec, where
 
 
