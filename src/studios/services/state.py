@@ -23,7 +23,6 @@ from studios.db.models import Deployment, utcnow
 from studios.lifecycle import allowed
 from studios.services.events import Event, emit
 from studios.store import deployments as dep_store
-from studios.store import studios as studio_store
 from studios.store import users as user_store
 
 
@@ -57,10 +56,10 @@ def transition(session: Session, deployment_id: int, new: str, message: str, *, 
 
 
 def supersede(session: Session, deployment: Deployment) -> list[int]:
-    """Under the studio's lock: end the studio's other live deployments (sleeping ones too: a
-    visitor would otherwise wake a second one), so that only `deployment` (the newest) stays.
-    Returns the ids ended (the engine releases them)."""
-    studio_store.get_for_update(session, deployment.studio_id)
+    """End the studio's other live deployments (sleeping ones too: a visitor would otherwise wake
+    a second one), so that only `deployment` (the newest) stays. The caller holds the studio's
+    row lock in this transaction (`services.deployments.create` takes it with the access check),
+    so concurrent deploys take turns. Returns the ids ended (the engine releases them)."""
     ended = []
     for other in dep_store.of_studio_in(session, deployment.studio_id, ("pending", "running", "sleeping")):
         if other.id != deployment.id and transition(session, other.id, "terminated", f"replaced by deployment {deployment.id}"):
