@@ -161,3 +161,29 @@ async def test_a_hung_remote_times_out(tmp_path):
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/repo"
         with pytest.raises(CheckoutError, match=r"timed out after 0\.5 s"):
             await checkout(url, None, tmp_path / "out", timeout=0.5)
+
+
+async def test_a_cancelled_checkout_ends_git_at_once(tmp_path):
+    """A deployment stopped while its repository is being cloned: the launch is cancelled, and
+    git (with its helpers) must not run on against the remote."""
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/cancelled-repo"
+
+        def gits() -> list[str]:
+            found = subprocess.run(["pgrep", "-f", url], capture_output=True, text=True).stdout.split()
+            return found
+
+        clone = asyncio.ensure_future(checkout(url, None, tmp_path / "out", timeout=60))
+        for _ in range(200):  # git is running against the silent remote (bounded: 10 s)
+            if gits():
+                break
+            await asyncio.sleep(0.05)
+        assert gits(), "git never started"
+        clone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await clone
+        assert gits() == [], "git ran on after its checkout was cancelled"

@@ -113,13 +113,17 @@ class _Git:
         try:
             async with asyncio.timeout_at(self.deadline):
                 out, err = await process.communicate()
-        except TimeoutError:
+        except BaseException as error:
+            # Timed out, or the launch was cancelled (its deployment stopped meanwhile): git and
+            # its helpers end now, and what they wrote is read to its end so the pipes close.
             try:
                 os.killpg(process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            await process.wait()
-            raise CheckoutError(f"git clone timed out after {self.timeout:g} s") from None
+            await process.communicate()
+            if isinstance(error, TimeoutError):
+                raise CheckoutError(f"git clone timed out after {self.timeout:g} s") from None
+            raise
         return int(process.returncode or 0), self.decode(out), self.decode(err)
 
     def decode(self, data: bytes) -> str:
