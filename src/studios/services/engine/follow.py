@@ -33,9 +33,6 @@ async def answers(host: str, port: int) -> bool:
     """Whether the app answers an HTTP request (any status) on its address. Raw asyncio, not an
     HTTP client: a refused connection costs ~0.1 ms of CPU here against ~1.4 ms through httpx,
     and the knocking runs every 2 ms while the app starts, on the cores the app starts on."""
-    # asyncio.timeout, not wait_for: on Python 3.11 a wait_for cancelled just as its connect
-    # failed returns that failure instead of the cancellation, and a cancelled knock went on
-    # knocking forever (a test's shutdown hung on it).
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
             reader, writer = await asyncio.open_connection(host, port)
