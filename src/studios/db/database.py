@@ -7,9 +7,10 @@ proxy and the engine never waits on the database.
   transaction starts with BEGIN IMMEDIATE (it holds the write lock from its first statement,
   so a read-then-write can't fail on a lock upgrade); on PostgreSQL writers lock rows with
   SELECT ... FOR UPDATE where they race. Lock waits are bounded by the engine's lock timeout.
-- `await db.fast_read(fn)` runs `fn(connection)` in the readers' own small pool, on that
+- `await db.fast_read(fn)` runs `fn(connection)` in the readers' own threads, on that
   thread's autocommit Core connection (the API's hot GETs: no pool checkout, no transaction to
-  open or close, and never queued behind a write). Two reader threads on SQLite by default: its
+  open or close, and never queued behind a write). Calls reach those threads, and their results
+  come back, in batches (`studios.db.readers`). Two reader threads on SQLite by default: its
   reads are CPU work under Python's GIL, and more threads contending for the GIL with the event
   loop cost more than they overlap (`bench/api_bench.py`, same run: with two readers GET
   /studios/{id} answered 1.2x and the list 1.6x the requests of eight); four on PostgreSQL,
@@ -38,6 +39,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from studios.db.engine import make_engine
+from studios.db.readers import Readers
 from studios.services.events import Bus, take
 
 T = TypeVar("T")
@@ -57,7 +59,7 @@ class Database:
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
         self._writes = sessionmaker(self.engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False)
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="studios-db")
-        self.read_pool = ThreadPoolExecutor(self.read_threads, thread_name_prefix="studios-db-read")
+        self.readers = Readers(self.read_threads, "studios-db-read")
         self._local = threading.local()
         self._connections: list[Connection] = []
         self._lock = threading.Lock()
@@ -146,10 +148,10 @@ class Database:
 
     async def fast_read(self, fn: Callable[[Connection], T]) -> T:
         """`fn(connection)` in the readers' pool (see the module's docstring)."""
-        return await asyncio.get_running_loop().run_in_executor(self.read_pool, lambda: fn(self.connection()))
+        return await self.readers.submit(lambda: fn(self.connection()))
 
     def close(self) -> None:
-        self.read_pool.shutdown(wait=True, cancel_futures=True)
+        self.readers.close()
         self.pool.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             for conn in self._connections:
