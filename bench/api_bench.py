@@ -149,9 +149,10 @@ def start_ours(procs: Processes, tmp: Path, n_studios: int, admin: bool, variant
 def start_bare(procs: Processes, tmp: Path) -> list[Target]:
     port = free_port()
     log = tmp / "bare.log"
-    proc = procs.start("bare FastAPI", [sys.executable, str(ANCHORS / "bare_app.py"), "--port", str(port)], log=log)
+    proc = procs.start("bare FastAPI", [sys.executable, str(ANCHORS / "bare_app.py"), "--port", str(port), "--db", str(tmp / "bare.db")], log=log)
     wait_http(port, "/item", proc, log, "bare FastAPI")
-    return [Target("bare", "bare FastAPI ~1 KB dict", port, "/item", {}, proc.pid)]
+    return [Target("bare", "bare FastAPI ~1 KB dict", port, "/item", {}, proc.pid),
+            Target("bare_row", "bare FastAPI 1 SQLite row, thread", port, "/row/1", {}, proc.pid)]
 
 
 def ensure_jupyterhub(quiet: bool = False) -> Path:
@@ -322,6 +323,8 @@ def report(targets: list[Target], medians: dict[str, dict], runs: dict[str, list
         "ours_list_vs_jh_list": ratio(rps("ours_list"), rps("jh_list")),
         "ours_get_vs_bare": ratio(rps("ours_get"), rps("bare")),
         "ours_list_vs_bare": ratio(rps("ours_list"), rps("bare")),
+        "ours_get_vs_bare_row": ratio(rps("ours_get"), rps("bare_row")),
+        "bare_row_vs_bare": ratio(rps("bare_row"), rps("bare")),
         "jh_get_vs_reference_470": ratio(rps("jh_get"), REFERENCE["jh_get_rps"]),
         "jh_list_vs_reference_190": ratio(rps("jh_list"), REFERENCE["jh_list_rps"]),
         "bare_vs_reference_6490": ratio(rps("bare"), REFERENCE["bare_rps"]),
@@ -342,6 +345,8 @@ def report(targets: list[Target], medians: dict[str, dict], runs: dict[str, list
     ratios["cpu_ours_get_vs_jh_get"] = ratio(cpu("jh_get"), cpu("ours_get"))
     ratios["cpu_ours_list_vs_jh_list"] = ratio(cpu("jh_list"), cpu("ours_list"))
     ratios["cpu_ours_get_vs_bare"] = ratio(cpu("bare"), cpu("ours_get"))
+    ratios["cpu_ours_get_vs_bare_row"] = ratio(cpu("bare_row"), cpu("ours_get"))
+    ratios["cpu_bare_row_vs_bare"] = ratio(cpu("bare"), cpu("bare_row"))
     p99 = medians.get("ours_get", {}).get("p99_ms")
     goals = {}
     if ratios["ours_get_vs_jh_get"] is not None and p99 is not None:
@@ -359,6 +364,8 @@ def report(targets: list[Target], medians: dict[str, dict], runs: dict[str, list
     print(f"{'ours GET /studios      / JupyterHub GET users':47} {fmt_ratio(ratios['ours_list_vs_jh_list']):>8} {fmt_ratio(ratios['cpu_ours_list_vs_jh_list']):>8}")
     print(f"{'ours GET /studios/{id} / bare FastAPI':47} {fmt_ratio(ratios['ours_get_vs_bare']):>8} {fmt_ratio(ratios['cpu_ours_get_vs_bare']):>8}")
     print(f"{'ours GET /studios      / bare FastAPI':47} {fmt_ratio(ratios['ours_list_vs_bare']):>8}")
+    print(f"{'ours GET /studios/{id} / bare FastAPI row':47} {fmt_ratio(ratios['ours_get_vs_bare_row']):>8} {fmt_ratio(ratios['cpu_ours_get_vs_bare_row']):>8}")
+    print(f"{'bare FastAPI row       / bare FastAPI':47} {fmt_ratio(ratios['bare_row_vs_bare']):>8} {fmt_ratio(ratios['cpu_bare_row_vs_bare']):>8}")
     if ratios["scale_list_vs_small"] is not None:
         print(f"{'at scale (10,000 studios) / 40 studios: GET':47} {fmt_ratio(ratios['scale_get_vs_small']):>8}   list {fmt_ratio(ratios['scale_list_vs_small'])}, "
               f"last page {fmt_ratio(ratios['scale_list_last_vs_small'])} (goal >= 0.8x)")
@@ -415,7 +422,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=None, help="JSON file for the figures (default bench/results/api_bench-<time>.json)")
     args = parser.parse_args()
     only = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = only - {"ours_get", "ours_list", "ours_list_last", "bare", "jh_get", "jh_list", "ours_get_no_limits", "ours_list_no_limits", "ours_list_last_no_limits",
+    unknown = only - {"ours_get", "ours_list", "ours_list_last", "bare", "bare_row", "jh_get", "jh_list", "ours_get_no_limits", "ours_list_no_limits", "ours_list_last_no_limits",
                       "ours_scale_get", "ours_scale_list", "ours_scale_list_last"}
     if unknown:
         parser.error(f"--only: unknown {', '.join(sorted(unknown))}")
@@ -435,8 +442,8 @@ def main() -> int:
             targets += start_ours(procs, tmp, args.studios, args.admin_caller, "_no_limits", {"STUDIOS_RATE_LIMIT_PER_KEY": "", "STUDIOS_AUTH_FAILURE_LIMIT": ""})
         if args.scale and wanted("ours_scale_get", "ours_scale_list", "ours_scale_list_last"):
             targets += start_ours(procs, tmp, args.studios, args.admin_caller, scale=(10_000, 100_000, 1_000_000))
-        if wanted("bare"):
-            targets += start_bare(procs, tmp)
+        if wanted("bare", "bare_row"):
+            targets += [t for t in start_bare(procs, tmp) if wanted(t.key)]
         if wanted("jh_get", "jh_list"):
             targets += start_jupyterhub(procs, tmp, args.jupyterhub_token, args.jupyterhub_users)
         targets = [t for t in targets if not only or t.key in only]

@@ -1,16 +1,25 @@
-"""The bare-FastAPI anchor of `bench/api_bench.py`: one JSON route returning a ~1 KB dict
-from memory, served by uvicorn exactly as `studios serve` serves ours (1 worker, httptools,
-uvloop, no access log).
+"""The bare-FastAPI anchors of `bench/api_bench.py`, served by uvicorn exactly as `studios
+serve` serves ours (1 worker, httptools, uvloop, no access log):
 
-    .venv/bin/python bench/anchors/bare_app.py --port 8123
+- `GET /item`: one JSON route returning a ~1 KB dict from memory;
+- `GET /row/{id}`: the least a route reading the database off the event loop does: a validated
+  path parameter, a plain (sync) endpoint, which FastAPI runs in its thread pool, reading the
+  same ~1 KB as one row of a SQLite table (its JSON text, stored once at start) with the stdlib
+  `sqlite3`, one connection per thread. No authentication, no access check, no limits.
+
+    .venv/bin/python bench/anchors/bare_app.py --port 8123 --db /tmp/bare.db
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sqlite3
+import threading
+from typing import Annotated
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Path, Response
 
 # ~1 KB of JSON, shaped like a studio (nested author block, a few params).
 PAYLOAD = {
@@ -45,11 +54,32 @@ async def item() -> dict:
     return PAYLOAD
 
 
+_db = {"path": ""}
+_local = threading.local()
+
+
+@app.get("/row/{id}")
+def row(id: Annotated[int, Path(gt=0, le=2**31 - 1)]) -> Response:
+    conn = getattr(_local, "conn", None)
+    if conn is None:
+        conn = _local.conn = sqlite3.connect(_db["path"], check_same_thread=False)
+    found = conn.execute("SELECT body FROM items WHERE id = ?", (id,)).fetchone()
+    if found is None:
+        raise HTTPException(404)
+    return Response(found[0].encode(), media_type="application/json")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--db", default=":memory:", help="SQLite file for GET /row/{id} (made here)")
     args = parser.parse_args()
+    _db["path"] = args.db
+    with sqlite3.connect(args.db) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+        conn.execute("INSERT OR REPLACE INTO items VALUES (1, ?)", (json.dumps(PAYLOAD, separators=(",", ":")),))
     # The same uvicorn settings as `studios serve` (src/studios/cli.py).
     uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="info", loop="uvloop", http="httptools", timeout_graceful_shutdown=5)
 
