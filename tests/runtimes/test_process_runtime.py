@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
 import json
 import os
 import subprocess
@@ -408,3 +409,54 @@ async def test_a_spare_supervisor_waits_for_the_next_deploy_and_knows_nothing_un
     await rt.close()
     assert rt.spare_pid is None
     assert spare_process is not None and spare_process.returncode == 0  # its stdin closed: it ended, reaped
+
+
+class _ScriptedKernel:
+    """Stands in for the `socket` module in the runtime: each probe for a free port gets the
+    next port of `offers`, as a kernel may offer a just-released port again."""
+
+    AF_INET = __import__("socket").AF_INET
+    SOCK_STREAM = __import__("socket").SOCK_STREAM
+
+    def __init__(self, offers: list[int]) -> None:
+        self.offers = offers
+
+    def socket(self, *_: object) -> Any:
+        kernel = self
+
+        class Probe:
+            def __enter__(self) -> Probe:
+                return self
+
+            def __exit__(self, *_: object) -> None:
+                pass
+
+            def bind(self, address: tuple[str, int]) -> None:
+                assert address == ("127.0.0.1", 0)
+
+            def getsockname(self) -> tuple[str, int]:
+                return ("127.0.0.1", kernel.offers.pop(0))
+
+        return Probe()
+
+
+async def test_apps_started_together_never_get_the_same_port(process_runtime, make_repo, make_spec, monkeypatch):
+    """The kernel offers a released port again; an app binds its $PORT only once it has
+    started. Two deployments started together were once given the same port, and the second
+    found the first one's app answering on it (`bench/mixed_bench.py`, 50 apps at once)."""
+    runtime_module = importlib.import_module("studios.runtimes.process.runtime")
+    kernel = _ScriptedKernel([41001, 41001, 41002, 41001])
+    monkeypatch.setattr(runtime_module, "socket", kernel)
+    runtime = process_runtime
+    repo = make_repo("import time\nwhile True: time.sleep(1)")
+    first = await runtime.start(make_spec(repo, deployment_id=1001), lambda line: None)
+    second = await runtime.start(make_spec(repo, deployment_id=1002), lambda line: None)
+    assert (first["port"], second["port"]) == (41001, 41002)
+    await runtime.stop(first, 1)
+    await runtime.cleanup(first)  # its port is free to give again
+    third = await runtime.start(make_spec(repo, deployment_id=1003), lambda line: None)
+    assert third["port"] == 41001
+    assert kernel.offers == []
+    for handle in (second, third):
+        await runtime.stop(handle, 1)
+        await runtime.cleanup(handle)

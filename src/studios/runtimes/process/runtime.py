@@ -131,10 +131,18 @@ async def _exit_of(ident: Mapping[str, Any] | None, timeout: float) -> None:
         os.close(fd)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def _free_port(taken: Mapping[int, int]) -> int:
+    """A port free now and not in `taken`. The kernel may offer a port again as soon as its
+    probe is closed, and an app binds its $PORT only when it has started (a second or more under
+    load): without `taken`, two deployments started together were once given the same port, and
+    the second found the first one's app answering on it."""
+    for _ in range(64):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in taken:
+            return port
+    raise LaunchError("no free port for the app on 127.0.0.1")
 
 
 def exit_message(record: Mapping[str, Any], memory_mb: int | None) -> Exit:
@@ -243,6 +251,9 @@ class ProcessRuntime(Runtime):
         self._closed = False
         self._usage_seen: dict[int, tuple[tuple[int, int] | None, Usage]] = {}
         """deployment id -> (its usage file's mtime and size, the usage read then)"""
+        self._ports: dict[int, int] = {}
+        """port -> deployment id: the $PORT of every app this runtime started or adopted and has
+        not cleaned up (never handed to another app meanwhile)."""
         self._files = process_logs.FileWatcher()
 
     # -- start -----------------------------------------------------------------------------
@@ -271,43 +282,52 @@ class ProcessRuntime(Runtime):
             report(f"runs as its author's own user (uid {uid})")
         argv, cwd = process_command.resolve(spec, app_dir, checkout, self.image_commands, report)
         group, limits = self._make_group(spec, report)
-        port = _free_port()
-        user = {"USER": f"studios-user-{spec.user_id}", "LOGNAME": f"studios-user-{spec.user_id}"} if uid is not None else {}
-        env = {**self.base_env, **user, "HOME": str(app_dir), **spec.env, **spec.secret_env, "PORT": str(port)}
-        config = {
-            "argv": argv,
-            "cwd": str(cwd),
-            "workdir": str(workdir),
-            "group": group.to_json() if group else None,
-            "rlimit_as_bytes": spec.memory_mb * MIB if spec.memory_mb and group is None else None,
-            "sample_interval": 0.5,
-            "uid": uid,
-            "gid": uid,
-        }
-        config_path = workdir / "process-supervisor.marshal"  # the supervisor reads it without imports
-        config_path.write_bytes(marshal.dumps(config))
-        supervisor = self._take_spare() or self._spawn_supervisor()
-        self._children[supervisor.pid] = supervisor
-        await asyncio.to_thread(_hand_over, supervisor, config_path, env)
-        handle: Handle = {
-            "runtime": self.name,
-            "deployment_id": spec.deployment_id,
-            "workdir": str(workdir),
-            "app_dir": str(app_dir),
-            "uid": uid,
-            "port": port,
-            "memory_mb": spec.memory_mb,
-            "cpu_millicores": spec.cpu_millicores,
-            "limits": limits,
-            "supervisor": {"pid": supervisor.pid, "start_time": process_supervisor.start_time(supervisor.pid)},
-            "app": None,
-            "group": group.to_json() if group else None,
-        }
-        self._save(handle)
-        handle["app"] = await self._await_app(handle, supervisor)
-        self._save(handle)
-        self._keep_spare()
-        return handle
+        port = _free_port(self._ports)
+        self._ports[port] = spec.deployment_id
+        try:
+            user = {"USER": f"studios-user-{spec.user_id}", "LOGNAME": f"studios-user-{spec.user_id}"} if uid is not None else {}
+            env = {**self.base_env, **user, "HOME": str(app_dir), **spec.env, **spec.secret_env, "PORT": str(port)}
+            config = {
+                "argv": argv,
+                "cwd": str(cwd),
+                "workdir": str(workdir),
+                "group": group.to_json() if group else None,
+                "rlimit_as_bytes": spec.memory_mb * MIB if spec.memory_mb and group is None else None,
+                "sample_interval": 0.5,
+                "uid": uid,
+                "gid": uid,
+            }
+            config_path = workdir / "process-supervisor.marshal"  # the supervisor reads it without imports
+            config_path.write_bytes(marshal.dumps(config))
+            supervisor = self._take_spare() or self._spawn_supervisor()
+            self._children[supervisor.pid] = supervisor
+            await asyncio.to_thread(_hand_over, supervisor, config_path, env)
+            handle: Handle = {
+                "runtime": self.name,
+                "deployment_id": spec.deployment_id,
+                "workdir": str(workdir),
+                "app_dir": str(app_dir),
+                "uid": uid,
+                "port": port,
+                "memory_mb": spec.memory_mb,
+                "cpu_millicores": spec.cpu_millicores,
+                "limits": limits,
+                "supervisor": {"pid": supervisor.pid, "start_time": process_supervisor.start_time(supervisor.pid)},
+                "app": None,
+                "group": group.to_json() if group else None,
+            }
+            self._save(handle)
+            handle["app"] = await self._await_app(handle, supervisor)
+            self._save(handle)
+            self._keep_spare()
+            return handle
+        except BaseException:
+            self._release_port(spec.deployment_id)
+            raise
+
+    def _release_port(self, deployment_id: int) -> None:
+        for port in [p for p, owner in self._ports.items() if owner == deployment_id]:
+            del self._ports[port]
 
     # -- supervisors -------------------------------------------------------------------------
 
@@ -520,7 +540,11 @@ class ProcessRuntime(Runtime):
     async def adopt(self, handle: Handle) -> bool:
         if handle.get("runtime") != self.name or self._record(handle) is not None:
             return False
-        return _alive(handle.get("app"))
+        if not _alive(handle.get("app")):
+            return False
+        if handle.get("port"):
+            self._ports[int(handle["port"])] = int(handle["deployment_id"])
+        return True
 
     async def cleanup(self, handle: Handle) -> None:
         if not self._ended(handle):
@@ -535,6 +559,7 @@ class ProcessRuntime(Runtime):
         if handle.get("group"):
             await asyncio.to_thread(cgroups.remove, cgroups.Group.from_json(handle["group"]))
         self._usage_seen.pop(int(handle["deployment_id"]), None)
+        self._release_port(int(handle["deployment_id"]))
         (self.state_dir / f"{handle['deployment_id']}.json").unlink(missing_ok=True)
         await asyncio.to_thread(shutil.rmtree, handle["workdir"], True)
         if handle.get("app_dir"):
