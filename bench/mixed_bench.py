@@ -202,6 +202,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=180.0)
     parser.add_argument("--sample", type=float, default=5.0, help="seconds between memory samples")
     parser.add_argument("--read-every", type=float, default=0.05, help="seconds between requests of each API reader")
+    parser.add_argument("--probe-memory", action="store_true",
+                        help="also sample, inside the server, SQLite's allocations and the Python objects' blocks (bench/memprobe), to tell a leak from a cache")
     parser.add_argument("--keep-temp", action="store_true")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
@@ -213,6 +215,9 @@ def main() -> int:
                                                      "busybox": f"exec {REAL_PYTHON} -I -S {CHATTY} 1"})}
         if args.database == "postgresql":
             env["STUDIOS_DATABASE_URL"] = Postgres(session.procs, session.tmp / "pg").database("mixed")
+        probe = session.tmp / "memprobe.jsonl"
+        if args.probe_memory:
+            env |= {"PYTHONPATH": str(BENCH / "memprobe"), "MEMPROBE_FILE": str(probe), "MEMPROBE_EVERY": f"{args.sample:g}"}
         srv = Studios(session.procs, session.tmp / "server", env)
         srv.cleanup_with(session)
         chatty_studios = [srv.create_studio(dockerImageName="chatty") for _ in range(args.chatty)]
@@ -295,6 +300,15 @@ def main() -> int:
               f"replaced deployments say so: {all(replaced_ok)} ({len(replaced_ok)})")
         print(f"  server RSS (MB) every {args.sample:g} s: {[m for _, m in memory]}")
         print(f"  memory: first third {mem_first:.1f} MB, last third {mem_last:.1f} MB ({payload['memory_growth']:.3f}x)")
+        if args.probe_memory:
+            samples = [json.loads(line) for line in probe.read_text().splitlines()] if probe.exists() else []
+            payload["memory_probe"] = samples
+            if len(samples) >= 3:
+                n = max(1, len(samples) // 3)
+                first, last = samples[:n], samples[-n:]
+                for key, what in (("rss_mb", "RSS (MB)"), ("sqlite_mb", "SQLite's allocations (MB)"), ("python_blocks", "Python objects' blocks")):
+                    a, b = statistics.mean(x[key] for x in first), statistics.mean(x[key] for x in last)
+                    print(f"  inside the server, {what}: first third {a:,.1f}, last third {b:,.1f} ({b / a:.3f}x)")
         print(f"  log lines: {stored:,} stored, {lost} lost, {doubled} doubled")
         write_results(f"mixed_bench-{args.database}", session.started, payload, args.output)
     return 0
