@@ -247,6 +247,7 @@ def main() -> int:
                     threading.Thread(target=users_creator, args=(srv, tally, until, 10.0))]
         threads += [threading.Thread(target=viewer, args=(srv, tally, cookies, until, 0.02)) for _ in range(2)]
         print(f"mixed load for {args.duration:g} s ...", flush=True)
+        load_began = time.time()
         for thread in threads:
             thread.start()
         while any(t.is_alive() for t in threads):
@@ -303,6 +304,7 @@ def main() -> int:
         if args.probe_memory:
             samples = [json.loads(line) for line in probe.read_text().splitlines()] if probe.exists() else []
             payload["memory_probe"] = samples
+            samples = [x for x in samples if x["wall"] >= load_began]  # the load's, as the RSS above
             if len(samples) >= 3:
                 n = max(1, len(samples) // 3)
                 first, last = samples[:n], samples[-n:]

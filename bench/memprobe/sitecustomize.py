@@ -26,7 +26,7 @@ def _probe(path: str, every: float) -> None:
         while True:
             with open("/proc/self/statm") as statm:
                 rss = int(statm.read().split()[1]) * page
-            out.write(json.dumps({"t": round(time.monotonic() - began, 1), "rss_mb": round(rss / 1e6, 1),
+            out.write(json.dumps({"t": round(time.monotonic() - began, 1), "wall": round(time.time(), 1), "rss_mb": round(rss / 1e6, 1),
                                   "sqlite_mb": round(lib.sqlite3_memory_used() / 1e6, 2), "python_blocks": sys.getallocatedblocks()}) + "\n")
             time.sleep(every)
 
