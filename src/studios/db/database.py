@@ -147,7 +147,7 @@ class Database:
         return await self.run(lambda: self.retrying(call))
 
     async def fast_read(self, fn: Callable[[Connection], T]) -> T:
-        """`fn(connection)` in the readers' pool (see the module's docstring)."""
+        """`fn(connection)` in a reader thread (see the module's docstring)."""
         return await self.readers.submit(lambda: fn(self.connection()))
 
     def close(self) -> None:

@@ -2,13 +2,14 @@
 
 `loop.run_in_executor` costs each call a `concurrent.futures.Future` chained to an asyncio one,
 a wake-up of the event loop, and two hand-overs of the GIL: for a read that itself takes 0.1 ms,
-the hand-over cost more than the read (a FastAPI route reading one SQLite row in a thread pool:
-0.41-0.46 ms of CPU per request under 32 connections, against 0.25-0.33 ms with the hand-over
-below; the route alone, without the thread, 0.14 ms).
+the hand-over costs more than the read (a bare FastAPI route reading one SQLite row in a thread
+pool: 0.41-0.46 ms of CPU per request under 32 connections; the same route without the thread,
+0.14 ms). With the hand-over below, `GET /studios/{id}` took 0.61-0.79 ms of CPU per request
+where it took 0.90-0.92 ms (alternated runs of `bench/api_bench.py`, 32 connections).
 
 Here a reader thread runs the calls queued one after the other and holds their results until
-the queue is empty, `BATCH` are done or the first of them has waited `HOLD_SECONDS`; then it
-hands them back in one callback on the event loop. Under load one wake-up and one GIL
+the queue is empty, `BATCH` are done or `HOLD_SECONDS` have passed since the first of them
+began; then it hands them back in one callback on the event loop. Under load one wake-up and one GIL
 hand-over serve many calls; a lone call costs what it did. A result waits at most
 `HOLD_SECONDS` and the one call run after it, and a call queued behind a slow one waits for it:
 only short reads come here (the writes, and every read that may take long, keep the general
