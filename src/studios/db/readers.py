@@ -5,7 +5,8 @@ a wake-up of the event loop, and two hand-overs of the GIL: for a read that itse
 the hand-over costs more than the read (a bare FastAPI route reading one SQLite row in a thread
 pool: 0.41-0.46 ms of CPU per request under 32 connections; the same route without the thread,
 0.14 ms). With the hand-over below, `GET /studios/{id}` took 0.61-0.79 ms of CPU per request
-where it took 0.90-0.92 ms (alternated runs of `bench/api_bench.py`, 32 connections).
+where it had taken 0.90-0.92 ms in runs of the same hour (`bench/api_bench.py`, 32
+connections); `bench/compare_revisions.py` on a busier machine: 0.96 against 1.02 ms.
 
 Here a reader thread runs the calls queued one after the other and holds their results until
 the queue is empty, `BATCH` are done or `HOLD_SECONDS` have passed since the first of them
