@@ -303,3 +303,19 @@ def test_wrong_method_is_a_civis_405(as_author: Any, studio: dict[str, Any]) -> 
     response = as_author.delete(f"/studios/{studio['id']}")
     assert response.status_code == 405
     assert response.json()["code"] == 405
+
+
+@pytest.mark.parametrize("stored", ["2026-01-02 03:04:05.678901", "2026-01-02 03:04:05"])
+def test_times_are_shown_as_stored_to_the_millisecond_in_the_get_and_the_list(as_author: Any, ctx: Any, stored: str) -> None:
+    """Views read times straight as their wire text (`CivisTime`); a time written without a
+    fraction (by hand, or by another tool) is shown as well as one the service wrote."""
+    from sqlalchemy import text
+
+    studio = create(as_author, name="timed")
+    with ctx.db.engine.begin() as conn:
+        conn.execute(text("UPDATE studios SET created_at = :t, updated_at = :t WHERE id = :id"), {"t": stored, "id": studio["id"]})
+    want = "2026-01-02T03:04:05.678Z" if "." in stored else "2026-01-02T03:04:05.000Z"
+    got = as_author.get(f"/studios/{studio['id']}").json()
+    assert (got["createdAt"], got["updatedAt"]) == (want, want)
+    listed = {s["id"]: s for s in as_author.get("/studios", params={"limit": 50}).json()}
+    assert listed[studio["id"]]["createdAt"] == want

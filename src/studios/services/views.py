@@ -35,8 +35,11 @@ schema named in the route's `response_model`; `tests/api/test_wire_shapes.py` va
 against those models."""
 
 
-def _time(value: datetime | None) -> str | None:
-    return civis_time(value) if value is not None else None
+def _time(value: datetime | str | None) -> str | None:
+    """A time in wire form; view rows bring theirs as wire text already (`CivisTime`)."""
+    if value is None or isinstance(value, str):
+        return value
+    return civis_time(value)
 
 
 def user_simple(user: User) -> WireDict:

@@ -11,8 +11,7 @@ from sqlalchemy import ColumnElement, Row, String, Table, Text, func, insert, li
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
-from studios.db.models import Deployment, DeploymentLog, utcnow
-from studios.schemas.common import civis_time
+from studios.db.models import CivisTime, Deployment, DeploymentLog, utcnow
 
 
 def get(session: Session, deployment_id: int) -> Deployment | None:
@@ -122,15 +121,12 @@ def logs_json(session: Session, deployment_id: int, start_at: datetime | None, e
 def logs_after(session: Session, deployment_id: int, after_id: int, limit: int, since: datetime | None = None) -> list[tuple[int, str, str, str, str]]:
     """Lines stored after the line `after_id` (in storage order), or, with `since`, the lines
     at or after that time: (id, civis time text, stream, source, message)."""
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    time_col = type_coerce(DeploymentLog.created_at, String) if sqlite else DeploymentLog.created_at
+    time_col = type_coerce(DeploymentLog.created_at, CivisTime)
     query = select(DeploymentLog.id, time_col, DeploymentLog.stream, DeploymentLog.source, DeploymentLog.message).where(DeploymentLog.deployment_id == deployment_id, DeploymentLog.id > after_id)
     if since is not None:
         query = query.where(DeploymentLog.created_at >= since)
-    rows: list[Row[int, Any, str, str, str]] = list(session.connection().execute(query.order_by(DeploymentLog.id).limit(limit)))
-    if sqlite:
-        return [(i, f"{t[:10]}T{t[11:23]}Z", stream, source, message) for i, t, stream, source, message in rows]
-    return [(i, civis_time(t), stream, source, message) for i, t, stream, source, message in rows]
+    rows: list[Row[int, str, str, str, str]] = list(session.connection().execute(query.order_by(DeploymentLog.id).limit(limit)))
+    return [(i, t, stream, source, message) for i, t, stream, source, message in rows]
 
 
 def tail_start(session: Session, deployment_id: int, lines: int) -> int:
