@@ -48,7 +48,9 @@ class CivisTime(TypeDecorator):
     """A `UTCDateTime` column read straight as its wire text, `2026-11-26T06:11:22.497Z` (what
     `civis_time` makes), for the views' hot reads: `type_coerce(Studio.created_at, CivisTime)`.
     On SQLite that is one slice of the stored text: no datetime is made only to be formatted
-    again (on a page of the list, a sixth of its CPU went to that round trip)."""
+    again (a page of 20 studios with deployments: about a sixth of its samples under py-spy went
+    to that round trip; `compare_revisions.py`: 4.2 ms of CPU instead of 5.0, the first page of
+    the list 3.1 instead of 3.3)."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
