@@ -37,10 +37,11 @@ SUMMARY_COLUMNS = (
     Deployment.instance_type, Deployment.memory, Deployment.cpu, Deployment.state, Deployment.state_message, Deployment.max_memory_usage,
     Deployment.max_cpu_usage, type_coerce(Deployment.created_at, CivisTime).label("created_at"), type_coerce(Deployment.updated_at, CivisTime).label("updated_at"),
 )
-"""The columns a deployment's wire summary shows (`studios.services.views.deployment_summary`):
-a studio's newest deployment is read with these only, not with its runtime handle, log cursor,
-params and five more times; its times come as their wire text (a page of 20 studios with deployments: 4.5 to 4.6 ms of CPU instead
-of 5.0 to 5.1, `bench/compare_revisions.py` with `api_bench.py --scale`)."""
+"""The columns a deployment's wire summary shows (`studios.services.views.deployment_summary`),
+its times as their wire text: a studio's newest deployment is read with these only, not with
+its runtime handle, log cursor, params and five more times (a page of 20 studios with
+deployments: 4.5 to 4.6 ms of CPU instead of 5.0 to 5.1, `bench/compare_revisions.py` with
+`api_bench.py --scale`)."""
 _DEPLOYMENTS_BY_ID = select(*SUMMARY_COLUMNS).where(Deployment.id.in_(bindparam("ids", expanding=True)))
 
 ORDER_COLUMNS = {"updated_at": Studio.updated_at, "name": Studio.name, "created_at": Studio.created_at}
