@@ -450,7 +450,7 @@ def main() -> int:
         if args.scale and wanted("ours_scale_get", "ours_scale_list", "ours_scale_list_last", "ours_scale_list_seeded"):
             targets += start_ours(procs, tmp, args.studios, args.admin_caller, scale=(10_000, 100_000, 1_000_000))
         if wanted("bare", "bare_row"):
-            targets += [t for t in start_bare(procs, tmp) if wanted(t.key)]
+            targets += start_bare(procs, tmp)  # both routes of one server: `--only` picks below
         if wanted("jh_get", "jh_list"):
             targets += start_jupyterhub(procs, tmp, args.jupyterhub_token, args.jupyterhub_users)
         targets = [t for t in targets if not only or t.key in only]

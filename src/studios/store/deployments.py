@@ -11,7 +11,8 @@ from sqlalchemy import ColumnElement, Row, String, Table, Text, func, insert, li
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
-from studios.db.models import CivisTime, Deployment, DeploymentLog, utcnow
+from studios.db.models import Deployment, DeploymentLog, utcnow
+from studios.store.times import CivisTime
 
 
 def get(session: Session, deployment_id: int) -> Deployment | None:

@@ -10,8 +10,9 @@ from typing import Any
 from sqlalchemy import Connection, Row, Select, and_, bindparam, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from studios.db.models import CivisTime, Deployment, GitRepo, Studio, StudioShare, User, utcnow
+from studios.db.models import Deployment, GitRepo, Studio, StudioShare, User, utcnow
 from studios.store.studio_pages import StudioPages, bump
+from studios.store.times import CivisTime
 
 AUTHOR_COLUMNS = (User.name.label("author_name"), User.username.label("author_username"), User.last_seen_at.label("author_seen"))
 """A view row is a studio's columns, its author's (`author_*`) and the caller's `level`."""
