@@ -3,6 +3,7 @@ commit; know nothing of runtimes or of what a state means."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -64,6 +65,11 @@ def add_logs(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 _INSERT_SQLITE = "INSERT INTO deployment_logs (deployment_id, created_at, stream, source, message) VALUES (?, ?, ?, ?, ?)"
+_INSERT_SQLITE_RUN = (
+    "INSERT INTO deployment_logs (deployment_id, created_at, stream, source, message) SELECT ?, ?, ?, 'user', value FROM json_each(?) ORDER BY key"
+)
+RUN_MIN = 8
+"""Lines sharing a time and stream from this many on go in as one statement (below)."""
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -73,9 +79,15 @@ def _sqlite_time(value: datetime) -> str:
 
 
 def add_user_logs(session: Session, deployment_id: int, lines: Sequence[Any]) -> None:
-    """Insert an app's lines (objects with time, stream, message) in one executemany. On
-    SQLite the rows go to the driver directly, each distinct time formatted once: this is the
-    ingestion hot path (a chunk of lines shares one time)."""
+    """Insert an app's lines (objects with time, stream, message), in their order.
+
+    On SQLite this is the ingestion hot path. A host process's chunk of lines shares one time,
+    so a run of lines with the same time and stream is one `INSERT ... SELECT` over a JSON
+    array of its messages: the database makes the rows in one step, with the GIL released
+    throughout, where an `executemany` binds five values per row and takes the GIL back for
+    each (1,000-line runs: about 2x the rows per second, half the CPU). Short runs (a Docker
+    app's lines each have their own time) and messages holding a NUL (SQLite's JSON ends a
+    string there) go through one `executemany` per stretch, each distinct time formatted once."""
     if not lines:
         return
     conn = session.connection()
@@ -83,13 +95,27 @@ def add_user_logs(session: Session, deployment_id: int, lines: Sequence[Any]) ->
         conn.execute(insert(cast(Table, DeploymentLog.__table__)), [{"deployment_id": deployment_id, "created_at": line.time, "stream": line.stream, "source": "user", "message": line.message} for line in lines])
         return
     texts: dict[datetime, str] = {}
-    rows = []
-    for line in lines:
-        text = texts.get(line.time)
+    rows: list[tuple[int, str, str, str, str]] = []
+    start, count = 0, len(lines)
+    while start < count:
+        first = lines[start]
+        end = start + 1
+        while end < count and lines[end].time == first.time and lines[end].stream == first.stream:
+            end += 1
+        text = texts.get(first.time)
         if text is None:
-            text = texts[line.time] = _sqlite_time(line.time)
-        rows.append((deployment_id, text, line.stream, "user", line.message))
-    conn.exec_driver_sql(_INSERT_SQLITE, rows)
+            text = texts[first.time] = _sqlite_time(first.time)
+        payload = json.dumps([line.message for line in lines[start:end]]) if end - start >= RUN_MIN else None
+        if payload is None or "\\u0000" in payload:
+            rows.extend((deployment_id, text, line.stream, "user", line.message) for line in lines[start:end])
+        else:
+            if rows:
+                conn.exec_driver_sql(_INSERT_SQLITE, rows)
+                rows = []
+            conn.exec_driver_sql(_INSERT_SQLITE_RUN, (deployment_id, text, first.stream, payload))
+        start = end
+    if rows:
+        conn.exec_driver_sql(_INSERT_SQLITE, rows)
 
 
 def logs_json(session: Session, deployment_id: int, start_at: datetime | None, end_at: datetime | None, limit: int) -> list[str]:
