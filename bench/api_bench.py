@@ -156,7 +156,8 @@ def start_bare(procs: Processes, tmp: Path) -> list[Target]:
     proc = procs.start("bare FastAPI", [sys.executable, str(ANCHORS / "bare_app.py"), "--port", str(port), "--db", str(tmp / "bare.db")], log=log)
     wait_http(port, "/item", proc, log, "bare FastAPI")
     return [Target("bare", "bare FastAPI ~1 KB dict", port, "/item", {}, proc.pid),
-            Target("bare_row", "bare FastAPI 1 SQLite row, thread", port, "/row/1", {}, proc.pid)]
+            Target("bare_row", "bare FastAPI 1 SQLite row, thread", port, "/row/1", {}, proc.pid),
+            Target("bare_page", "bare FastAPI 20 SQLite rows, thread", port, "/page", {}, proc.pid)]
 
 
 def ensure_jupyterhub(quiet: bool = False) -> Path:
@@ -329,6 +330,8 @@ def report(targets: list[Target], medians: dict[str, dict], runs: dict[str, list
         "ours_list_vs_bare": ratio(rps("ours_list"), rps("bare")),
         "ours_get_vs_bare_row": ratio(rps("ours_get"), rps("bare_row")),
         "bare_row_vs_bare": ratio(rps("bare_row"), rps("bare")),
+        "ours_list_vs_bare_page": ratio(rps("ours_list"), rps("bare_page")),
+        "bare_page_vs_jh_list": ratio(rps("bare_page"), rps("jh_list")),
         "jh_get_vs_reference_470": ratio(rps("jh_get"), REFERENCE["jh_get_rps"]),
         "jh_list_vs_reference_190": ratio(rps("jh_list"), REFERENCE["jh_list_rps"]),
         "bare_vs_reference_6490": ratio(rps("bare"), REFERENCE["bare_rps"]),
@@ -352,6 +355,7 @@ def report(targets: list[Target], medians: dict[str, dict], runs: dict[str, list
     ratios["cpu_ours_get_vs_bare"] = ratio(cpu("bare"), cpu("ours_get"))
     ratios["cpu_ours_get_vs_bare_row"] = ratio(cpu("bare_row"), cpu("ours_get"))
     ratios["cpu_bare_row_vs_bare"] = ratio(cpu("bare"), cpu("bare_row"))
+    ratios["cpu_ours_list_vs_bare_page"] = ratio(cpu("bare_page"), cpu("ours_list"))
     p99 = medians.get("ours_get", {}).get("p99_ms")
     goals = {}
     if ratios["ours_get_vs_jh_get"] is not None and p99 is not None:
@@ -371,6 +375,8 @@ def report(targets: list[Target], medians: dict[str, dict], runs: dict[str, list
     print(f"{'ours GET /studios      / bare FastAPI':47} {fmt_ratio(ratios['ours_list_vs_bare']):>8}")
     print(f"{'ours GET /studios/{id} / bare FastAPI row':47} {fmt_ratio(ratios['ours_get_vs_bare_row']):>8} {fmt_ratio(ratios['cpu_ours_get_vs_bare_row']):>8}")
     print(f"{'bare FastAPI row       / bare FastAPI':47} {fmt_ratio(ratios['bare_row_vs_bare']):>8} {fmt_ratio(ratios['cpu_bare_row_vs_bare']):>8}")
+    print(f"{'ours GET /studios      / bare FastAPI page':47} {fmt_ratio(ratios['ours_list_vs_bare_page']):>8} {fmt_ratio(ratios['cpu_ours_list_vs_bare_page']):>8}")
+    print(f"{'bare FastAPI page      / JupyterHub GET users':47} {fmt_ratio(ratios['bare_page_vs_jh_list']):>8}")
     if ratios["scale_list_vs_small"] is not None:
         print(f"{'at scale (10,000 studios) / 40 studios: GET':47} {fmt_ratio(ratios['scale_get_vs_small']):>8}   list {fmt_ratio(ratios['scale_list_vs_small'])}, "
               f"last page {fmt_ratio(ratios['scale_list_last_vs_small'])} (goal >= 0.8x)")
@@ -429,7 +435,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=None, help="JSON file for the figures (default bench/results/api_bench-<time>.json)")
     args = parser.parse_args()
     only = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = only - {"ours_get", "ours_list", "ours_list_last", "bare", "bare_row", "jh_get", "jh_list", "ours_get_no_limits", "ours_list_no_limits", "ours_list_last_no_limits",
+    unknown = only - {"ours_get", "ours_list", "ours_list_last", "bare", "bare_row", "bare_page", "jh_get", "jh_list", "ours_get_no_limits", "ours_list_no_limits", "ours_list_last_no_limits",
                       "ours_scale_get", "ours_scale_list", "ours_scale_list_last", "ours_scale_list_seeded"}
     if unknown:
         parser.error(f"--only: unknown {', '.join(sorted(unknown))}")
@@ -449,7 +455,7 @@ def main() -> int:
             targets += start_ours(procs, tmp, args.studios, args.admin_caller, "_no_limits", {"STUDIOS_RATE_LIMIT_PER_KEY": "", "STUDIOS_AUTH_FAILURE_LIMIT": ""})
         if args.scale and wanted("ours_scale_get", "ours_scale_list", "ours_scale_list_last", "ours_scale_list_seeded"):
             targets += start_ours(procs, tmp, args.studios, args.admin_caller, scale=(10_000, 100_000, 1_000_000))
-        if wanted("bare", "bare_row"):
+        if wanted("bare", "bare_row", "bare_page"):
             targets += start_bare(procs, tmp)  # both routes of one server: `--only` picks below
         if wanted("jh_get", "jh_list"):
             targets += start_jupyterhub(procs, tmp, args.jupyterhub_token, args.jupyterhub_users)

@@ -52,7 +52,9 @@ def run_once(checkout: Path, script: str, extra: list[str], out: Path) -> dict[s
     if done.returncode not in (0, 1):  # 1: a goal not met, still figures
         raise RuntimeError(f"{argv} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     source = checkout / "bench" / "results" / "proxy_bench.json" if script == "proxy_bench.py" else out
-    return flatten(json.loads(source.read_text())["median"])
+    data = json.loads(source.read_text())
+    # Most scripts put their figures under "median"; the others (mixed_bench) at the top level.
+    return flatten(data.get("median", data))
 
 
 def better(name: str, before: float, after: float) -> float:

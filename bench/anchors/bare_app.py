@@ -6,6 +6,10 @@ serve` serves ours (1 worker, httptools, uvloop, no access log):
   path parameter, a plain (sync) endpoint, which FastAPI runs in its thread pool, reading the
   same ~1 KB as one row of a SQLite table (its JSON text, stored once at start) with the stdlib
   `sqlite3`, one connection per thread. No authentication, no access check, no limits.
+- `GET /page`: the same for a list page: 20 rows read in one query, each a studio's list item
+  already stored as its JSON text (~600 bytes; ours, of studios without params or
+  deployments, ~540), joined into the array. It does nothing per row in Python but fetch
+  the text: the floor of a page of 20.
 
     .venv/bin/python bench/anchors/bare_app.py --port 8123 --db /tmp/bare.db
 """
@@ -69,6 +73,15 @@ def row(id: Annotated[int, Path(gt=0, le=2**31 - 1)]) -> Response:
     return Response(found[0].encode(), media_type="application/json")
 
 
+@app.get("/page")
+def page() -> Response:
+    conn = getattr(_local, "conn", None)
+    if conn is None:
+        conn = _local.conn = sqlite3.connect(_db["path"], check_same_thread=False)
+    rows = conn.execute("SELECT body FROM page_items ORDER BY id DESC LIMIT 20").fetchall()
+    return Response(("[" + ",".join(body for (body,) in rows) + "]").encode(), media_type="application/json")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -80,6 +93,9 @@ def main() -> None:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
         conn.execute("INSERT OR REPLACE INTO items VALUES (1, ?)", (json.dumps(PAYLOAD, separators=(",", ":")),))
+        conn.execute("CREATE TABLE IF NOT EXISTS page_items (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+        conn.executemany("INSERT OR REPLACE INTO page_items VALUES (?, ?)",
+                         [(i, json.dumps(PAYLOAD | {"id": i, "params": []}, separators=(",", ":"))) for i in range(1, 21)])
     # The same uvicorn settings as `studios serve` (src/studios/cli.py).
     uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="info", loop="uvloop", http="httptools", timeout_graceful_shutdown=5)
 
