@@ -54,7 +54,7 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
     bus = Bus()
     return Context(
         settings=settings,
-        db=Database(url, bus, threads=settings.db_threads, read_threads=settings.db_read_threads, lock_timeout=settings.db_lock_timeout_seconds),
+        db=Database(url, bus, threads=settings.db_threads, read_threads=settings.db_read_threads, lock_timeout=settings.db_lock_timeout_seconds, sqlite_memory_mb=settings.sqlite_memory_mb),
         bus=bus,
         partitions=Partitions.load(settings.partitions_file),
         hasher=KeyHasher(settings.secret_keys),

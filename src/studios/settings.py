@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64, description="Server processes `studios serve` runs on this machine (PostgreSQL only); one of them runs the lifecycle engine at a time.")
     db_threads: int = Field(8, ge=1, le=128, description="Threads per server process that run database calls (the event loop never waits on the database).")
     db_read_threads: int | None = Field(None, ge=1, le=64, json_schema_extra=_shown("2 on SQLite, 4 on PostgreSQL"), description="Threads per server process, apart from those, that run the API's hot reads (a studio, the studio list, a deployment). On SQLite few are fastest: its reads are CPU work under Python's GIL.")
+    sqlite_memory_mb: int = Field(8, ge=0, le=65536, description="On SQLite, a bound on the database library's memory in one server process (its page caches give pages back to stay under it), so the service's memory levels off as the database grows instead of each connection's 2 MB cache filling in turn. 0: no bound.")
     db_lock_timeout_seconds: float = Field(10.0, gt=0, description="Longest wait for a database lock; a request that waits longer gets a 503 with Retry-After.")
     engine_lease_seconds: float = Field(6.0, gt=0, description="Life of the lifecycle engine's lease: another server takes the engine over within this long after its holder dies.")
     stream_heartbeat_seconds: float = Field(15.0, gt=0, description="Live streams (server-sent events) send a heartbeat this often, and check the caller's access again.")

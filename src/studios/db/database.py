@@ -49,11 +49,11 @@ log = logging.getLogger("studios.db")
 
 
 class Database:
-    def __init__(self, url: str, bus: Bus | None = None, *, threads: int = 8, read_threads: int | None = None, lock_timeout: float = 10.0) -> None:
+    def __init__(self, url: str, bus: Bus | None = None, *, threads: int = 8, read_threads: int | None = None, lock_timeout: float = 10.0, sqlite_memory_mb: int = 0) -> None:
         self.url = url
         self.dialect = make_url(url).get_backend_name()
         self.read_threads = read_threads or (4 if self.dialect == "postgresql" else 2)
-        self.engine = make_engine(url, lock_timeout, pool_size=threads + self.read_threads + 4)
+        self.engine = make_engine(url, lock_timeout, pool_size=threads + self.read_threads + 4, sqlite_memory_mb=sqlite_memory_mb)
         self.bus = bus
         self.lock_timeout = lock_timeout
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
