@@ -92,7 +92,9 @@ def test_deploy_follows_the_steps_and_ends_with_the_link(server: StudiosServer, 
     assert link.startswith("http://d-") and "/_studios/auth?token=" in link, done.stdout
     # the progress went through the start-up steps (from the deployment's event stream), on stderr
     steps = [line.strip("· ").strip() for line in done.stderr.splitlines() if line.strip().startswith("·")]
-    assert steps[0].startswith("queued by alice") and any(s.startswith("cloning file://") for s in steps) and any(s.startswith("waiting for the app on port") for s in steps), done.stderr
+    # ("waiting for the app on port N" is said only when the app takes over 50 ms to answer:
+    # tests/contract/test_streams.py has a slow app for it)
+    assert steps[0].startswith("queued by alice") and any(s.startswith("cloning file://") for s in steps), done.stderr
     assert len(steps) == len(set(steps)), done.stderr  # each step once
     assert "✓ running after" in done.stderr
     page = open_link(link)

@@ -27,6 +27,9 @@ from studios.services.engine.usage import UsageTracker
 from studios.store import deployments as dep_store
 
 CONNECT_TIMEOUT, ANSWER_TIMEOUT = 1.0, 2.0
+WAITING_SAID_AFTER = 0.05
+"""A workload runs but its app has not answered for this long: its deployment says it is
+waiting for the app (`waiting for the app on port N`)."""
 
 
 async def answers(host: str, port: int) -> bool:
@@ -149,6 +152,11 @@ async def follow(kit: Kit, deployment_id: int, runtime: Runtime, handle: Handle,
                     deadline = time.monotonic() + timeout
                     probe = asyncio.ensure_future(knock(kit, address, began))
                 said_waiting = True
+                # Said only when there is a wait: an app that answers at once goes straight to
+                # running, one write sooner (a write takes 7-15 ms here while a container starts).
+                await asyncio.wait({probe}, timeout=WAITING_SAID_AFTER)
+                if probe.done():
+                    continue
                 if not await move("pending", f"waiting for the app on port {address[1]}"):
                     return
             elif not ready and status.handle is not None and probe is not None:
