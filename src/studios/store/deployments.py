@@ -53,10 +53,16 @@ def set_fields(session: Session, deployment_id: int, **values: Any) -> None:
     session.execute(update(Deployment).where(Deployment.id == deployment_id).values(**values))
 
 
+_LOGS = cast(Table, DeploymentLog.__table__)
+_SYSTEM_LINE = insert(_LOGS).values(source="system").returning(_LOGS.c.id)
+"""Built once: a Core statement compiles once and is cached, where an ORM insert built per
+call went through the ORM's bulk-insert path (~1.8 ms a line under a deploy's load, py-spy)."""
+
+
 def add_system_line(session: Session, deployment_id: int, message: str, when: datetime | None = None, stream: str = "stdout") -> int:
     """A line from the service itself (lifecycle steps), in the caller's transaction; its id."""
-    row = {"deployment_id": deployment_id, "created_at": when or utcnow(), "stream": stream, "source": "system", "message": message}
-    return int(session.execute(insert(DeploymentLog).values(**row).returning(DeploymentLog.id)).scalar_one())
+    row = {"deployment_id": deployment_id, "created_at": when or utcnow(), "stream": stream, "message": message}
+    return int(session.connection().execute(_SYSTEM_LINE, row).scalar_one())
 
 
 def add_logs(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -92,7 +98,7 @@ def add_user_logs(session: Session, deployment_id: int, lines: Sequence[Any]) ->
         return
     conn = session.connection()
     if conn.dialect.name != "sqlite":
-        conn.execute(insert(cast(Table, DeploymentLog.__table__)), [{"deployment_id": deployment_id, "created_at": line.time, "stream": line.stream, "source": "user", "message": line.message} for line in lines])
+        conn.execute(insert(_LOGS), [{"deployment_id": deployment_id, "created_at": line.time, "stream": line.stream, "source": "user", "message": line.message} for line in lines])
         return
     texts: dict[datetime, str] = {}
     rows: list[tuple[int, str, str, str, str]] = []
