@@ -45,17 +45,21 @@ def test_log_lines_keep_every_character_order_and_time(api: Any, ctx: Any, studi
 def test_runs_of_lines_sharing_a_time_keep_their_order_and_text(api: Any, ctx: Any, studio: dict[str, Any], as_author: Any) -> None:
     """A host process's chunk of lines shares one time: such runs are stored by a statement of
     their own (`RUN_MIN` lines and more). Short runs, a run with a NUL in it, and runs that
-    differ only by stream sit between them; every line must come back, in its order, whole."""
+    differ only by stream sit between them; every line must come back, in its order, whole,
+    but for a NUL, which every database stores as U+FFFD (PostgreSQL's text cannot hold one)."""
     did = as_author.post(f"/studios/{studio['id']}/deployments", json={}).json()["deploymentId"]
     base = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=123456)
     long_run = [f"{i} {AWKWARD[i % len(AWKWARD)]}" for i in range(3 * dep_store.RUN_MIN)]
     with_nul = [f"nul {i}" if i != 4 else "before\x00after" for i in range(2 * dep_store.RUN_MIN)]
+    with_nul[6] = "the text \\u0000, not a NUL"
+    short_nul = ["short \x00 nul"]
     plan = [("stdout", 0, long_run), ("stdout", 1, ["short a", "short b"]), ("stderr", 1, long_run[: dep_store.RUN_MIN]),
-            ("stdout", 1, long_run[: dep_store.RUN_MIN - 1]), ("stdout", 2, with_nul), ("stderr", 2, ["one"]), ("stdout", 2, long_run)]
+            ("stdout", 1, long_run[: dep_store.RUN_MIN - 1]), ("stdout", 2, with_nul), ("stderr", 2, short_nul), ("stdout", 2, long_run)]
     lines = [LogLine(stream, message, base + timedelta(milliseconds=step)) for stream, step, messages in plan for message in messages]
     with ctx.db.writing() as session:
         dep_store.add_user_logs(session, did, lines)
 
     got = as_author.get(f"/studios/{studio['id']}/deployments/{did}/logs", params={"limit": 1000}).json()
     user = [(line["stream"], line["message"], line["createdAt"]) for line in got if line["source"] == "user"]
-    assert user == [(line.stream, line.message, line.time.strftime("%Y-%m-%dT%H:%M:%S.") + f"{line.time.microsecond // 1000:03d}Z") for line in lines]
+    assert user == [(line.stream, line.message.replace("\x00", "\ufffd"), line.time.strftime("%Y-%m-%dT%H:%M:%S.") + f"{line.time.microsecond // 1000:03d}Z") for line in lines]
+    assert ("stdout", "before\ufffdafter") in [(s, m) for s, m, _ in user] and ("stdout", "the text \\u0000, not a NUL") in [(s, m) for s, m, _ in user]

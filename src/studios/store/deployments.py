@@ -84,6 +84,12 @@ def _sqlite_time(value: datetime) -> str:
     return f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
 
 
+def _clean(message: str) -> str:
+    """A NUL is stored as U+FFFD on every database: PostgreSQL's text cannot hold one, and
+    SQLite's JSON functions would end the string there."""
+    return message.replace("\x00", "\ufffd") if "\x00" in message else message
+
+
 def add_user_logs(session: Session, deployment_id: int, lines: Sequence[Any]) -> None:
     """Insert an app's lines (objects with time, stream, message), in their order.
 
@@ -92,13 +98,13 @@ def add_user_logs(session: Session, deployment_id: int, lines: Sequence[Any]) ->
     array of its messages: the database makes the rows in one step, with the GIL released
     throughout, where an `executemany` binds five values per row and takes the GIL back for
     each (1,000-line runs: about 2x the rows per second, half the CPU). Short runs (a Docker
-    app's lines each have their own time) and messages holding a NUL (SQLite's JSON ends a
-    string there) go through one `executemany` per stretch, each distinct time formatted once."""
+    app's lines each have their own time) go through one `executemany` per stretch, each
+    distinct time formatted once."""
     if not lines:
         return
     conn = session.connection()
     if conn.dialect.name != "sqlite":
-        conn.execute(insert(_LOGS), [{"deployment_id": deployment_id, "created_at": line.time, "stream": line.stream, "source": "user", "message": line.message} for line in lines])
+        conn.execute(insert(_LOGS), [{"deployment_id": deployment_id, "created_at": line.time, "stream": line.stream, "source": "user", "message": _clean(line.message)} for line in lines])
         return
     texts: dict[datetime, str] = {}
     rows: list[tuple[int, str, str, str, str]] = []
@@ -111,10 +117,12 @@ def add_user_logs(session: Session, deployment_id: int, lines: Sequence[Any]) ->
         text = texts.get(first.time)
         if text is None:
             text = texts[first.time] = _sqlite_time(first.time)
-        payload = json.dumps([line.message for line in lines[start:end]]) if end - start >= RUN_MIN else None
-        if payload is None or "\\u0000" in payload:
-            rows.extend((deployment_id, text, line.stream, "user", line.message) for line in lines[start:end])
+        if end - start < RUN_MIN:
+            rows.extend((deployment_id, text, line.stream, "user", _clean(line.message)) for line in lines[start:end])
         else:
+            payload = json.dumps([line.message for line in lines[start:end]])
+            if "\\u0000" in payload:  # a NUL (JSON writes it so; also a line holding that text): clean the lines
+                payload = json.dumps([_clean(line.message) for line in lines[start:end]])
             if rows:
                 conn.exec_driver_sql(_INSERT_SQLITE, rows)
                 rows = []
