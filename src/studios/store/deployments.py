@@ -53,6 +53,12 @@ def set_fields(session: Session, deployment_id: int, **values: Any) -> None:
     session.execute(update(Deployment).where(Deployment.id == deployment_id).values(**values))
 
 
+def _clean(message: str) -> str:
+    """A NUL is stored as U+FFFD on every database: PostgreSQL's text cannot hold one, and
+    SQLite's JSON functions would end the string there."""
+    return message.replace("\x00", "\ufffd") if "\x00" in message else message
+
+
 _LOGS = cast(Table, DeploymentLog.__table__)
 _SYSTEM_LINE = insert(_LOGS).values(source="system").returning(_LOGS.c.id)
 """Built once: a Core statement compiles once and is cached, where an ORM insert built per
@@ -61,7 +67,7 @@ call went through the ORM's bulk-insert path (~1.8 ms a line under a deploy's lo
 
 def add_system_line(session: Session, deployment_id: int, message: str, when: datetime | None = None, stream: str = "stdout") -> int:
     """A line from the service itself (lifecycle steps), in the caller's transaction; its id."""
-    row = {"deployment_id": deployment_id, "created_at": when or utcnow(), "stream": stream, "message": message}
+    row = {"deployment_id": deployment_id, "created_at": when or utcnow(), "stream": stream, "message": _clean(message)}
     return int(session.connection().execute(_SYSTEM_LINE, row).scalar_one())
 
 
@@ -82,12 +88,6 @@ def _sqlite_time(value: datetime) -> str:
     """SQLAlchemy's SQLite DATETIME text for a UTC time (what the ORM would store)."""
     value = value.astimezone(UTC) if value.tzinfo else value
     return f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
-
-
-def _clean(message: str) -> str:
-    """A NUL is stored as U+FFFD on every database: PostgreSQL's text cannot hold one, and
-    SQLite's JSON functions would end the string there."""
-    return message.replace("\x00", "\ufffd") if "\x00" in message else message
 
 
 def add_user_logs(session: Session, deployment_id: int, lines: Sequence[Any]) -> None:
