@@ -387,10 +387,15 @@ async def test_a_spare_supervisor_waits_for_the_next_deploy_and_knows_nothing_un
     first = await rt.start(make_spec(image="env", env={"STUDIO_PARAM": "first"}), lambda line: None)
 
     async def spare() -> int | None:
+        # Popen returns once the exec has begun; the kernel shows the new environment a moment
+        # later (until then /proc/PID/environ reads empty), so wait for it to be there.
         pid = rt.spare_pid
-        return pid if pid is not None and Path(f"/proc/{pid}/cmdline").exists() else None
+        try:
+            return pid if pid is not None and Path(f"/proc/{pid}/environ").read_text() else None
+        except FileNotFoundError:
+            return None
 
-    waiting = await wait_for(spare, 10, "a spare supervisor")
+    waiting = await wait_for(spare, 10, "a spare supervisor, its environment shown")
     environ = dict(item.split("=", 1) for item in Path(f"/proc/{waiting}/environ").read_text().split("\0") if item)
     assert environ == SUPERVISOR_ENV  # nothing of any user's
     assert os.readlink(f"/proc/{waiting}/cwd") == "/"
