@@ -393,3 +393,50 @@ def test_pull_progress_becomes_a_few_lines_and_errors_carry_the_reason() -> None
     assert image_reference("busybox", "1.36") == "busybox:1.36"
     assert image_reference("localhost:5000/app:v2", "latest") == "localhost:5000/app:v2"
     assert image_reference("app@sha256:" + "0" * 64, "x") == "app@sha256:" + "0" * 64
+
+
+@pytest.mark.anyio
+async def test_a_kill_the_engine_does_not_announce_is_reported_from_the_counter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine raised no `oom` event for a child killed in a container's first moments (seen
+    under load); the kernel's counter rose all the same, and the kill must still be reported."""
+    import threading
+
+    from studios.runtimes.docker import oom
+
+    monkeypatch.setattr(oom, "RECHECK_SECONDS", 0.05)
+    monkeypatch.setattr(oom, "SETTLE_SECONDS", 0.05)
+    container_id = "c" * 64
+    counter = tmp_path / container_id / "memory.oom_control"  # cgroup v1: the container's own cgroup
+    counter.parent.mkdir()
+    counter.write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
+
+    class QuietEngine:
+        """An engine whose event stream says nothing until it is closed; the container runs."""
+
+        def __init__(self) -> None:
+            self.closed = threading.Event()
+
+        def events(self, **_: Any) -> Any:
+            engine = self
+
+            class Stream:
+                def __iter__(self) -> Any:
+                    engine.closed.wait(30)
+                    return iter(())
+
+                def close(self) -> None:
+                    engine.closed.set()
+
+            return Stream()
+
+        def inspect_container(self, _: str) -> dict[str, Any]:
+            return {"State": {"Running": True, "Pid": 0}}
+
+    lines = oom.oom_kill_lines(QuietEngine(), container_id, memory_mb=32, memory_dir=str(tmp_path), since=time.time())
+    first = asyncio.ensure_future(anext(lines))
+    await asyncio.sleep(0.2)
+    assert not first.done()  # no kill yet: nothing to say
+    counter.write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
+    async with asyncio.timeout(10):
+        assert await first == "a process in the app was killed: out of memory (limit 32 MB)"
+    await lines.aclose()

@@ -3,7 +3,9 @@ kernel for memory while the app's main process (and so the container) lives on.
 
 When the main process is killed the container ends and its exit says so (`docker/exits.py`);
 a child's kill otherwise leaves no trace. `oom_kill_lines` follows the engine's event stream
-for one container (`oom` and `die` events, read in a thread: no polling) and yields one system
+for one container (`oom` and `die` events, read in a thread) and, while no event comes, reads
+the kill counter every `RECHECK_SECONDS` (the engine can miss a kill: one in a container's
+first moments, under load, raised no `oom` event). It yields one system
 log line per burst of `oom` events the container outlives, with how many processes the kernel
 killed (the memory cgroup's `oom_kill` counter: cgroup v2 `memory.events` of the deployment's
 parent, v1 `memory.oom_control` of the container's own cgroup) and the limit:
@@ -41,6 +43,9 @@ SETTLE_SECONDS = 1.0
 """Quiet time after the last `oom` event before a burst is reported."""
 SETTLE_AT_MOST = 5.0
 """A burst that keeps raising events is reported after this long anyway."""
+RECHECK_SECONDS = 5.0
+"""While no event comes, the kill counter is read this often, so a kill the engine did not
+announce is reported too, this much later."""
 
 
 def kill_line(count: int | None, memory_mb: int | None) -> str:
@@ -100,7 +105,14 @@ async def oom_kill_lines(api: Any, container_id: str, *, memory_mb: int | None, 
     reader = asyncio.get_running_loop().create_task(pump(), name=f"studios-oom-{container_id[:12]}")
     try:
         while True:
-            event = await events.get()
+            try:
+                async with asyncio.timeout(RECHECK_SECONDS):
+                    event = await events.get()
+            except TimeoutError:
+                kills = oom_kill_count(memory_dir, container_id)
+                if kills is None or reported is None or kills <= reported:
+                    continue
+                event = {"Action": "oom"}  # a kill the engine did not announce: a burst as any other
             if event is None or _action(event) == "die":
                 return
             if _action(event) != "oom":
