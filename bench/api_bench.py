@@ -10,12 +10,14 @@ req/s, p50 and p99 of each target:
   ours GET /studios/{id}   `studios serve` as it runs by default (a subprocess of the real
   ours GET /studios        command, SQLite in a temporary data dir), 40 studios by one user
   bare FastAPI             a ~1 KB dict from one route, same uvicorn settings as ours
+  bare FastAPI row, page   the same server: one SQLite row, or 20 stored list items, read in
+                           FastAPI's thread pool (the floors of a GET and of a list page)
   JupyterHub GET user      JupyterHub 6.1.1, `GET /hub/api/users/<name>` and
   JupyterHub GET users     `GET /hub/api/users` (21 users), with a generated API token
 
 and prints the ratios against the goals of `bench/performance-goals.md`:
-GET /studios/{id} >= 5x JupyterHub's single-user GET with p99 < 25 ms, and GET /studios >= 5x
-JupyterHub's user list. The figures go to bench/results/api_bench-<time>.json.
+GET /studios/{id} >= 10x JupyterHub's single-user GET and >= 0.5x the bare route, with p99 <
+25 ms, and GET /studios >= 10x JupyterHub's user list. The figures go to bench/results/api_bench-<time>.json.
 
 JupyterHub is installed on first use into its own venv, bench/.venvs/jupyterhub (git-ignored),
 never into ours. Every server runs on a free loopback port in a temporary directory, and every

@@ -62,12 +62,17 @@ _db = {"path": ""}
 _local = threading.local()
 
 
-@app.get("/row/{id}")
-def row(id: Annotated[int, Path(gt=0, le=2**31 - 1)]) -> Response:
+def _conn() -> sqlite3.Connection:
+    """This thread's connection (FastAPI runs the plain `def` routes in its thread pool)."""
     conn = getattr(_local, "conn", None)
     if conn is None:
         conn = _local.conn = sqlite3.connect(_db["path"], check_same_thread=False)
-    found = conn.execute("SELECT body FROM items WHERE id = ?", (id,)).fetchone()
+    return conn
+
+
+@app.get("/row/{id}")
+def row(id: Annotated[int, Path(gt=0, le=2**31 - 1)]) -> Response:
+    found = _conn().execute("SELECT body FROM items WHERE id = ?", (id,)).fetchone()
     if found is None:
         raise HTTPException(404)
     return Response(found[0].encode(), media_type="application/json")
@@ -75,10 +80,7 @@ def row(id: Annotated[int, Path(gt=0, le=2**31 - 1)]) -> Response:
 
 @app.get("/page")
 def page() -> Response:
-    conn = getattr(_local, "conn", None)
-    if conn is None:
-        conn = _local.conn = sqlite3.connect(_db["path"], check_same_thread=False)
-    rows = conn.execute("SELECT body FROM page_items ORDER BY id DESC LIMIT 20").fetchall()
+    rows = _conn().execute("SELECT body FROM page_items ORDER BY id DESC LIMIT 20").fetchall()
     return Response(("[" + ",".join(body for (body,) in rows) + "]").encode(), media_type="application/json")
 
 

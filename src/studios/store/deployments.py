@@ -71,11 +71,6 @@ def add_system_line(session: Session, deployment_id: int, message: str, when: da
     return int(session.connection().execute(_SYSTEM_LINE, row).scalar_one())
 
 
-def add_logs(session: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        session.execute(insert(DeploymentLog), rows)
-
-
 _INSERT_SQLITE = "INSERT INTO deployment_logs (deployment_id, created_at, stream, source, message) VALUES (?, ?, ?, ?, ?)"
 _INSERT_SQLITE_RUN = (
     "INSERT INTO deployment_logs (deployment_id, created_at, stream, source, message) SELECT ?, ?, ?, 'user', value FROM json_each(?) ORDER BY key"
