@@ -440,3 +440,23 @@ async def test_a_kill_the_engine_does_not_announce_is_reported_from_the_counter(
     async with asyncio.timeout(10):
         assert await first == "a process in the app was killed: out of memory (limit 32 MB)"
     await lines.aclose()
+
+
+@pytest.mark.anyio
+async def test_an_engine_gone_mid_start_ends_the_deploy_with_the_reason(tmp_path: Path) -> None:
+    """The engine answered when the runtime first spoke to it, then died: the SDK raises the
+    transport's ConnectionError, which must end the deploy as "the container engine is
+    unavailable", not as an internal error, and leave no cgroup behind."""
+    from gone_engine import engine_that_goes_away
+
+    with engine_that_goes_away(tmp_path) as (url, go_away):
+        rt = DockerRuntime(DockerSettings(url=url), RuntimeEnv(tmp_path / "docker-runtime", f"gone-{uuid.uuid4().hex[:8]}", "http://localhost:8000"))
+        try:
+            layout = await rt._layout()  # what the runtime learns from the engine while it answers
+            go_away()
+            spec = LaunchSpec(deployment_id=5, studio_id=1, user_id=1, image="studios-test/busybox", tag="latest", memory_mb=64, cpu_millicores=250, disk_gb=None, env={})
+            with pytest.raises(LaunchError, match=r"^the container engine is unavailable: .*Connection"):
+                await rt.start(spec, lambda _line: None)
+            assert not any(Path(p).exists() for p in layout.paths(5).values())
+        finally:
+            await rt.close()

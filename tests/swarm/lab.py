@@ -14,10 +14,11 @@ it too runs only under the exclusive lock. Used by `tests/swarm/` (fixtures in i
 runtime contract suite and the end-to-end tests through `studios serve`.
 
 A node whose engine stopped answering outside the node-crashing tests (its dockerd died) fails
-the test it died in, not every test after it: before a test uses the swarm, a node found dead is
-brought back under the exclusive lock, and what was found (the node's last dockerd lines) is
-appended to `$STUDIOS_SWARM_DIR/incidents.log` and raised as a warning, which `scripts/test`
-prints after the runs, so the death is seen and can be explained.
+the test it died in, not every test after it: before any test uses the swarm (a node-crashing
+one too), a node found dead is brought back under the exclusive lock, and what was found (the
+node's last dockerd lines) is appended to `$STUDIOS_SWARM_DIR/incidents.log` and raised as a
+warning, which `scripts/test` prints after the runs, so the death is seen and can be explained.
+A node found dead at the end of a test is recorded there too, with that test's name.
 """
 
 from __future__ import annotations
@@ -118,18 +119,36 @@ def dead_nodes(env: dict[str, str]) -> dict[str, str]:
     return dead
 
 
-def _heal(dead: dict[str, str]) -> None:
-    """Record what is known of the dead nodes, then bring them back (`scripts/swarm-up`)."""
-    lines = [f"{time.strftime('%Y-%m-%dT%H:%M:%S')} before a test on pid {os.getpid()}: engines not answering: {dead}"]
+def _last_words(dead: dict[str, str]) -> list[str]:
+    """The dead nodes' last dockerd lines."""
+    lines = []
     for node in dead:
         log = SWARM_DIR / f"n{node[-1]}" / "dockerd.log"
         tail = log.read_text(errors="replace").splitlines()[-40:] if log.exists() else ["(no dockerd.log)"]
         lines += [f"--- the last lines of {log}", *tail]
-    done = swarm_up()
-    lines.append(f"--- scripts/swarm-up exited {done.returncode}: {(done.stdout + done.stderr).strip()[-2000:]}")
+    return lines
+
+
+def _record(lines: list[str]) -> None:
     with open(SWARM_DIR / "incidents.log", "a") as record:
         record.write("\n".join(lines) + "\n\n")
+
+
+def _heal(dead: dict[str, str]) -> None:
+    """Record what is known of the dead nodes, then bring them back (`scripts/swarm-up`)."""
+    lines = [f"{time.strftime('%Y-%m-%dT%H:%M:%S')} before a test on pid {os.getpid()}: engines not answering: {dead}", *_last_words(dead)]
+    done = swarm_up()
+    lines.append(f"--- scripts/swarm-up exited {done.returncode}: {(done.stdout + done.stderr).strip()[-2000:]}")
+    _record(lines)
     warnings.warn(f"the swarm had to be healed before this test ({dead}); see {SWARM_DIR / 'incidents.log'}", stacklevel=1)
+
+
+def _check_after(env: dict[str, str] | None) -> None:
+    """Say so at once when a node died during the test that just ran (its name is in the
+    record), with the node's last dockerd lines; the next test brings it back."""
+    if env is not None and (dead := dead_nodes(env)):
+        test = os.environ.get("PYTEST_CURRENT_TEST", "a test").split(" (")[0]
+        _record([f"{time.strftime('%Y-%m-%dT%H:%M:%S')} found dead at the end of {test} on pid {os.getpid()}: {dead}", *_last_words(dead)])
 
 
 @contextlib.contextmanager
@@ -142,7 +161,10 @@ def shared() -> Iterator[None]:
             pass
         with flock(LOCKS / "studios-swarm-use.lock", fcntl.LOCK_SH):
             if env is None or attempt == 1 or not dead_nodes(env):
-                yield
+                try:
+                    yield
+                finally:
+                    _check_after(env)
                 return
         assert env is not None
         with _alone():
@@ -152,8 +174,12 @@ def shared() -> Iterator[None]:
 
 @contextlib.contextmanager
 def exclusive() -> Iterator[None]:
-    """The swarm for this test alone (it crashes nodes); restored (3 nodes Ready) after."""
+    """The swarm for this test alone (it crashes nodes); a node found dead first is brought
+    back (`_heal`), and all 3 nodes are Ready again after."""
+    env, _ = bring_up()
     with _alone():
+        if env is not None and (dead := dead_nodes(env)):
+            _heal(dead)
         try:
             yield
         finally:

@@ -214,7 +214,8 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     async def adopt(self, handle: Handle) -> bool:
         """After a service restart: True if the workload in `handle` is still alive (and is the
-        same one, not a reused pid or name), False if it is gone."""
+        same one, not a reused pid or name), False if it is gone. Raises when it cannot tell
+        (its engine does not answer): the reconcile asks again later."""
 
     @abc.abstractmethod
     async def cleanup(self, handle: Handle) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests.exceptions
 from docker.models.containers import _create_container_args  # what `containers.create` sends, without its inspect
 from docker.types import LogConfig
 from pydantic import Field
@@ -43,6 +44,7 @@ from studios.runtimes.docker import cgroups
 from studios.runtimes.docker import logs as docker_logs
 from studios.runtimes.docker.events import ContainerEvents
 from studios.runtimes.docker.exits import exit_of, to_json
+from studios.runtimes.docker.failures import ENGINE_ERRORS
 from studios.runtimes.docker.images import disk_limit_refusal, ensure_image, image_reference, is_storage_opt_refusal
 from studios.runtimes.docker.oom import report_oom_kills
 
@@ -156,9 +158,17 @@ class DockerRuntime(Runtime):
         reference = image_reference(image, spec.tag)
         try:
             layout = await self._layout()
-        except docker.errors.DockerException as error:
+        except ENGINE_ERRORS as error:
+            raise LaunchError(f"the container engine is unavailable: {error}") from None
+        try:
+            return await self._start(spec, report, reference, layout)
+        except requests.exceptions.RequestException as error:
+            # The engine went away mid-start (its answers' errors are handled where they come).
+            # A container it made meanwhile carries our labels: the orphan sweep removes it.
+            cgroups.remove(self.cgroup_root, layout.relative_path(spec.deployment_id))
             raise LaunchError(f"the container engine is unavailable: {error}") from None
 
+    async def _start(self, spec: LaunchSpec, report: Reporter, reference: str, layout: cgroups.CgroupLayout) -> Handle:
         name = self.container_name(spec.deployment_id)
         workdir = self.env.data_dir / "deployments" / str(spec.deployment_id)
         workdir.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,7 @@ from docker.types import SecretReference, ServiceMode  # fmt: skip
 
 from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, RuntimeEnv, RuntimeSettings, Status, Usage
 from studios.runtimes.docker.exits import exit_message
+from studios.runtimes.docker.failures import ENGINE_ERRORS
 from studios.runtimes.docker.images import image_reference
 from studios.runtimes.swarm import launch, payload
 from studios.runtimes.swarm import logs as swarm_logs
@@ -121,7 +122,7 @@ class SwarmRuntime(Runtime):
             except docker.errors.APIError as error:
                 await self._remove_secrets(spec.deployment_id)
                 raise LaunchError(f"the swarm refused the service: {reason(error)}") from None
-        except docker.errors.DockerException as error:
+        except ENGINE_ERRORS as error:
             raise LaunchError(f"the swarm manager is unavailable: {reason(error)}") from None
         report(f"created swarm service {name}")
         return {
@@ -200,7 +201,7 @@ class SwarmRuntime(Runtime):
             return outcome
         try:
             attrs = await asyncio.to_thread(api.inspect_container, container)
-        except docker.errors.DockerException:
+        except ENGINE_ERRORS:
             return outcome
         if not (attrs.get("State") or {}).get("OOMKilled"):
             return outcome
@@ -266,7 +267,7 @@ class SwarmRuntime(Runtime):
     async def poll(self, handle: Handle) -> Exit | None:
         try:
             snapshot = await self._snapshot(handle)
-        except docker.errors.DockerException:
+        except ENGINE_ERRORS:
             return None  # the manager is unreachable: nothing is known to have ended
         return await self._settle(handle, self._judge(handle, snapshot))
 
@@ -284,7 +285,7 @@ class SwarmRuntime(Runtime):
         while True:
             try:
                 snapshot = await self._snapshot(handle)
-            except docker.errors.DockerException:
+            except ENGINE_ERRORS:
                 break
             if all(state(t) in TERMINAL or (snapshot.nodes.get(t.get("NodeID") or "") is None)
                    or snapshot.nodes[t["NodeID"]].state != "ready" for t in snapshot.tasks):  # fmt: skip
@@ -307,8 +308,10 @@ class SwarmRuntime(Runtime):
             stored = ((service.get("Spec") or {}).get("Labels") or {}).get(naming.LABEL_USAGE)
             if stored:
                 self.meter.seed(deployment_id, json.loads(stored))
-        except (docker.errors.DockerException, ValueError):
-            pass
+        except ENGINE_ERRORS:
+            pass  # the manager is unreachable: the peaks measured here
+        except ValueError:
+            pass  # a label that is not JSON: the same
         return self.meter.read(deployment_id)
 
     async def logs(self, handle: Handle, cursor: LogCursor | None) -> AsyncIterator[tuple[list[LogLine], LogCursor]]:
@@ -319,9 +322,11 @@ class SwarmRuntime(Runtime):
             yield item
 
     async def adopt(self, handle: Handle) -> bool:
+        # A manager that cannot be reached raises: whether the service lives is not known, and
+        # the reconcile asks again (False would end a deployment that may well run on).
         try:
             service = await self._call("inspect_service", handle.get("service_id") or handle.get("service_name", ""))
-        except docker.errors.DockerException:
+        except docker.errors.NotFound:
             return False
         labels = (service.get("Spec") or {}).get("Labels") or {}
         if service.get("ID") != handle.get("service_id") or labels.get(naming.LABEL_INSTANCE) != self.instance:

@@ -5,7 +5,8 @@ STUDIOS_RECONCILE_INTERVAL_SECONDS:
 - a pending deployment nobody has claimed is launched;
 - one claimed by an engine that is gone, with no workload yet, ends: its start was interrupted;
 - one with a workload is adopted if the workload lives (its logs resume from the stored cursor)
-  and ends with the workload's own exit message if not;
+  and ends with the workload's own exit message if not; if its runtime cannot tell (its engine
+  does not answer), it is left as it is until a later round can;
 - a terminated deployment not yet released is released (stop, drain, free);
 - a workload that belongs to no live deployment (an orphan) is removed.
 """
@@ -62,7 +63,12 @@ async def reconcile(engine: Engine) -> None:
             message = f"the {dep.runtime} runtime is not available on this service"
             await kit.db.write(partial(end, deployment_id=dep.id, message=message))
             continue
-        if await runtime.adopt(dep.handle):
+        try:
+            alive = await runtime.adopt(dep.handle)
+        except Exception as error:  # not known (its engine does not answer): asked again next round
+            log.warning("deployment %s: whether its workload lives could not be told (%s: %s); trying again at the next reconcile", dep.id, type(error).__name__, error)
+            continue
+        if alive:
             kit.sink.report(dep.id, "adopted after a service restart")
             kit.sink.follow(dep.id, runtime, dep.handle, dep.log_cursor, dep.log_seq)
             engine.usage.peaks[dep.id] = (dep.max_memory_usage, dep.max_cpu_usage)

@@ -1,0 +1,51 @@
+"""A swarm manager that answered once and then went away (its dockerd died or restarts), seen
+through the real docker SDK: the SDK raises the transport's own `ConnectionError` then, not a
+`DockerException`. A deploy must end with the reason, a followed deployment must not be taken
+for ended, and a restarted service must not end a deployment it cannot check (it asks again).
+Needs no swarm: the manager is a small Engine API on a unix socket that stops."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from gone_engine import engine_that_goes_away
+from studios.runtimes.base import LaunchError, RuntimeEnv
+from studios.runtimes.swarm import SwarmRuntime, SwarmSettings
+
+from .conftest import make_spec
+
+
+@pytest.fixture
+def manager(tmp_path: Path) -> Iterator[tuple[str, Callable[[], None]]]:
+    with engine_that_goes_away(tmp_path) as engine:
+        yield engine
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_a_manager_gone_since_it_answered_is_said_and_ends_nothing(manager: tuple[str, Callable[[], None]], tmp_path: Path) -> None:
+    url, go_away = manager
+    runtime = SwarmRuntime(SwarmSettings(url=url, node_urls={}), RuntimeEnv(data_dir=tmp_path / "runtime", instance="tgone", public_url="http://localhost:8000"))
+    try:
+        runtime.api()  # the client is made while the manager answers (it asks for /version)
+        go_away()
+        handle = {"service_id": "s" * 25, "service_name": "studios-tgone-d1", "instance": "tgone", "deployment_id": 1, "memory_mb": 64}
+
+        # A deploy ends with the reason, not as an internal error.
+        with pytest.raises(LaunchError, match=r"^the swarm manager is unavailable: .*Connection"):
+            await runtime.start(make_spec(tmp_path, "httpd -f -p $PORT", deployment_id=1), lambda _line: None)
+        # A followed deployment is not known to have ended.
+        assert await runtime.poll(handle) is None
+        # After a restart of the service: not known to be gone either (the reconcile asks again).
+        with pytest.raises(requests.exceptions.ConnectionError):
+            await runtime.adopt(handle)
+    finally:
+        await runtime.close()
