@@ -120,12 +120,16 @@ def dead_nodes(env: dict[str, str]) -> dict[str, str]:
 
 
 def _last_words(dead: dict[str, str]) -> list[str]:
-    """The dead nodes' last dockerd lines."""
+    """The dead nodes' last dockerd lines; for a daemon that panicked, the panic's first lines
+    as well (its goroutine dump fills the end of the log)."""
     lines = []
     for node in dead:
         log = SWARM_DIR / f"n{node[-1]}" / "dockerd.log"
-        tail = log.read_text(errors="replace").splitlines()[-40:] if log.exists() else ["(no dockerd.log)"]
-        lines += [f"--- the last lines of {log}", *tail]
+        text = log.read_text(errors="replace").splitlines() if log.exists() else ["(no dockerd.log)"]
+        panics = [i for i, line in enumerate(text) if line.startswith(("panic:", "fatal error:")) or "level=fatal" in line]
+        if panics:
+            lines += [f"--- {log}, from line {panics[-1] + 1} (of {len(text)})", *text[max(0, panics[-1] - 5):panics[-1] + 30]]
+        lines += [f"--- the last lines of {log}", *text[-40:]]
     return lines
 
 
