@@ -339,10 +339,13 @@ class _FakeStream(list[bytes]):
 
 
 class _FakeApi:
-    """Serves fixed log entries the way the engine does, honouring `since`."""
+    """Serves fixed log entries of an ended container the way the engine does, honouring `since`."""
 
     def __init__(self, entries: dict[str, list[tuple[int, str]]]) -> None:
         self.entries = entries
+
+    def inspect_container(self, container: str) -> dict[str, Any]:
+        return {"Id": container, "State": {"Status": "exited", "Running": False, "ExitCode": 0}}
 
     def logs(self, container: str, stdout: bool, stderr: bool, since: float | None = None, **_: Any) -> _FakeStream:
         stream = "stdout" if stdout else "stderr"
@@ -449,14 +452,97 @@ async def test_an_engine_gone_mid_start_ends_the_deploy_with_the_reason(tmp_path
     unavailable", not as an internal error, and leave no cgroup behind."""
     from gone_engine import engine_that_goes_away
 
-    with engine_that_goes_away(tmp_path) as (url, go_away):
-        rt = DockerRuntime(DockerSettings(url=url), RuntimeEnv(tmp_path / "docker-runtime", f"gone-{uuid.uuid4().hex[:8]}", "http://localhost:8000"))
+    with engine_that_goes_away(tmp_path) as engine:
+        rt = DockerRuntime(DockerSettings(url=engine.url), RuntimeEnv(tmp_path / "docker-runtime", f"gone-{uuid.uuid4().hex[:8]}", "http://localhost:8000"))
         try:
             layout = await rt._layout()  # what the runtime learns from the engine while it answers
-            go_away()
+            engine.go_away()
             spec = LaunchSpec(deployment_id=5, studio_id=1, user_id=1, image="studios-test/busybox", tag="latest", memory_mb=64, cpu_millicores=250, disk_gb=None, env={})
             with pytest.raises(LaunchError, match=r"^the container engine is unavailable: .*Connection"):
                 await rt.start(spec, lambda _line: None)
             assert not any(Path(p).exists() for p in layout.paths(5).values())
         finally:
+            await rt.close()
+
+
+@pytest.mark.anyio
+async def test_an_engine_that_restarts_ends_nothing_and_is_asked_again(tmp_path: Path) -> None:
+    """The engine stops answering while a container is followed (its daemon restarts): nothing
+    is taken for the container's end (it was an internal error that ended the deployment, and
+    its release then removed a container that may have lived on); once the engine answers
+    again, what it says counts."""
+    from gone_engine import engine_that_goes_away
+
+    cid = "d" * 64
+    with engine_that_goes_away(tmp_path) as engine:
+        engine.answers[f"/containers/{cid}/json"] = {"Id": cid, "State": {"Status": "running", "Running": True}}
+        rt = DockerRuntime(DockerSettings(url=engine.url), RuntimeEnv(tmp_path / "docker-runtime", "restarts", "http://localhost:8000"))
+        cgroup = {"memory": str(tmp_path / "memory"), "cpu": str(tmp_path / "cpu")}
+        handle = {"container_id": cid, "host": "127.0.0.1", "port": 1, "memory_mb": 64,
+                  "cgroup": {"paths": cgroup, "leaf": str(tmp_path / "cpu" / cid)}, "state_file": str(tmp_path / "state.json")}  # fmt: skip
+        watch = rt.watch(handle)
+        try:
+            assert (await anext(watch)).running
+            following = asyncio.ensure_future(anext(watch))
+            await asyncio.sleep(0.3)
+            assert not following.done()  # it runs, and the engine says so
+            engine.go_away()
+            await asyncio.sleep(1.5)  # the events stream breaks and every watcher looks again
+            assert not following.done(), following.result()  # not "ended": not known
+            engine.answers[f"/containers/{cid}/json"] = {"Id": cid, "State": {"Status": "exited", "Running": False, "ExitCode": 3}}
+            engine.come_back()
+            async with asyncio.timeout(15):
+                status = await following
+            assert status.exit is not None and status.message == "exited with code 3"
+        finally:
+            await watch.aclose()
+            await rt.close()
+
+
+@pytest.mark.anyio
+async def test_a_log_read_through_an_engine_restart_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    """The engine goes away while a running container's log is followed, and comes back (with
+    live-restore the container lives on): the log is read on from the cursor, each line once;
+    the follow ends when the streams end and the container no longer runs."""
+    import struct
+
+    from gone_engine import engine_that_goes_away
+    from studios.runtimes.docker import logs as logs_module
+
+    cid = "e" * 64
+    written: list[str] = ["one", "two", "three"]
+
+    def log_stream(query: dict[str, list[str]]) -> bytes:  # the whole log each time (the follow skips what it had)
+        if query.get("stdout") != ["1"]:
+            return b""
+        entries = [f"2026-11-27T10:00:0{i}.000000001Z {line}\n".encode() for i, line in enumerate(written)]
+        return b"".join(struct.pack(">BxxxL", 1, len(entry)) + entry for entry in entries)
+
+    with engine_that_goes_away(tmp_path) as engine:
+        inspect = {"Id": cid, "Config": {"Tty": False}, "State": {"Status": "running", "Running": True}}
+        engine.answers[f"/containers/{cid}/json"] = inspect
+        engine.answers[f"/containers/{cid}/logs"] = log_stream
+        rt = DockerRuntime(DockerSettings(url=engine.url), RuntimeEnv(tmp_path / "docker-runtime", "restarts", "http://localhost:8000"))
+        seen: list[str] = []
+        follow = rt.logs({"container_id": cid}, None)
+
+        async def read_until(count: int) -> None:
+            async with asyncio.timeout(20):
+                while len(seen) < count:
+                    lines, _ = await anext(follow)
+                    seen.extend(line.message for line in lines)
+
+        try:
+            await read_until(3)
+            engine.go_away()
+            written += ["four", "five"]  # written while the engine was away
+            await asyncio.sleep(2 * logs_module.REOPEN_SECONDS)  # the follow finds it gone, and asks again
+            engine.come_back()
+            await read_until(5)
+            engine.answers[f"/containers/{cid}/json"] = {**inspect, "State": {"Status": "exited", "Running": False, "ExitCode": 0}}
+            async with asyncio.timeout(20):
+                rest = [line.message async for lines, _ in follow for line in lines]
+            assert seen + rest == ["one", "two", "three", "four", "five"]
+        finally:
+            await follow.aclose()
             await rt.close()

@@ -6,13 +6,13 @@ Needs no swarm: the manager is a small Engine API on a unix socket that stops.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from gone_engine import engine_that_goes_away
+from gone_engine import Engine, engine_that_goes_away
 from studios.runtimes.base import LaunchError, RuntimeEnv
 from studios.runtimes.swarm import SwarmRuntime, SwarmSettings
 
@@ -20,7 +20,7 @@ from .conftest import make_spec
 
 
 @pytest.fixture
-def manager(tmp_path: Path) -> Iterator[tuple[str, Callable[[], None]]]:
+def manager(tmp_path: Path) -> Iterator[Engine]:
     with engine_that_goes_away(tmp_path) as engine:
         yield engine
 
@@ -31,12 +31,11 @@ def anyio_backend() -> str:
 
 
 @pytest.mark.anyio
-async def test_a_manager_gone_since_it_answered_is_said_and_ends_nothing(manager: tuple[str, Callable[[], None]], tmp_path: Path) -> None:
-    url, go_away = manager
-    runtime = SwarmRuntime(SwarmSettings(url=url, node_urls={}), RuntimeEnv(data_dir=tmp_path / "runtime", instance="tgone", public_url="http://localhost:8000"))
+async def test_a_manager_gone_since_it_answered_is_said_and_ends_nothing(manager: Engine, tmp_path: Path) -> None:
+    runtime = SwarmRuntime(SwarmSettings(url=manager.url, node_urls={}), RuntimeEnv(data_dir=tmp_path / "runtime", instance="tgone", public_url="http://localhost:8000"))
     try:
         runtime.api()  # the client is made while the manager answers (it asks for /version)
-        go_away()
+        manager.go_away()
         handle = {"service_id": "s" * 25, "service_name": "studios-tgone-d1", "instance": "tgone", "deployment_id": 1, "memory_mb": 64}
 
         # A deploy ends with the reason, not as an internal error.

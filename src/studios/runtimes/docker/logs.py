@@ -9,13 +9,17 @@ timestamp seen and how many lines carried exactly that timestamp:
 
 Resuming asks the engine for lines since just before that timestamp and skips those already
 counted, so each line is yielded exactly once across service restarts. Following ends when
-the engine closes both streams (the container has ended and everything was read), or at once
-when the container is gone.
+the engine has closed both streams and the container no longer runs (it has ended and
+everything was read), or at once when the container is gone. Streams that end, or break, while
+the container runs on (its engine restarted under it: `live-restore`) are opened again from the
+cursor, the same way; an engine that does not answer meanwhile is asked again until it does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import calendar
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -24,7 +28,14 @@ import docker
 import docker.errors
 
 from studios.runtimes.base import LogCursor, LogLine
+from studios.runtimes.docker.failures import ENGINE_ERRORS, STREAM_ERRORS
 from studios.runtimes.docker.streams import read_in_threads
+
+log = logging.getLogger("studios.runtimes.docker")
+
+REOPEN_SECONDS = 1.0
+"""The pause before a running container's log is opened again (and the longest an engine that
+does not answer waits between two questions, 5x this)."""
 
 Stream = Literal["stdout", "stderr"]
 STREAMS: tuple[Stream, Stream] = ("stdout", "stderr")
@@ -86,33 +97,58 @@ def _opener(
 async def follow(
     api: docker.APIClient, container_id: str, cursor: LogCursor | None
 ) -> AsyncIterator[tuple[list[LogLine], LogCursor]]:
-    """Yield (new lines, cursor just after them) until both streams have ended."""
+    """Yield (new lines, cursor just after them) until both streams have ended with the
+    container."""
     position = _start(cursor)
-    openers = [_opener(api, container_id, s, position[s]["ns"]) for s in STREAMS]
-    try:
-        async for batch in read_in_threads(openers, name=f"logs-{container_id[:12]}"):
-            lines: list[LogLine] = []
-            for stream, raw in batch:
-                try:
-                    ns, message = parse_entry(raw)
-                except ValueError:
-                    continue  # not an entry the engine wrote; never seen in practice
-                at = position[stream]
-                if ns < at["ns"]:
-                    continue
-                if ns == at["ns"]:
-                    if at["skip"] > 0:  # already yielded before the cursor was stored
-                        at["skip"] -= 1
+    while True:
+        openers = [_opener(api, container_id, s, position[s]["ns"]) for s in STREAMS]
+        try:
+            async for batch in read_in_threads(openers, name=f"logs-{container_id[:12]}"):
+                lines: list[LogLine] = []
+                for stream, raw in batch:
+                    try:
+                        ns, message = parse_entry(raw)
+                    except ValueError:
+                        continue  # not an entry the engine wrote; never seen in practice
+                    at = position[stream]
+                    if ns < at["ns"]:
                         continue
-                    at["n"] += 1
-                else:
-                    at.update(ns=ns, n=1, skip=0)
-                lines.append(LogLine(stream=stream, message=message, time=_time_of(ns)))
-            if lines:
-                lines.sort(key=lambda line: line.time)
-                yield lines, _public(position)
-    except docker.errors.NotFound:
-        return
+                    if ns == at["ns"]:
+                        if at["skip"] > 0:  # already yielded before the cursor was stored
+                            at["skip"] -= 1
+                            continue
+                        at["n"] += 1
+                    else:
+                        at.update(ns=ns, n=1, skip=0)
+                    lines.append(LogLine(stream=stream, message=message, time=_time_of(ns)))
+                if lines:
+                    lines.sort(key=lambda line: line.time)
+                    yield lines, _public(position)
+        except docker.errors.NotFound:
+            return
+        except STREAM_ERRORS as error:
+            log.warning("container %s: its log stream broke (%s: %s)", container_id[:12], type(error).__name__, error)
+        if not await _runs_on(api, container_id):
+            return
+        # It runs on: read on from the cursor (the lines of the last time seen are counted again).
+        for stream in STREAMS:
+            position[stream]["skip"] = position[stream]["n"]
+        await asyncio.sleep(REOPEN_SECONDS)
+
+
+async def _runs_on(api: docker.APIClient, container_id: str) -> bool:
+    """Whether the container still runs, once its engine answers."""
+    unanswered = 0
+    while True:
+        try:
+            attrs = await asyncio.to_thread(api.inspect_container, container_id)
+        except docker.errors.NotFound:
+            return False
+        except ENGINE_ERRORS:
+            unanswered += 1
+            await asyncio.sleep(REOPEN_SECONDS * min(unanswered, 5))
+            continue
+        return bool((attrs.get("State") or {}).get("Running"))
 
 
 def _public(position: LogCursor) -> LogCursor:

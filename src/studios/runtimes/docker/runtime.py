@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
 import math
 import re
 import shutil
@@ -47,6 +48,8 @@ from studios.runtimes.docker.exits import exit_of, to_json
 from studios.runtimes.docker.failures import ENGINE_ERRORS
 from studios.runtimes.docker.images import disk_limit_refusal, ensure_image, image_reference, is_storage_opt_refusal
 from studios.runtimes.docker.oom import report_oom_kills
+
+log = logging.getLogger("studios.runtimes.docker")
 
 WORKSPACE = "/workspace"
 """Where the studio's repository is copied in the container (and the working directory)."""
@@ -416,11 +419,22 @@ class DockerRuntime(Runtime):
         return outcome or Exit(code=None, signal=None, oom_killed=False, message="stopped")
 
     async def watch(self, handle: Handle) -> AsyncIterator[Status]:
-        """Waits on the engine's events stream (one per runtime) for the container's end."""
+        """Waits on the engine's events stream (one per runtime) for the container's end. An
+        engine that does not answer (it restarts) ends nothing: it is asked again until it
+        answers, and then says whether the container lived through it."""
         yield Status("running", running=True)
+        unanswered = 0
         while True:
             armed = self._events.arm(handle["container_id"])
-            ended = await self.poll(handle)
+            try:
+                ended = await self.poll(handle)
+            except ENGINE_ERRORS as error:
+                unanswered += 1
+                if unanswered == 1:
+                    log.warning("container %s: the engine does not answer (%s); asking again until it does", handle["container_id"][:12], error)
+                await asyncio.sleep(min(0.5 * unanswered, 5.0))
+                continue
+            unanswered = 0
             if ended is not None:
                 yield Status(ended.message, running=False, exit=ended)
                 return
