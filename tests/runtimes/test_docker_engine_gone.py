@@ -53,7 +53,7 @@ async def test_an_engine_gone_mid_start_ends_the_deploy_with_the_reason(tmp_path
             layout = await rt._layout()  # what the runtime learns from the engine while it answers
             engine.go_away()
             spec = LaunchSpec(deployment_id=5, studio_id=1, user_id=1, image="studios-test/busybox", tag="latest", memory_mb=64, cpu_millicores=250, disk_gb=None, env={})
-            with pytest.raises(LaunchError, match=r"^the container engine is unavailable: .*Connection"):
+            with pytest.raises(LaunchError, match=r"^the container engine is unavailable: nothing listens at its socket \(no such file\)$"):
                 await rt.start(spec, lambda _line: None)
             assert not any(Path(p).exists() for p in layout.paths(5).values())
         finally:
@@ -184,3 +184,25 @@ async def test_a_real_engine_killed_and_started_again_under_a_followed_container
         await asyncio.to_thread(subprocess.run, [str(REPO / "scripts" / "swarm" / "node-up"), "2"], capture_output=True, timeout=120)
         await rt.cleanup(handle)
         await rt.close()
+
+
+def test_an_engines_failure_is_said_in_a_line_a_user_can_read(tmp_path: Path) -> None:
+    import socket
+
+    import docker
+    import docker.errors
+    import requests
+
+    from studios.runtimes.docker.failures import why
+
+    refusing = tmp_path / "refusing.sock"
+    with socket.socket(socket.AF_UNIX) as bound:  # bound, never listening: connections are refused
+        bound.bind(str(refusing))
+        for path, said in ((tmp_path / "none.sock", "nothing listens at its socket (no such file)"), (refusing, "connection refused")):
+            api = docker.APIClient(base_url=f"unix://{path}", version="1.41")
+            with pytest.raises(requests.exceptions.ConnectionError) as raised:
+                api.info()
+            assert why(raised.value) == said
+            api.close()
+    assert why(requests.exceptions.ReadTimeout("read timed out")) == "it did not answer in time"
+    assert why(docker.errors.APIError("500 Server Error", explanation="no such image: x")) == "no such image: x"

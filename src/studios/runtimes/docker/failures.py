@@ -19,3 +19,36 @@ import urllib3.exceptions
 
 ENGINE_ERRORS: tuple[type[Exception], ...] = (docker.errors.DockerException, requests.exceptions.RequestException)
 STREAM_ERRORS: tuple[type[Exception], ...] = (*ENGINE_ERRORS, urllib3.exceptions.HTTPError, OSError)
+
+
+def why(error: BaseException) -> str:
+    """One line a user can read for an engine's failure: the engine's own explanation of an
+    error answer, or what the transport met ("connection refused", not the SDK's nested
+    `ConnectionError(ProtocolError('Connection aborted.', ...))`)."""
+    if isinstance(error, docker.errors.APIError):
+        return str(error.explanation or error).strip()
+    if isinstance(error, requests.exceptions.Timeout):
+        return "it did not answer in time"
+    if isinstance(error, requests.exceptions.ConnectionError):
+        cause = _os_error(error)
+        if isinstance(cause, FileNotFoundError):
+            return "nothing listens at its socket (no such file)"
+        if cause is not None and cause.strerror:
+            return cause.strerror.lower()
+    return str(error).strip() or type(error).__name__
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The socket's own error inside the SDK's and urllib3's wrappers (their args and chain)."""
+    todo: list[BaseException] = [error]
+    visited: set[int] = set()
+    while todo:
+        current = todo.pop()
+        if id(current) in visited:
+            continue
+        visited.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current
+        todo += [a for a in current.args if isinstance(a, BaseException)]
+        todo += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return None

@@ -18,6 +18,7 @@ import docker.errors
 from docker.utils import parse_repository_tag
 
 from studios.runtimes.base import LaunchError, Reporter
+from studios.runtimes.docker.failures import why
 from studios.runtimes.docker.streams import read_in_threads
 
 # Storage drivers that accept `--storage-opt size=...` (overlay2 only on xfs with pquota).
@@ -32,12 +33,6 @@ def image_reference(image: str, tag: str | None) -> str:
     if own_tag:
         return image
     return f"{image}:{tag or 'latest'}"
-
-
-def _reason(error: Exception) -> str:
-    if isinstance(error, docker.errors.APIError):
-        return str(error.explanation or error).strip()
-    return str(error).strip() or type(error).__name__
 
 
 class _Progress:
@@ -80,7 +75,7 @@ async def ensure_image(client: docker.DockerClient, reference: str, report: Repo
     except docker.errors.ImageNotFound:
         pass
     except docker.errors.APIError as error:  # e.g. an invalid reference format
-        raise LaunchError(f"image {reference} could not be used: {_reason(error)}") from None
+        raise LaunchError(f"image {reference} could not be used: {why(error)}") from None
 
     report(f"pulling {reference}: not present locally")
     repository, tag = parse_repository_tag(reference)
@@ -97,11 +92,11 @@ async def ensure_image(client: docker.DockerClient, reference: str, report: Repo
     except LaunchError:
         raise
     except Exception as error:  # engine refused, registry unreachable, invalid name...
-        raise LaunchError(f"image {reference} could not be pulled: {_reason(error)}") from None
+        raise LaunchError(f"image {reference} could not be pulled: {why(error)}") from None
     try:
         await asyncio.to_thread(client.images.get, reference)
     except docker.errors.APIError as error:
-        raise LaunchError(f"image {reference} could not be pulled: {_reason(error)}") from None
+        raise LaunchError(f"image {reference} could not be pulled: {why(error)}") from None
     report(f"pulled {reference}")
 
 
@@ -119,5 +114,5 @@ def disk_limit_refusal(info: dict[str, Any]) -> str | None:
 
 
 def is_storage_opt_refusal(error: docker.errors.APIError) -> bool:
-    text = _reason(error).lower()
+    text = why(error).lower()
     return "storage-opt" in text or "storage opt" in text or "pquota" in text or "quota" in text

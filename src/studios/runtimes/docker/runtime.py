@@ -45,7 +45,7 @@ from studios.runtimes.docker import cgroups
 from studios.runtimes.docker import logs as docker_logs
 from studios.runtimes.docker.events import ContainerEvents
 from studios.runtimes.docker.exits import exit_of, to_json
-from studios.runtimes.docker.failures import ENGINE_ERRORS
+from studios.runtimes.docker.failures import ENGINE_ERRORS, why
 from studios.runtimes.docker.images import disk_limit_refusal, ensure_image, image_reference, is_storage_opt_refusal
 from studios.runtimes.docker.oom import report_oom_kills
 
@@ -162,14 +162,14 @@ class DockerRuntime(Runtime):
         try:
             layout = await self._layout()
         except ENGINE_ERRORS as error:
-            raise LaunchError(f"the container engine is unavailable: {error}") from None
+            raise LaunchError(f"the container engine is unavailable: {why(error)}") from None
         try:
             return await self._start(spec, report, reference, layout)
         except requests.exceptions.RequestException as error:
             # The engine went away mid-start (its answers' errors are handled where they come).
             # A container it made meanwhile carries our labels: the orphan sweep removes it.
             cgroups.remove(self.cgroup_root, layout.relative_path(spec.deployment_id))
-            raise LaunchError(f"the container engine is unavailable: {error}") from None
+            raise LaunchError(f"the container engine is unavailable: {why(error)}") from None
 
     async def _start(self, spec: LaunchSpec, report: Reporter, reference: str, layout: cgroups.CgroupLayout) -> Handle:
         name = self.container_name(spec.deployment_id)

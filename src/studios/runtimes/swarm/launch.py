@@ -16,18 +16,12 @@ from docker.types import ContainerSpec, DriverConfig, EndpointSpec, Placement, R
 
 from studios.runtimes import git
 from studios.runtimes.base import LaunchError, LaunchSpec, Reporter
+from studios.runtimes.docker.failures import why
 from studios.runtimes.swarm import payload
 from studios.runtimes.swarm import spec as naming
 from studios.runtimes.swarm.settings import SwarmSettings
 
 _NS = 1_000_000_000
-
-
-def reason(error: Exception) -> str:
-    """The engine's own explanation of an error, in one line."""
-    if isinstance(error, docker.errors.APIError):
-        return str(error.explanation or error).strip()
-    return str(error).strip() or type(error).__name__
 
 
 async def pack_source(spec: LaunchSpec, settings: SwarmSettings, scratch_dir: Path, report: Reporter) -> list[bytes]:
@@ -63,7 +57,7 @@ async def image_command(apis: list[docker.APIClient], reference: str, report: Re
         except docker.errors.ImageNotFound:
             continue
         except docker.errors.APIError as error:
-            raise LaunchError(f"image {reference} could not be used: {reason(error)}") from None
+            raise LaunchError(f"image {reference} could not be used: {why(error)}") from None
         config = attrs.get("Config") or {}
         return config.get("Entrypoint"), config.get("Cmd")
     report(f"pulling {reference} on the swarm manager to read its command")
@@ -71,7 +65,7 @@ async def image_command(apis: list[docker.APIClient], reference: str, report: Re
         await asyncio.to_thread(apis[0].pull, reference)
         attrs = await asyncio.to_thread(apis[0].inspect_image, reference)
     except docker.errors.APIError as error:
-        raise LaunchError(f"image {reference} could not be pulled: {reason(error)}") from None
+        raise LaunchError(f"image {reference} could not be pulled: {why(error)}") from None
     config = attrs.get("Config") or {}
     return config.get("Entrypoint"), config.get("Cmd")
 

@@ -37,13 +37,12 @@ from docker.types import SecretReference, ServiceMode  # fmt: skip
 
 from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, RuntimeEnv, RuntimeSettings, Status, Usage
 from studios.runtimes.docker.exits import exit_message
-from studios.runtimes.docker.failures import ENGINE_ERRORS
+from studios.runtimes.docker.failures import ENGINE_ERRORS, why
 from studios.runtimes.docker.images import image_reference
 from studios.runtimes.swarm import launch, payload
 from studios.runtimes.swarm import logs as swarm_logs
 from studios.runtimes.swarm import spec as naming
 from studios.runtimes.swarm.board import Board
-from studios.runtimes.swarm.launch import reason
 from studios.runtimes.swarm.settings import SwarmSettings
 from studios.runtimes.swarm.tasks import TERMINAL, Node, Snapshot, View, judge, state
 from studios.runtimes.swarm.usage import Meter
@@ -71,7 +70,7 @@ class SwarmRuntime(Runtime):
             finally:
                 client.close()
         except Exception as error:
-            return f"no Docker engine answers at {where}: {reason(error)}"
+            return f"no Docker engine answers at {where}: {why(error)}"
         swarm = info.get("Swarm") or {}
         if swarm.get("LocalNodeState") != "active":
             return f"the Docker engine at {where} is not part of a swarm (docker swarm init / join)"
@@ -121,9 +120,9 @@ class SwarmRuntime(Runtime):
                 created = await self._call("create_service", **options)
             except docker.errors.APIError as error:
                 await self._remove_secrets(spec.deployment_id)
-                raise LaunchError(f"the swarm refused the service: {reason(error)}") from None
+                raise LaunchError(f"the swarm refused the service: {why(error)}") from None
         except ENGINE_ERRORS as error:
-            raise LaunchError(f"the swarm manager is unavailable: {reason(error)}") from None
+            raise LaunchError(f"the swarm manager is unavailable: {why(error)}") from None
         report(f"created swarm service {name}")
         return {
             "service_id": created["ID"], "service_name": name, "instance": self.instance,
@@ -144,7 +143,7 @@ class SwarmRuntime(Runtime):
                 refs.append(SecretReference(created["ID"], secret_name, filename=target, mode=0o444))
         except docker.errors.APIError as error:
             await self._remove_secrets(int(labels[naming.LABEL_DEPLOYMENT]))
-            raise LaunchError(f"the swarm refused a secret: {reason(error)}") from None
+            raise LaunchError(f"the swarm refused a secret: {why(error)}") from None
         return refs
 
     # -- following what the swarm does --------------------------------------------------------
@@ -228,7 +227,7 @@ class SwarmRuntime(Runtime):
             except docker.errors.NotFound:
                 return
             except docker.errors.APIError as error:
-                if "out of sequence" not in reason(error) and "update out of" not in reason(error):
+                if "out of sequence" not in why(error) and "update out of" not in why(error):
                     raise
 
     async def watch(self, handle: Handle) -> AsyncIterator[Status]:
