@@ -197,6 +197,28 @@ async def test_stop_and_adoption_by_a_restarted_service(make_runtime, shared_swa
     assert (await second.stop(placed, 1)).message == "stopped"  # idempotent
 
 
+async def test_a_service_is_removed_only_once_the_swarm_has_removed_its_tasks(runtime, shared_swarm, tmp_path):
+    """A Docker 20.10 manager crashed (a nil task in swarmkit's SetServiceTasksRemove) when a
+    service was removed while the swarm's reaper deleted its just-stopped task: a release did
+    that, the moment the task had stopped. Now the removal waits until no task is being
+    removed (desired state Remove)."""
+    handle = await runtime.start(make_spec(tmp_path, partition="cpu"), lambda line: None)
+    placed = await running(runtime, handle)
+    assert (await runtime.stop(placed, 1)).message == "stopped"
+    tasks_at_removal: list[list[str]] = []  # the desired state of each task the service has then
+    call = runtime._call
+
+    async def noting(method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "remove_service":
+            tasks_at_removal.append(manager_cli(shared_swarm, "service", "ps", "--format", "{{.DesiredState}}", args[0]).split())
+        return await call(method, *args, **kwargs)
+
+    runtime._call = noting  # type: ignore[method-assign]
+    await runtime.cleanup(placed)
+    assert len(tasks_at_removal) == 1 and "Remove" not in tasks_at_removal[0], tasks_at_removal
+    assert manager_cli(shared_swarm, "service", "ls", "-q", "--filter", f"label=studios.instance={runtime.instance}").strip() == ""
+
+
 async def test_orphans_are_found_by_installation_and_removed_with_their_secrets(make_runtime, shared_swarm, tmp_path):
     rt = make_runtime(shared_swarm)
     other = make_runtime(shared_swarm)

@@ -50,6 +50,10 @@ from studios.runtimes.swarm.usage import Meter
 _NS = 1_000_000_000
 log = logging.getLogger(__name__)
 
+REAP_SECONDS = 15.0
+"""How long past the stop grace a service's removal waits for the swarm to remove its tasks
+(`_remove_service`)."""
+
 
 class SwarmRuntime(Runtime):
     """Runs deployments as swarm services (see the module docstring)."""
@@ -365,9 +369,36 @@ class SwarmRuntime(Runtime):
                     raise LaunchError(f"a swarm service named {only_name} exists and is not this deployment's")
         for service in await self._ours("services", deployment_id):
             report(f"removing swarm service {service['Spec']['Name']} left by an earlier start")
-            with contextlib.suppress(docker.errors.NotFound):
-                await self._call("remove_service", service["ID"])
+            await self._remove_service(service)
         await self._remove_secrets(deployment_id)
+
+    async def _remove_service(self, service: dict[str, Any]) -> None:
+        """Remove a service once the swarm has removed the tasks it is removing (scaled to 0
+        first if it is not): a Docker 20.10 manager crashes when a service is removed while the
+        swarm's task reaper deletes one of its tasks (swarmkit's SetServiceTasksRemove reads
+        each task again and uses it without checking it still exists; moby/swarmkit#3216, a nil
+        check upstream since). A scaled-down task is marked for removal and deleted within
+        about 0.3 s of its shutdown: the moment a release comes to remove the service. Older
+        tasks (desired state shutdown) stay until the service goes, and are not waited for;
+        nor are tasks on a node that is not ready (nothing reaps them meanwhile). The wait is
+        bounded (the stop grace + REAP_SECONDS)."""
+        service_id = service["ID"]
+        if ((service.get("Spec") or {}).get("Mode") or {}).get("Replicated", {}).get("Replicas"):
+            with contextlib.suppress(docker.errors.APIError):  # gone, or changed meanwhile: the wait below says
+                await self._call("update_service", service_id, service["Version"]["Index"], mode=ServiceMode("replicated", 0), fetch_current_spec=True)
+        bound = self.settings.stop_grace_seconds + REAP_SECONDS
+        deadline = asyncio.get_running_loop().time() + bound
+        while asyncio.get_running_loop().time() < deadline:
+            tasks = await self._call("tasks", filters={"service": service_id})
+            nodes = {node.id: node for node in map(Node.of, await self._call("nodes"))} if tasks else {}
+            removing = [task for task in tasks if task.get("DesiredState") == "remove"]
+            if not any(not task.get("NodeID") or (task["NodeID"] in nodes and nodes[task["NodeID"]].state == "ready") for task in removing):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            log.warning("swarm service %s: the tasks being removed were not gone within %.0f s; removing it all the same", service_id[:12], bound)
+        with contextlib.suppress(docker.errors.NotFound):
+            await self._call("remove_service", service_id)
 
     async def orphans(self, known: set[int]) -> list[int]:
         found: set[int] = set()
