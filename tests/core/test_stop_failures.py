@@ -12,6 +12,7 @@ import pytest
 
 from conftest import Api, TestUser, bearer_auth, wait_until
 from studios.context import Context
+from studios.runtimes.base import EngineUnreachable
 from studios.runtimes.fake import FakeRuntime
 from studios.store import deployments as dep_store
 from studios.store import users as user_store
@@ -105,6 +106,27 @@ def test_a_failing_cleanup_is_retried(api: Api, author: TestUser, ctx: Context, 
     wait_until(lambda: released(ctx, dep_id), 20, "released by a later attempt")
     assert calls["n"] >= 2
     assert not any(d == dep_id for (_, d) in FakeRuntime.workloads)
+
+
+def test_an_engine_that_does_not_answer_is_said_plainly_and_the_stop_retried(api: Api, author: TestUser, ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runtime whose engine does not answer says so (`EngineUnreachable`): the deployment's
+    log gets that line as it is, not the exception's class and the SDK's nested text."""
+    me = api.as_(author)
+    studio_id, dep_id, _ = deploy(me)
+    real = FakeRuntime.stop
+    calls = {"n": 0}
+
+    async def unanswered_once(self: FakeRuntime, handle: dict[str, Any], grace_seconds: float) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise EngineUnreachable("the fake engine does not answer: connection refused")
+        return await real(self, handle, grace_seconds)
+
+    monkeypatch.setattr(FakeRuntime, "stop", unanswered_once)
+    assert me.delete(f"/studios/{studio_id}/deployments/{dep_id}").status_code == 204
+    wait_until(lambda: not alive(dep_id) and released(ctx, dep_id), 20, "stopped and released by a later attempt")
+    lines = [line["message"] for line in me.get(f"/studios/{studio_id}/deployments/{dep_id}/logs").json() if line["source"] == "system"]
+    assert "stopping the workload failed (the fake engine does not answer: connection refused); trying again shortly" in lines, lines
 
 
 def test_the_app_key_works_only_while_the_deployment_lives(api: Api, author: TestUser) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from gone_engine import engine_that_goes_away
-from studios.runtimes.base import LaunchError, LaunchSpec, RuntimeEnv
+from studios.runtimes.base import EngineUnreachable, LaunchError, LaunchSpec, RuntimeEnv
 from studios.runtimes.docker import DockerRuntime
 from studios.runtimes.docker import logs as docker_logs
 from studios.runtimes.docker.runtime import DockerSettings
@@ -55,6 +55,10 @@ async def test_an_engine_gone_mid_start_ends_the_deploy_with_the_reason(tmp_path
             spec = LaunchSpec(deployment_id=5, studio_id=1, user_id=1, image="studios-test/busybox", tag="latest", memory_mb=64, cpu_millicores=250, disk_gb=None, env={})
             with pytest.raises(LaunchError, match=r"^the container engine is unavailable: nothing listens at its socket \(no such file\)$"):
                 await rt.start(spec, lambda _line: None)
+            handle = {"container_id": "f" * 64, "memory_mb": 64, "cgroup": {"paths": layout.paths(5), "leaf": ""}, "state_file": None}
+            for attempt in (rt.stop(handle, 1), rt.cleanup(handle), rt.remove_orphan(5)):  # not done: said, for the release to retry
+                with pytest.raises(EngineUnreachable, match=r"^the container engine does not answer: nothing listens at its socket \(no such file\)$"):
+                    await attempt
             assert not any(Path(p).exists() for p in layout.paths(5).values())
         finally:
             await rt.close()

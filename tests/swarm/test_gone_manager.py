@@ -1,7 +1,8 @@
 """A swarm manager that answered once and then went away (its dockerd died or restarts), seen
 through the real docker SDK: the SDK raises the transport's own `ConnectionError` then, not a
 `DockerException`. A deploy must end with the reason, a followed deployment must not be taken
-for ended, and a restarted service must not end a deployment it cannot check (it asks again).
+for ended, a restarted service must not end a deployment it cannot check (it asks again), and a
+stop or removal that could not be done says so in a line.
 Needs no swarm: the manager is a small Engine API on a unix socket that stops."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 import requests
 
 from gone_engine import Engine, engine_that_goes_away
-from studios.runtimes.base import LaunchError, RuntimeEnv
+from studios.runtimes.base import EngineUnreachable, LaunchError, RuntimeEnv
 from studios.runtimes.swarm import SwarmRuntime, SwarmSettings
 
 from .conftest import make_spec
@@ -46,5 +47,9 @@ async def test_a_manager_gone_since_it_answered_is_said_and_ends_nothing(manager
         # After a restart of the service: not known to be gone either (the reconcile asks again).
         with pytest.raises(requests.exceptions.ConnectionError):
             await runtime.adopt(handle)
+        # A stop or a removal is not done, and says why in a line (the release tries again).
+        for attempt in (runtime.stop(handle, 1), runtime.cleanup(handle), runtime.remove_orphan(1)):
+            with pytest.raises(EngineUnreachable, match=r"^the swarm manager does not answer: nothing listens at its socket \(no such file\)$"):
+                await attempt
     finally:
         await runtime.close()

@@ -44,6 +44,12 @@ class LaunchError(Exception):
     """The workload could not be started; `str(error)` is shown to the user as stateMessage."""
 
 
+class EngineUnreachable(Exception):
+    """The runtime's engine (a Docker daemon, a swarm manager) does not answer, so what was
+    asked (a stop, a removal) was not done and may be asked again; `str(error)` says so in a
+    line for the user ("the swarm manager does not answer: connection refused")."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Source:
     """The studio's git repository, fetched by the runtime where the workload runs."""

@@ -8,17 +8,45 @@ stalls `requests.exceptions.ReadTimeout`, neither of them a `DockerException`. C
 "the engine (or the swarm manager) could not be reached or refused" catches `ENGINE_ERRORS`.
 
 A stream the SDK reads from the socket itself (a container's log, the events) can also break
-with urllib3's or the socket's own error: `STREAM_ERRORS`.
+with urllib3's or the socket's own error: `STREAM_ERRORS`. `why` says an engine's failure in one
+line a user can read; `answering` turns a method's transport errors into `EngineUnreachable`.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 import docker.errors
 import requests.exceptions
 import urllib3.exceptions
 
+from studios.runtimes.base import EngineUnreachable
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
 ENGINE_ERRORS: tuple[type[Exception], ...] = (docker.errors.DockerException, requests.exceptions.RequestException)
 STREAM_ERRORS: tuple[type[Exception], ...] = (*ENGINE_ERRORS, urllib3.exceptions.HTTPError, OSError)
+
+
+def answering(engine: str) -> Callable[[Callable[P, Coroutine[Any, Any, T]]], Callable[P, Coroutine[Any, Any, T]]]:
+    """For a runtime's method: the transport's errors (the engine does not answer) become
+    `EngineUnreachable`, naming `engine` ("the swarm manager") and why; the engine's own error
+    answers pass as they are."""
+
+    def wrap(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+        @functools.wraps(method)
+        async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+            try:
+                return await method(*args, **kwargs)
+            except requests.exceptions.RequestException as error:
+                raise EngineUnreachable(f"{engine} does not answer: {why(error)}") from None
+
+        return run
+
+    return wrap
 
 
 def why(error: BaseException) -> str:

@@ -45,7 +45,7 @@ from studios.runtimes.docker import cgroups
 from studios.runtimes.docker import logs as docker_logs
 from studios.runtimes.docker.events import ContainerEvents
 from studios.runtimes.docker.exits import exit_of, to_json
-from studios.runtimes.docker.failures import ENGINE_ERRORS, why
+from studios.runtimes.docker.failures import ENGINE_ERRORS, answering, why
 from studios.runtimes.docker.images import disk_limit_refusal, ensure_image, image_reference, is_storage_opt_refusal
 from studios.runtimes.docker.oom import report_oom_kills
 
@@ -402,6 +402,7 @@ class DockerRuntime(Runtime):
         sampler.remember("exit", to_json(outcome))
         return outcome
 
+    @answering("the container engine")
     async def stop(self, handle: Handle, grace_seconds: float) -> Exit:
         def stop() -> None:
             try:
@@ -468,6 +469,7 @@ class DockerRuntime(Runtime):
         self._watch(handle)
         return True
 
+    @answering("the container engine")
     async def cleanup(self, handle: Handle) -> None:
         cid = handle["container_id"]
         self._unwatch(cid)
@@ -512,6 +514,7 @@ class DockerRuntime(Runtime):
                 found.add(int(value))
         return sorted(found)
 
+    @answering("the container engine")
     async def remove_orphan(self, deployment_id: int) -> None:
         for summary in await self._ours(deployment_id):
             self._unwatch(summary["Id"])

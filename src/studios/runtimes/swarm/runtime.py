@@ -37,7 +37,7 @@ from docker.types import SecretReference, ServiceMode  # fmt: skip
 
 from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, RuntimeEnv, RuntimeSettings, Status, Usage
 from studios.runtimes.docker.exits import exit_message
-from studios.runtimes.docker.failures import ENGINE_ERRORS, why
+from studios.runtimes.docker.failures import ENGINE_ERRORS, answering, why
 from studios.runtimes.docker.images import image_reference
 from studios.runtimes.swarm import launch, payload
 from studios.runtimes.swarm import logs as swarm_logs
@@ -274,6 +274,7 @@ class SwarmRuntime(Runtime):
             return None  # the manager is unreachable: nothing is known to have ended
         return await self._settle(handle, self._judge(handle, snapshot))
 
+    @answering("the swarm manager")
     async def stop(self, handle: Handle, grace_seconds: float) -> Exit:
         outcome = await self.poll(handle)
         if outcome is not None:
@@ -338,6 +339,7 @@ class SwarmRuntime(Runtime):
             return False
         return await self.poll(handle) is None
 
+    @answering("the swarm manager")
     async def cleanup(self, handle: Handle) -> None:
         deployment_id = int(handle["deployment_id"])
         await self._remove_deployment(deployment_id, lambda _line: None)
@@ -409,6 +411,7 @@ class SwarmRuntime(Runtime):
                     found.add(int(value))
         return sorted(found)
 
+    @answering("the swarm manager")
     async def remove_orphan(self, deployment_id: int) -> None:
         await self._remove_deployment(deployment_id, lambda _line: None)
         self.meter.forget(deployment_id)

@@ -11,6 +11,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from studios.runtimes.base import EngineUnreachable
 from studios.services import state
 from studios.store import deployments as dep_store
 
@@ -49,6 +50,7 @@ async def release(engine: Engine, deployment_id: int) -> None:
     except Exception as error:
         log.exception("releasing deployment %s failed; the reconcile tries again", deployment_id)
         with contextlib.suppress(Exception):
-            kit.sink.report(deployment_id, f"stopping the workload failed ({error.__class__.__name__}: {error}); trying again shortly", "stderr")
+            said = str(error) if isinstance(error, EngineUnreachable) else f"{error.__class__.__name__}: {error}"
+            kit.sink.report(deployment_id, f"stopping the workload failed ({said}); trying again shortly", "stderr")
     finally:
         engine.usage.remove(deployment_id)
