@@ -1,5 +1,5 @@
 """The reconcile after a service restart, when a runtime cannot tell whether a workload lives
-(its engine does not answer: `adopt` raises). That deployment is left as it is, running, and
+(its engine does not answer: `adopt` raises `EngineUnreachable`). That deployment is left as it is, running, and
 asked about again at the next round; the other deployments are adopted meanwhile. Before, the
 error stopped the whole round, and a runtime that answered False for "cannot tell" ended a
 deployment that ran on (`tests/swarm/test_gone_manager.py` has the swarm runtime's side).
@@ -14,9 +14,9 @@ import contextlib
 from typing import Any
 
 import pytest
-import requests
 
 from conftest import Api, TestUser, wait_until
+from studios.runtimes.base import EngineUnreachable
 from studios.services.engine.reconcile import reconcile
 
 
@@ -54,7 +54,7 @@ def test_a_deployment_whose_engine_does_not_answer_is_kept_and_asked_about_again
 
     async def engine_gone_for_one(handle: dict[str, Any]) -> bool:
         if int(handle["deployment_id"]) == unsure:
-            raise requests.exceptions.ConnectionError("('Connection aborted.', ConnectionRefusedError(111, 'Connection refused'))")
+            raise EngineUnreachable("the fake engine does not answer: connection refused")
         return bool(await adopt(handle))
 
     runtime.adopt = engine_gone_for_one
@@ -62,14 +62,16 @@ def test_a_deployment_whose_engine_does_not_answer_is_kept_and_asked_about_again
         api.portal.call(reconcile, engine)  # before: the error ended the round here
     finally:
         runtime.adopt = adopt
-    assert sure in engine.lives and "adopted after a service restart" in system_lines(me, paths[1])
+    assert sure in engine.lives
+    wait_until(lambda: "adopted after a service restart" in system_lines(me, paths[1]), 10, "the adoption said in its log")  # the log writer stores it
     assert unsure not in engine.lives  # not followed, and not ended either
     dep = me.get(paths[0]).json()
     assert (dep["state"], dep["stateMessage"]) == ("running", "running")
     assert "adopted after a service restart" not in system_lines(me, paths[0])
 
     api.portal.call(reconcile, engine)  # the engine answers again
-    assert unsure in engine.lives and "adopted after a service restart" in system_lines(me, paths[0])
+    assert unsure in engine.lives
+    wait_until(lambda: "adopted after a service restart" in system_lines(me, paths[0]), 10, "the adoption said in its log")
     assert me.get(paths[0]).json()["state"] == "running"
     for path in paths:
         assert me.delete(path).status_code == 204

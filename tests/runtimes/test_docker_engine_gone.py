@@ -56,7 +56,7 @@ async def test_an_engine_gone_mid_start_ends_the_deploy_with_the_reason(tmp_path
             with pytest.raises(LaunchError, match=r"^the container engine is unavailable: nothing listens at its socket \(no such file\)$"):
                 await rt.start(spec, lambda _line: None)
             handle = {"container_id": "f" * 64, "memory_mb": 64, "cgroup": {"paths": layout.paths(5), "leaf": ""}, "state_file": None}
-            for attempt in (rt.stop(handle, 1), rt.cleanup(handle), rt.remove_orphan(5)):  # not done: said, for the release to retry
+            for attempt in (rt.adopt(handle), rt.stop(handle, 1), rt.cleanup(handle), rt.remove_orphan(5)):  # not known, not done: said
                 with pytest.raises(EngineUnreachable, match=r"^the container engine does not answer: nothing listens at its socket \(no such file\)$"):
                     await attempt
             assert not any(Path(p).exists() for p in layout.paths(5).values())

@@ -457,6 +457,7 @@ class DockerRuntime(Runtime):
         async for item in docker_logs.follow(client.api, handle["container_id"], cursor):
             yield item
 
+    @answering("the container engine")
     async def adopt(self, handle: Handle) -> bool:
         attrs = await self._inspect(handle.get("container_id") or handle.get("container_name", ""))
         if attrs is None or attrs.get("Id") != handle.get("container_id"):

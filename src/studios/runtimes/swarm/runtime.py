@@ -325,9 +325,11 @@ class SwarmRuntime(Runtime):
         async for item in swarm_logs.follow(self.api, self.board, handle["service_id"], cursor, ended):
             yield item
 
+    @answering("the swarm manager")
     async def adopt(self, handle: Handle) -> bool:
-        # A manager that cannot be reached raises: whether the service lives is not known, and
-        # the reconcile asks again (False would end a deployment that may well run on).
+        # A manager that cannot be reached raises (EngineUnreachable): whether the service lives
+        # is not known, and the reconcile asks again (False would end a deployment that may well
+        # run on).
         try:
             service = await self._call("inspect_service", handle.get("service_id") or handle.get("service_name", ""))
         except docker.errors.NotFound:

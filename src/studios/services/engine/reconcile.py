@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from studios.db.models import Deployment
 from studios.lifecycle import ACTIVE
+from studios.runtimes.base import EngineUnreachable
 from studios.services import state
 
 if TYPE_CHECKING:
@@ -65,8 +66,11 @@ async def reconcile(engine: Engine) -> None:
             continue
         try:
             alive = await runtime.adopt(dep.handle)
-        except Exception as error:  # not known (its engine does not answer): asked again next round
-            log.warning("deployment %s: whether its workload lives could not be told (%s: %s); trying again at the next reconcile", dep.id, type(error).__name__, error)
+        except EngineUnreachable as error:  # not known: asked again next round
+            log.warning("deployment %s: whether its workload lives could not be told (%s); trying again at the next reconcile", dep.id, error)
+            continue
+        except Exception:  # not known either; the others are still adopted
+            log.exception("deployment %s: adopting it failed; trying again at the next reconcile", dep.id)
             continue
         if alive:
             kit.sink.report(dep.id, "adopted after a service restart")
