@@ -106,6 +106,9 @@ def test_deploy_through_one_open_through_the_other_then_the_engine_moves(pair: t
     link = api[engine_server].get(path).json()["displayUrl"]
     through_other = str(httpx.URL(link).copy_with(port=other.proxy_port))
     assert open_link(through_other).text == "counting"
+    # Spent on every server: the same link through the first server's proxy opens nothing.
+    replayed = open_link(str(httpx.URL(link).copy_with(port=engine_server.proxy_port)))
+    assert replayed.status_code == 403 and "already used" in replayed.text, replayed.text
 
     def counted() -> list[int]:
         lines = api[other].get(f"{path}/logs", params={"limit": 100000}).json()

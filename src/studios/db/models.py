@@ -219,3 +219,15 @@ class DeploymentLog(Base):
     message: Mapped[str] = mapped_column(Text)
 
     __table_args__ = (Index("ix_deployment_logs_deployment_time", "deployment_id", "created_at", "id"),)
+
+
+class SpentDisplayToken(Base):
+    """A displayUrl token that was exchanged for a viewer cookie, by any server's proxy, kept
+    until it would have expired anyway (unix seconds), so a link opens a studio once however
+    many servers share the database (`studios.store.display_tokens`). `key` is the SHA-256 of
+    what was signed and when, never the token itself."""
+
+    __tablename__ = "spent_display_tokens"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)

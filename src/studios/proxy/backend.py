@@ -10,10 +10,13 @@ case (a few microseconds) and must never block the event loop.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 RUNNING = "running"
+SPENT_LIMIT = 200_000
+"""Exchanged tokens `MemoryBackend` remembers at most (past it, the oldest are forgotten)."""
 STARTING_STATES = frozenset({"pending", "sleeping"})
 """States for which the proxy shows the "starting" page (which polls until `running`)."""
 
@@ -69,6 +72,14 @@ class ProxyBackend(Protocol):
         the starting page follows progress through `target`."""
         ...
 
+    async def spend(self, key: str, expires_at: float) -> bool:
+        """A displayUrl token was exchanged for a cookie: record its `key`
+        (`DisplayLinks.spent_key`) until `expires_at` (unix seconds) and return True, or
+        return False if it already was, so each link opens a studio once. Every proxy that
+        shares this backend's record must see it (the service's: every server of one
+        database)."""
+        ...
+
 
 class MemoryBackend:
     """A `ProxyBackend` held in dicts, for tests, benchmarks and the standalone demo."""
@@ -78,6 +89,8 @@ class MemoryBackend:
         self.viewers: dict[int, set[int]] = {}
         self.touches: dict[int, int] = {}
         self.wakes: list[int] = []
+        self.spent: dict[str, float] = {}
+        """Keys of exchanged tokens -> when they expire (this process only)."""
 
     def put(self, target: Target, viewers: Sequence[int] = ()) -> None:
         """Add or replace a deployment and (if given) grant these users access."""
@@ -107,3 +120,15 @@ class MemoryBackend:
             self.targets[deployment_id] = dataclasses.replace(
                 current, state="pending", state_message="Waking up", address=None
             )
+
+    async def spend(self, key: str, expires_at: float) -> bool:
+        now = time.time()
+        known = self.spent.get(key)
+        if known is not None and known > now:
+            return False
+        if len(self.spent) >= SPENT_LIMIT:
+            self.spent = {k: t for k, t in self.spent.items() if t > now}
+            if len(self.spent) >= SPENT_LIMIT:  # all still live: forget the oldest half
+                self.spent = dict(list(self.spent.items())[SPENT_LIMIT // 2:])
+        self.spent[key] = expires_at
+        return True

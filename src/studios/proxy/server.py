@@ -230,7 +230,8 @@ class ProxyServer:
         if not await self.backend.can_view(pair[1], deployment_id):
             viewer.respond(req, pages.forbidden("You do not have access to this studio."))
             return
-        if not self.links.spend_token(token):
+        spent = self.links.spent_key(token)
+        if spent is None or not await self.backend.spend(*spent):
             viewer.respond(req, pages.forbidden(
                 "This link was already used: each link opens a studio once."))
             return

@@ -4,7 +4,8 @@ A displayUrl token is an itsdangerous `URLSafeTimedSerializer` signature over
 `[deployment_id, user_id, nonce]` (salt `studios.display-token`), valid for `token_max_age` seconds
 and exchangeable once: the proxy's `/_studios/auth` endpoint trades it for a cookie signed the
 same way under another salt (`studios.display-cookie`), so a token is never accepted as a
-cookie or the other way round, and remembers it as spent until it expires (`spend_token`).
+cookie or the other way round. The backend remembers it as spent until it expires
+(`spent_key`, `ProxyBackend.spend`): with the database backend, on every server.
 Both are signed with the newest key and verified against all configured keys.
 
 This module owns the URL shapes (`d-<id>.<base domain>` or `<public url>/_d/<id>/`) and the
@@ -13,6 +14,7 @@ cookie attributes; it does no I/O and knows nothing of the backend.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import time
@@ -29,7 +31,8 @@ AUTH_PATH = "/_studios/auth"
 STATUS_PATH = "/_studios/status"
 
 _CACHE_LIMIT = 10_000
-_SPENT_LIMIT = 200_000
+_CLOCK_MARGIN = 300.0
+"""Seconds a spent token is remembered past its expiry: servers' clocks may differ by that much."""
 
 
 class DisplayLinks:
@@ -54,8 +57,6 @@ class DisplayLinks:
         # verified cookie value -> (deployment_id, user_id, expires_at); saves the HMAC and
         # JSON decoding on every request of a keep-alive session.
         self._cookie_cache: dict[str, tuple[int, int, float]] = {}
-        # (payload, signing time) of every token exchanged -> when it expires anyway.
-        self._spent: dict[str, float] = {}
 
     # -- URLs -----------------------------------------------------------------------------
     def host_for(self, deployment_id: int) -> str:
@@ -108,7 +109,7 @@ class DisplayLinks:
 
     def verify_token(self, token: str) -> tuple[int, int] | None:
         """(deployment id, user id) of a valid, unexpired token, else None. Says nothing of
-        whether it was spent: `spend_token` does."""
+        whether it was spent: `ProxyBackend.spend` does."""
         try:
             value = self._tokens.loads(token, max_age=self.config.token_max_age)
         except (BadSignature, ValueError, TypeError):
@@ -117,24 +118,17 @@ class DisplayLinks:
             value = value[:2]  # the nonce
         return _pair(value)
 
-    def spend_token(self, token: str, now: float | None = None) -> bool:
-        """Mark a verified token as exchanged; False if it already was. Spent tokens are
-        remembered (in this process) until they would have expired anyway."""
-        now = time.time() if now is None else now
-        try:  # keyed by what was signed, not by the token's spelling
+    def spent_key(self, token: str) -> tuple[str, float] | None:
+        """What records `token` as exchanged (`ProxyBackend.spend`): the SHA-256 of what was
+        signed and when (so two spellings of one token are one key, and the record holds no
+        token), and the unix time after which no server accepts the token anyway (its lifetime
+        plus a margin for servers' clocks). None for a token that does not verify."""
+        try:
             value, signed_at = self._tokens.loads(token, max_age=self.config.token_max_age, return_timestamp=True)
         except (BadSignature, ValueError, TypeError):
-            return False
-        key = f"{value}@{signed_at.timestamp()}"
-        expires = self._spent.get(key)
-        if expires is not None and expires > now:
-            return False
-        if len(self._spent) >= _SPENT_LIMIT:
-            self._spent = {k: t for k, t in self._spent.items() if t > now}
-            if len(self._spent) >= _SPENT_LIMIT:  # all still live: forget the oldest half
-                self._spent = dict(list(self._spent.items())[_SPENT_LIMIT // 2:])
-        self._spent[key] = now + self.config.token_max_age
-        return True
+            return None
+        key = hashlib.sha256(f"{value}@{signed_at.timestamp()}".encode()).hexdigest()
+        return key, signed_at.timestamp() + self.config.token_max_age + _CLOCK_MARGIN
 
     # -- cookies --------------------------------------------------------------------------
     def make_cookie(self, deployment_id: int, user_id: int) -> str:

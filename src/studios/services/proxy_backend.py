@@ -3,7 +3,8 @@ where a deployment's app is and who may open it, answered from caches that event
 fresh (a `deployment` or `progress` event drops that deployment's target, a `shares` event
 every viewer decision, a `resync` everything), so a stop or a revoked share takes effect at
 the next request on every server. A cache miss reads the database in the database thread
-pool, never on the event loop."""
+pool, never on the event loop. Exchanged displayUrl tokens are recorded in the database, so
+a link opens a studio once whichever server's proxy it reaches."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from studios.services.activity import Activity
 from studios.services.events import Bus, Event
 from studios.services.keys import Caller
 from studios.store import deployments as dep_store
+from studios.store import display_tokens
 from studios.store import users as user_store
 
 CACHE_SECONDS = 5.0
@@ -98,6 +100,10 @@ class DatabaseProxyBackend:
 
     async def wake(self, deployment_id: int) -> None:
         await self.db.write(lambda s: dep_service.wake(s, deployment_id))
+
+    async def spend(self, key: str, expires_at: float) -> bool:
+        now = time.time()
+        return await self.db.write(lambda s: display_tokens.spend(s, key, expires_at, now))
 
 
 def sleeps_at(activity: Activity, idle_sleep: float) -> Callable[..., float | None]:
