@@ -89,12 +89,15 @@ def test_a_rotation_keeps_keys_links_cookies_and_credentials_working(server: Stu
     first = wait_state(client, studio.id, client.studios.post_deployments(studio.id).deployment_id, "running")
     viewer = Viewer(first.display_url)
     assert viewer.sign_in() == 303 and viewer.page().text == "password=s3cret-pw"
+    # Two more links signed with the old key, not opened yet (a link opens once, restarts included).
+    unopened = [client.studios.get_deployments(studio.id, first.deployment_id).display_url for _ in range(2)]
 
     rotate(server, f"{NEW},{OLD}")  # a new key in front; the old one still verifies
     client = as_user(server, alice, monkeypatch)  # the old API key
     assert client.users.get_me().username == "alice"
     assert viewer.page().text == "password=s3cret-pw"  # the viewer cookie signed with the old key
-    assert Viewer(first.display_url).sign_in() == 303  # and the displayUrl signed with it
+    assert Viewer(first.display_url).sign_in() == 403  # spent before the restart: still spent
+    assert Viewer(unopened[0]).sign_in() == 303  # a displayUrl signed with the old key
     second = wait_state(client, studio.id, client.studios.post_deployments(studio.id).deployment_id, "running")
     fresh = Viewer(second.display_url)  # the credential sealed under the old key is opened for the app
     assert fresh.sign_in() == 303 and fresh.page().text == "password=s3cret-pw"
@@ -106,7 +109,7 @@ def test_a_rotation_keeps_keys_links_cookies_and_credentials_working(server: Stu
     assert status(server, alice) == 200  # re-hashed with the new key when used during the overlap
     assert status(server, bob) == 200
     assert status(server, idle) == 401  # never used during the overlap: still under the old key
-    assert Viewer(first.display_url).sign_in() == 403  # links signed with the dropped key end
+    assert Viewer(unopened[1]).sign_in() == 403  # links signed with the dropped key end
     client = as_user(server, alice, monkeypatch)
     third = wait_state(client, studio.id, client.studios.post_deployments(studio.id).deployment_id, "running")
     viewer = Viewer(third.display_url)
