@@ -74,6 +74,32 @@ from studios.settings import Settings
 from studios.store import users as user_store
 
 TEST_DATABASE_URL = os.environ.get("STUDIOS_TEST_DATABASE_URL") or None
+DATABASE_ONLY = os.environ.get("STUDIOS_TEST_DATABASE_ONLY") == "1"
+"""Set by scripts/test for its second (PostgreSQL) run: run only the tests whose outcome can
+depend on the database; the others ran in the first (SQLite) run, on the same code."""
+_DATABASE_NAMES = ("StudiosServer", "studios_server", "pg_database", "TEST_DATABASE_URL")
+
+
+def uses_database(item: pytest.Item) -> bool:
+    """True if the test reaches a database: through the fixtures (`database_url` and all
+    that build on it), or a module that starts real servers or its own PostgreSQL database,
+    unless it is marked `database_neutral`."""
+    if item.get_closest_marker("database_neutral") is not None:
+        return False
+    if "_database_template" in getattr(item, "fixturenames", ()):
+        return True
+    module = getattr(item, "module", None)
+    return module is not None and any(name in vars(module) for name in _DATABASE_NAMES)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not DATABASE_ONLY:
+        return
+    kept = [item for item in items if uses_database(item)]
+    dropped = [item for item in items if not uses_database(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 TEST_SECRET = "test-secret-key-not-for-production"
 
 

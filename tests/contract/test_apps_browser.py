@@ -33,6 +33,9 @@ APPS = Path(__file__).parent / "apps"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(NO_CHROMIUM, reason="Debian chromium is not installed (apt-get install -y chromium)"),
+    # What these check (the apps' recipes, the proxy's bytes) is the same on either database;
+    # the service's path from deploy to running on PostgreSQL has its own tests.
+    pytest.mark.database_neutral,
 ]
 
 
