@@ -20,6 +20,9 @@ import pytest
 
 from .server import BIN, REPO, StudiosServer, studios_server
 
+# The quick start runs the service on SQLite, its default: the PostgreSQL run has nothing to add.
+pytestmark = pytest.mark.database_neutral
+
 README = REPO / "README.md"
 GIT_STUDIO_LINE = re.compile(r'`(studio = client\.studios\.post\(name="hello from git".*?)`\.?$', re.M)
 
