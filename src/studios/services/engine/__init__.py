@@ -126,8 +126,7 @@ class Engine:
                 if launched is None:
                     self.release_soon(deployment_id)
                     return
-                runtime, handle, began, knocking = launched
-                running = False
+                runtime, handle, began, knocking, running = launched
             else:
                 runtime, handle, running = adopted
                 began, knocking = time.monotonic(), None

@@ -65,6 +65,12 @@ async def knock(kit: Kit, address: tuple[str, int], began: float) -> float:
             delay = min(delay * 2, 0.1)
 
 
+def ready_after(answered: float, began: float, address: tuple[str, int] | None) -> str:
+    """The system line of a deployment whose app answered: how long after its start began."""
+    port = address[1] if address else "?"
+    return f"ready after {(answered - began) * 1000:.0f} ms: the app answers on port {port}"
+
+
 async def _next(stream: AsyncIterator[Status]) -> Status | None:
     try:
         return await anext(stream)
@@ -106,12 +112,9 @@ async def follow(kit: Kit, deployment_id: int, runtime: Runtime, handle: Handle,
                 await move("terminated", f"the app did not answer HTTP{where} within {timeout:g} s (STUDIOS_START_TIMEOUT_SECONDS)")
                 return
             if probe is not None and probe in done:
-                answered = probe.result()
+                line = ready_after(probe.result(), began, runtime.address(handle))
                 probe = None
-                address = runtime.address(handle)
-                ms = (answered - began) * 1000
-                port = address[1] if address else "?"
-                if not await move("running", "running", log_line=f"ready after {ms:.0f} ms: the app answers on port {port}", ready_at=utcnow(), last_activity_at=utcnow()):
+                if not await move("running", "running", log_line=line, ready_at=utcnow(), last_activity_at=utcnow()):
                     return
                 ready, deadline = True, None
             if nxt not in done:

@@ -6,16 +6,29 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import NamedTuple
 
 from sqlalchemy.orm import Session
 
 from studios.db.models import Deployment, utcnow
 from studios.runtimes.base import Handle, LaunchError, LaunchSpec, Runtime, Source
 from studios.services import keys, state
-from studios.services.engine.follow import knock
+from studios.services.engine.follow import knock, ready_after
 from studios.services.engine.kit import Kit
 from studios.services.launch_env import LaunchRefused, git_login, param_env
 from studios.store import deployments as dep_store
+
+
+class Launched(NamedTuple):
+    """A started workload: its runtime and handle, the monotonic time its start began, the knock
+    on its address still under way (None when it already answered, or it has no address yet),
+    and whether the deployment is `running` already."""
+
+    runtime: Runtime
+    handle: Handle
+    began: float
+    knocking: asyncio.Task[float] | None
+    running: bool
 
 
 def _spec(kit: Kit, session: Session, dep: Deployment) -> LaunchSpec:
@@ -70,11 +83,26 @@ def _prepare(kit: Kit, session: Session, deployment_id: int) -> tuple[Deployment
     return dep, spec, where
 
 
-async def launch(kit: Kit, deployment_id: int) -> tuple[Runtime, Handle, float, asyncio.Task[float] | None] | None:
-    """Start the deployment's workload: (runtime, handle, monotonic time the start began, a
-    `knock` on the app's address already under way, if the runtime knows it), or None when
-    there is nothing to follow (claimed elsewhere, refused, failed to start: the deployment
-    then says why)."""
+READY_AT_ONCE_WINDOW = 0.005
+"""How long the launch waits for the first knock before storing the handle: an app that already
+answers then goes `running` in the same transaction (one write fewer on the way to `running`;
+a Docker container is often up by the time the engine says it started)."""
+
+
+def _store_handle(session: Session, deployment_id: int, handle: Handle, ready_line: str | None) -> bool:
+    """Store the handle and, when the app already answers (`ready_line`), move the deployment to
+    `running`; whether it moved. Stored whatever the deployment's state is now: if it was
+    stopped meanwhile, its release needs the handle to stop what was just started."""
+    dep_store.set_fields(session, deployment_id, handle=handle, started_at=utcnow())
+    if ready_line is None:
+        return False
+    now = utcnow()
+    return state.transition(session, deployment_id, "running", "running", log_line=ready_line, ready_at=now, last_activity_at=now) is not None
+
+
+async def launch(kit: Kit, deployment_id: int) -> Launched | None:
+    """Start the deployment's workload and store its handle; None when there is nothing to
+    follow (claimed elsewhere, refused, failed to start: the deployment then says why)."""
     prepared = await kit.db.write(lambda s: _prepare(kit, s, deployment_id))
     if prepared is None or prepared[1] is None:
         return None
@@ -89,16 +117,21 @@ async def launch(kit: Kit, deployment_id: int) -> tuple[Runtime, Handle, float, 
         message = str(error)
         await kit.db.write(lambda s: state.transition(s, deployment_id, "terminated", message))
         return None
-    # Knock on the app while its handle is being stored (an app ready in a few ms is seen then).
+    # Knock on the app at once: one that already answers goes `running` with its handle stored;
+    # otherwise the knocking goes on while the handle is stored (and follow() awaits it).
     address = runtime.address(handle)
     knocking = asyncio.ensure_future(knock(kit, address, began)) if address is not None else None
-    # Stored whatever the deployment's state is now: if it was stopped meanwhile, its release
-    # needs the handle to stop what was just started.
     try:
-        await kit.db.write(lambda s: dep_store.set_fields(s, deployment_id, handle=handle, started_at=utcnow()))
+        ready_line = None
+        if knocking is not None:
+            await asyncio.wait({knocking}, timeout=READY_AT_ONCE_WINDOW)
+            if knocking.done():
+                ready_line = ready_after(knocking.result(), began, address)
+                knocking = None
+        running = await kit.db.write(lambda s: _store_handle(s, deployment_id, handle, ready_line))
     except BaseException:
         if knocking is not None:
             knocking.cancel()
         raise
     kit.sink.follow(deployment_id, runtime, handle, None, dep.log_seq)
-    return runtime, handle, began, knocking
+    return Launched(runtime, handle, began, knocking, running)
