@@ -3,6 +3,8 @@ PostgreSQL by URL, and `upgrade()` which runs the Alembic migrations. Owns no qu
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -28,7 +30,7 @@ def make_engine(url: str, lock_timeout: float = 10.0, pool_size: int = 16, sqlit
         @event.listens_for(engine, "connect")
         def _tune(dbapi_conn, _record) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            _wal(cur, lock_timeout)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA busy_timeout={ms}")
@@ -50,6 +52,24 @@ def make_engine(url: str, lock_timeout: float = 10.0, pool_size: int = 16, sqlit
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args={"options": f"-c lock_timeout={ms} -c idle_in_transaction_session_timeout=60000"})
+
+
+def _wal(cur: sqlite3.Cursor, lock_timeout: float) -> None:
+    """Put the database in WAL mode (a no-op once it is). When several connections open a file
+    at once whose wal-index must first be rebuilt (a copied or restored database, the first
+    open after a crash), SQLite answers some of them "database is locked" at once, without its
+    busy wait: those try again, within the lock timeout."""
+    deadline = time.monotonic() + lock_timeout
+    attempt = 0
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            attempt += 1
+            time.sleep(min(0.002 * attempt, 0.05))
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
