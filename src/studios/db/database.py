@@ -5,8 +5,9 @@ proxy and the engine never waits on the database.
 - `await db.read(fn)` runs `fn(session)` in the pool on a read session (no commit).
 - `await db.write(fn)` runs `fn(session)` on a write session and commits: on SQLite the
   transaction starts with BEGIN IMMEDIATE (it holds the write lock from its first statement,
-  so a read-then-write can't fail on a lock upgrade); on PostgreSQL writers lock rows with
-  SELECT ... FOR UPDATE where they race. Lock waits are bounded by the engine's lock timeout.
+  so a read-then-write can't fail on a lock upgrade), and this process's writers take turns on
+  a lock first (`_write_turn`); on PostgreSQL writers lock rows with SELECT ... FOR UPDATE
+  where they race. Lock waits are bounded by the engine's lock timeout.
 - `await db.fast_read(fn)` runs `fn(connection)` in the readers' own threads, on that
   thread's autocommit Core connection (the API's hot GETs: no pool checkout, no transaction to
   open or close, and never queued behind a write). Calls reach those threads, and their results
@@ -63,6 +64,7 @@ class Database:
         self._local = threading.local()
         self._connections: list[Connection] = []
         self._lock = threading.Lock()
+        self._turns: threading.RLock | None = threading.RLock() if self.dialect == "sqlite" else None
         if self.dialect == "postgresql":
             event.listen(self._writes, "before_commit", self._notify)
         else:
@@ -108,13 +110,31 @@ class Database:
     @contextlib.contextmanager
     def writing(self) -> Iterator[Session]:
         """A write transaction, committed when the block ends without an exception."""
-        with self._writes() as session:
+        with self._write_turn(), self._writes() as session:
             try:
                 yield session
                 session.commit()
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextlib.contextmanager
+    def _write_turn(self) -> Iterator[None]:
+        """On SQLite, this process's writers take turns on a lock before BEGIN IMMEDIATE.
+        SQLite's own busy wait sleeps 1, 2, 5, 10, 15... ms between tries, so a writer that
+        arrives during another's 1 ms transaction used to wait 10 ms and more (the state writer
+        behind a batch of log lines); on the lock it goes on the moment the other commits.
+        Bounded by the lock timeout, after which SQLite's own wait (and its error) take over;
+        other processes on the same file (the CLI, `--workers`) still meet SQLite's wait."""
+        if self._turns is None:
+            yield
+            return
+        took = self._turns.acquire(timeout=self.lock_timeout)
+        try:
+            yield
+        finally:
+            if took:
+                self._turns.release()
 
     def connection(self) -> Connection:
         """This thread's autocommit Core connection (made on first use, remade if broken)."""
