@@ -10,10 +10,14 @@ Each round measures, in alternating order:
   by hand     `subprocess.Popen(["/bin/sh", "-c", "exec <app>"])` with PORT set -> the first
               HTTP 200 on that port (probed every 1 ms with a raw HTTP/1.0 GET);
   via the API `POST /studios/{id}/deployments` on a running `studios serve` (STUDIOS_RUNTIME=process,
-              the same command mapped with STUDIOS_IMAGE_COMMANDS) -> `state == "running"` seen by
-              polling `GET /studios/{id}/deployments/{did}` every 2 ms over one keep-alive httpx
-              connection -> the first HTTP 200 of the app through its displayUrl (the in-process
-              proxy: token exchange, then `GET /` with the viewer cookie), as a browser opens it.
+              the same command mapped with STUDIOS_IMAGE_COMMANDS) -> `state == "running"` seen on
+              the deployment's event stream (`--watch poll`: by polling `GET .../deployments/{did}`
+              every 2 ms over one keep-alive httpx connection) -> the first HTTP 200 of the app
+              through its displayUrl (the in-process proxy: token exchange, then `GET /` with the
+              viewer cookie), as a browser opens it.
+
+The stream is the default because polling every 2 ms is not free on two cores: it keeps the
+server and this script busy while the app starts, and slows what it measures (bench/README.md).
 
 It prints the medians and the difference against the goal of
 `bench/performance-goals.md`: deploy -> running at most 30 ms more than spawn -> 200.
@@ -102,8 +106,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds; medians reported (default 10)")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured rounds first (default 1)")
     parser.add_argument("--app", choices=("python", "busybox"), default="python", help="the tiny app: a raw-socket Python server (default) or busybox httpd")
-    parser.add_argument("--watch", choices=("poll", "stream"), default="poll",
-                        help="how `running` is seen: GET every 2 ms (default), or the deployment's event stream, which loads the server nothing meanwhile")
+    parser.add_argument("--watch", choices=("poll", "stream"), default="stream",
+                        help="how `running` is seen: the deployment's event stream, which loads the server nothing meanwhile (default), or GET every 2 ms")
     parser.add_argument("--favordynmods", action="store_true",
                         help="measure with a cgroup hierarchy mounted with favordynmods for the run (root; docs/runtimes/process.md): no RCU wait when an app joins its cgroup")
     parser.add_argument("--timeout", type=float, default=30, help="seconds allowed per measurement (default 30)")
