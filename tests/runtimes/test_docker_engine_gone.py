@@ -11,6 +11,7 @@ swn2's of the one-machine swarm used as a plain Docker engine (under the swarm's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import subprocess
 import uuid
@@ -22,7 +23,7 @@ from gone_engine import engine_that_goes_away
 from studios.runtimes.base import EngineUnreachable, LaunchError, LaunchSpec, RuntimeEnv
 from studios.runtimes.docker import DockerRuntime
 from studios.runtimes.docker import logs as docker_logs
-from studios.runtimes.docker.runtime import DockerSettings
+from studios.runtimes.docker.runtime import ENGINE_BACK, ENGINE_GONE, DockerSettings
 from swarm import lab
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,13 +86,55 @@ async def test_an_engine_that_restarts_ends_nothing_and_is_asked_again(tmp_path:
             await asyncio.sleep(0.3)
             assert not following.done()  # it runs, and the engine says so
             engine.go_away()
-            await asyncio.sleep(1.5)  # the events stream breaks and every watcher looks again
-            assert not following.done(), following.result()  # not "ended": not known
+            async with asyncio.timeout(15):  # the events stream breaks and every watcher looks again
+                said = await following
+            # Not "ended": not known. The deployment's log says why nothing is known, once.
+            assert said.running and said.exit is None, said
+            assert said.log == f"{ENGINE_GONE}: nothing listens at its socket (no such file); whether the app still runs is not known until it answers again"
+            following = asyncio.ensure_future(anext(watch))
+            await asyncio.sleep(1.5)  # asked again meanwhile (every 0.5 s, then less often)
+            assert not following.done(), following.result()
             engine.answers[f"/containers/{cid}/json"] = {"Id": cid, "State": {"Status": "exited", "Running": False, "ExitCode": 3}}
             engine.come_back()
             async with asyncio.timeout(15):
-                status = await following
+                back = await following
+                status = await anext(watch)
+            assert back.log == f"{ENGINE_BACK}: the container ended meanwhile" and back.exit is None, back
             assert status.exit is not None and status.message == "exited with code 3"
+        finally:
+            await watch.aclose()
+            await rt.close()
+
+
+@pytest.mark.anyio
+async def test_a_container_that_lives_through_its_engine_restart_is_said_to(tmp_path: Path) -> None:
+    """With live-restore the container lives on while its engine restarts: the log says the
+    engine answers again and the container lived on, and the watch goes on."""
+
+    cid = "f" * 64
+    with engine_that_goes_away(tmp_path) as engine:
+        engine.answers[f"/containers/{cid}/json"] = {"Id": cid, "State": {"Status": "running", "Running": True}}
+        rt = DockerRuntime(DockerSettings(url=engine.url), RuntimeEnv(tmp_path / "docker-runtime", "lives", "http://localhost:8000"))
+        cgroup = {"memory": str(tmp_path / "memory"), "cpu": str(tmp_path / "cpu")}
+        handle = {"container_id": cid, "host": "127.0.0.1", "port": 1, "memory_mb": 64,
+                  "cgroup": {"paths": cgroup, "leaf": str(tmp_path / "cpu" / cid)}, "state_file": str(tmp_path / "state.json")}  # fmt: skip
+        watch = rt.watch(handle)
+        try:
+            assert (await anext(watch)).running
+            engine.go_away()
+            async with asyncio.timeout(15):
+                said = await anext(watch)
+            assert said.log is not None and said.log.startswith(f"{ENGINE_GONE}: "), said
+            engine.come_back()
+            async with asyncio.timeout(15):
+                back = await anext(watch)
+            assert back.running and back.exit is None and back.log == f"{ENGINE_BACK}: the container lived on", back
+            following = asyncio.ensure_future(anext(watch))
+            await asyncio.sleep(0.5)
+            assert not following.done(), following.result()  # it runs on, followed
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
         finally:
             await watch.aclose()
             await rt.close()
@@ -171,13 +214,19 @@ async def test_a_real_engine_killed_and_started_again_under_a_followed_container
             while len(ticks) < 5:
                 await asyncio.sleep(0.05)
         await asyncio.to_thread(subprocess.run, node, check=True, capture_output=True, timeout=60)
-        await asyncio.sleep(3 * docker_logs.REOPEN_SECONDS)  # the streams break; both look, and find no engine
+        async with asyncio.timeout(30):  # the streams break; both look, and find no engine
+            said = await ending
+        assert said.exit is None and said.log is not None and said.log.startswith(f"{ENGINE_GONE}: "), said
+        ending = asyncio.ensure_future(anext(watch))
+        await asyncio.sleep(3 * docker_logs.REOPEN_SECONDS)
         assert not ending.done(), ending.result()
         assert not reading.done(), reading.exception()
         await asyncio.to_thread(subprocess.run, [str(REPO / "scripts" / "swarm" / "node-up"), "2"], check=True, capture_output=True, timeout=120)
         async with asyncio.timeout(90):
-            status = await ending
-        assert status.exit is not None, status
+            statuses = [await ending]
+            while statuses[-1].exit is None:
+                statuses.append(await anext(watch))
+        assert statuses[0].log is not None and statuses[0].log.startswith(f"{ENGINE_BACK}: "), statuses
         async with asyncio.timeout(90):
             await reading
         numbers = [int(message.split()[1]) for message in ticks if message.startswith("tick ")]

@@ -58,6 +58,8 @@ LABEL_INSTANCE = "studios.instance"
 LABEL_DEPLOYMENT = "studios.deployment_id"
 LABEL_STUDIO = "studios.studio_id"
 _ALIVE = {"running", "paused", "restarting"}
+ENGINE_GONE = "the container engine does not answer"
+ENGINE_BACK = "the container engine answers again"
 
 
 def docker_available(base_url: str | None = None, timeout: float = 3.0) -> str | None:
@@ -422,7 +424,8 @@ class DockerRuntime(Runtime):
     async def watch(self, handle: Handle) -> AsyncIterator[Status]:
         """Waits on the engine's events stream (one per runtime) for the container's end. An
         engine that does not answer (it restarts) ends nothing: it is asked again until it
-        answers, and then says whether the container lived through it."""
+        answers, and then says whether the container lived through it. The deployment's log
+        says when the engine stopped answering and when it answered again."""
         yield Status("running", running=True)
         unanswered = 0
         while True:
@@ -433,9 +436,13 @@ class DockerRuntime(Runtime):
                 unanswered += 1
                 if unanswered == 1:
                     log.warning("container %s: the engine does not answer (%s); asking again until it does", handle["container_id"][:12], error)
+                    yield Status("running", running=True, log=f"{ENGINE_GONE}: {why(error)}; whether the app still runs is not known until it answers again")
                 await asyncio.sleep(min(0.5 * unanswered, 5.0))
                 continue
-            unanswered = 0
+            if unanswered:
+                unanswered = 0
+                lived = "the container lived on" if ended is None else "the container ended meanwhile"
+                yield Status("running", running=True, log=f"{ENGINE_BACK}: {lived}")
             if ended is not None:
                 yield Status(ended.message, running=False, exit=ended)
                 return
