@@ -18,49 +18,25 @@ from fastapi import FastAPI
 from studios import metrics as service_metrics
 from studios.api import credentials, deployments, discovery, errors, metrics, platform, ratelimit, shares, streams, studios, users
 from studios.api.paths import NormalizePath
-from studios.context import Context
-from studios.db.database import Database
-from studios.db.engine import upgrade
+from studios.context import Context, build_context, proxy_config
 from studios.metrics.http import RequestTimer
-from studios.partitions import Partitions
-from studios.proxy import DisplayLinks, ProxyConfig, ProxyServer
+from studios.proxy import ProxyServer
 from studios.runtimes import registry
 from studios.runtimes.base import Runtime, RuntimeEnv, RuntimeSettings
 from studios.services.activity import Activity
 from studios.services.engine import Engine, EngineSettings, Kit
-from studios.services.events import Bus, Event
-from studios.services.keys import KeyHasher, flush_seen
+from studios.services.events import Event
+from studios.services.keys import flush_seen
 from studios.services.lease import Lease
 from studios.services.log_sink import LogSink
 from studios.services.looplag import LoopLag
 from studios.services.proxy_backend import DatabaseProxyBackend, sleeps_at
 from studios.services.relay import PgRelay
-from studios.services.secrets import SecretBox
 from studios.settings import Settings
 from studios.ui import routes as ui
 
 log = logging.getLogger("studios")
 SEEN_FLUSH_SECONDS = 5.0
-
-
-def proxy_config(settings: Settings) -> ProxyConfig:
-    return ProxyConfig.from_settings(settings)
-
-
-def build_context(settings: Settings, *, migrate: bool = True) -> Context:
-    url = settings.effective_database_url
-    if migrate:
-        upgrade(url)
-    bus = Bus()
-    return Context(
-        settings=settings,
-        db=Database(url, bus, threads=settings.db_threads, read_threads=settings.db_read_threads, lock_timeout=settings.db_lock_timeout_seconds, sqlite_memory_mb=settings.sqlite_memory_mb),
-        bus=bus,
-        partitions=Partitions.load(settings.partitions_file),
-        hasher=KeyHasher(settings.secret_keys),
-        box=SecretBox(settings.secret_keys),
-        links=DisplayLinks(proxy_config(settings)),
-    )
 
 
 def engine_holder() -> str:

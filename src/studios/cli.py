@@ -41,7 +41,7 @@ def show_key(key: str, endpoint: str) -> None:
 
 
 def _context():
-    from studios.app import build_context
+    from studios.context import build_context
 
     return build_context(Settings())
 

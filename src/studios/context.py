@@ -1,6 +1,8 @@
-"""The service's long-lived parts that the API routes use, built once by `studios.app` and
+"""The service's long-lived parts that the API routes use, built once (`build_context`) and
 shared by every request. Holds no request state. (The lifecycle engine, the proxy and the
-runtimes get only the parts they use, from `studios.app`.)"""
+runtimes get only the parts they use, from `studios.app`.) Built here rather than in
+`studios.app` so the admin commands (`studios users create`...) need not import the web app:
+about 1 s of a 3 s command on this machine."""
 
 from __future__ import annotations
 
@@ -9,7 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from studios.db.database import Database
+from studios.db.engine import upgrade
 from studios.partitions import Partitions
+from studios.proxy.config import ProxyConfig
+from studios.proxy.tokens import DisplayLinks
 from studios.runtimes.registry import Runtimes
 from studios.services.events import Bus
 from studios.services.keys import KeyHasher
@@ -38,3 +43,24 @@ class Context:
 
     def close(self) -> None:
         self.db.close()
+
+
+def proxy_config(settings: Settings) -> ProxyConfig:
+    return ProxyConfig.from_settings(settings)
+
+
+def build_context(settings: Settings, *, migrate: bool = True) -> Context:
+    """The context of one server (or command), migrating the database first unless told not to."""
+    url = settings.effective_database_url
+    if migrate:
+        upgrade(url)
+    bus = Bus()
+    return Context(
+        settings=settings,
+        db=Database(url, bus, threads=settings.db_threads, read_threads=settings.db_read_threads, lock_timeout=settings.db_lock_timeout_seconds, sqlite_memory_mb=settings.sqlite_memory_mb),
+        bus=bus,
+        partitions=Partitions.load(settings.partitions_file),
+        hasher=KeyHasher(settings.secret_keys),
+        box=SecretBox(settings.secret_keys),
+        links=DisplayLinks(proxy_config(settings)),
+    )
