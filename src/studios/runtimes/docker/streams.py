@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -64,7 +64,7 @@ class _Source(Generic[T]):
                 pass
 
 
-async def read_in_threads(openers: Sequence[Opener[T]], name: str = "stream") -> AsyncIterator[list[T]]:
+async def read_in_threads(openers: Sequence[Opener[T]], name: str = "stream") -> AsyncGenerator[list[T], None]:
     """Read every stream in its own thread; yield batches of items until all have ended.
 
     An exception raised by an opener or while reading is re-raised here once that stream has
