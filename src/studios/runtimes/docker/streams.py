@@ -68,13 +68,24 @@ async def read_in_threads(openers: Sequence[Opener[T]], name: str = "stream") ->
     """Read every stream in its own thread; yield batches of items until all have ended.
 
     An exception raised by an opener or while reading is re-raised here once that stream has
-    ended (the other streams are closed by the `finally`)."""
+    ended (the other streams are closed by the `finally`). The threads hand items over through
+    one list, and wake the event loop only when it has taken everything before: a chatty
+    container's log costs one loop callback per batch, not one per line."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[object] = asyncio.Queue()
+    arrived = asyncio.Event()
+    lock = threading.Lock()
+    pending: list[object] = []
+    waking = False
 
     def post(item: object) -> None:
+        nonlocal waking
+        with lock:
+            pending.append(item)
+            if waking:
+                return
+            waking = True
         try:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            loop.call_soon_threadsafe(arrived.set)
         except RuntimeError:  # the loop has closed: nobody is listening any more
             pass
 
@@ -84,9 +95,11 @@ async def read_in_threads(openers: Sequence[Opener[T]], name: str = "stream") ->
     running = len(sources)
     try:
         while running:
-            items = [await queue.get()]
-            while not queue.empty():
-                items.append(queue.get_nowait())
+            await arrived.wait()
+            arrived.clear()
+            with lock:
+                items, pending[:] = pending[:], []
+                waking = False
             batch: list[T] = []
             for item in items:
                 if isinstance(item, _Done):
