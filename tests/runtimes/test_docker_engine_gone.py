@@ -16,6 +16,7 @@ import struct
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,6 +66,16 @@ async def test_an_engine_gone_mid_start_ends_the_deploy_with_the_reason(tmp_path
             await rt.close()
 
 
+def running_container(engine: Any, tmp_path: Path, cid: str) -> tuple[DockerRuntime, dict[str, Any]]:
+    """A runtime on the engine that goes away, and the handle of a container it says runs."""
+    engine.answers[f"/containers/{cid}/json"] = {"Id": cid, "State": {"Status": "running", "Running": True}}
+    rt = DockerRuntime(DockerSettings(url=engine.url), RuntimeEnv(tmp_path / "docker-runtime", "restarts", "http://localhost:8000"))
+    cgroup = {"memory": str(tmp_path / "memory"), "cpu": str(tmp_path / "cpu")}
+    handle = {"container_id": cid, "host": "127.0.0.1", "port": 1, "memory_mb": 64,
+              "cgroup": {"paths": cgroup, "leaf": str(tmp_path / "cpu" / cid)}, "state_file": str(tmp_path / "state.json")}  # fmt: skip
+    return rt, handle
+
+
 @pytest.mark.anyio
 async def test_an_engine_that_restarts_ends_nothing_and_is_asked_again(tmp_path: Path) -> None:
     """The engine stops answering while a container is followed (its daemon restarts): nothing
@@ -74,11 +85,7 @@ async def test_an_engine_that_restarts_ends_nothing_and_is_asked_again(tmp_path:
 
     cid = "d" * 64
     with engine_that_goes_away(tmp_path) as engine:
-        engine.answers[f"/containers/{cid}/json"] = {"Id": cid, "State": {"Status": "running", "Running": True}}
-        rt = DockerRuntime(DockerSettings(url=engine.url), RuntimeEnv(tmp_path / "docker-runtime", "restarts", "http://localhost:8000"))
-        cgroup = {"memory": str(tmp_path / "memory"), "cpu": str(tmp_path / "cpu")}
-        handle = {"container_id": cid, "host": "127.0.0.1", "port": 1, "memory_mb": 64,
-                  "cgroup": {"paths": cgroup, "leaf": str(tmp_path / "cpu" / cid)}, "state_file": str(tmp_path / "state.json")}  # fmt: skip
+        rt, handle = running_container(engine, tmp_path, cid)
         watch = rt.watch(handle)
         try:
             assert (await anext(watch)).running
@@ -113,11 +120,7 @@ async def test_a_container_that_lives_through_its_engine_restart_is_said_to(tmp_
 
     cid = "f" * 64
     with engine_that_goes_away(tmp_path) as engine:
-        engine.answers[f"/containers/{cid}/json"] = {"Id": cid, "State": {"Status": "running", "Running": True}}
-        rt = DockerRuntime(DockerSettings(url=engine.url), RuntimeEnv(tmp_path / "docker-runtime", "lives", "http://localhost:8000"))
-        cgroup = {"memory": str(tmp_path / "memory"), "cpu": str(tmp_path / "cpu")}
-        handle = {"container_id": cid, "host": "127.0.0.1", "port": 1, "memory_mb": 64,
-                  "cgroup": {"paths": cgroup, "leaf": str(tmp_path / "cpu" / cid)}, "state_file": str(tmp_path / "state.json")}  # fmt: skip
+        rt, handle = running_container(engine, tmp_path, cid)
         watch = rt.watch(handle)
         try:
             assert (await anext(watch)).running
