@@ -2,8 +2,9 @@
 
 Each stream is read by its own daemon thread, not by the default executor: a followed log can
 stay open for days, and a handful of them would otherwise starve every `asyncio.to_thread`
-call of the service. Items reach the event loop through `call_soon_threadsafe`; the consumer
-gets them in batches (everything that arrived since it last looked). Leaving the `async for`
+call of the service. Items reach the event loop through one shared list, the loop woken
+(`call_soon_threadsafe`) once per batch; the consumer gets them in batches (everything that
+arrived since it last looked). Leaving the `async for`
 closes the underlying HTTP responses so the threads end. Knows nothing of Docker itself.
 """
 
