@@ -149,13 +149,13 @@ async def follow(
         if went_quiet:
             # Opened again at once (an ended container's follow sends what is left and ends).
             quiet = min(quiet * 2, QUIET_MAX_SECONDS)
-        elif not await _runs_on(api, container_id):
-            return
+        else:
+            if not await _runs_on(api, container_id):
+                return
+            await asyncio.sleep(REOPEN_SECONDS)
         # Read on from the cursor (the lines of the last time seen are counted again).
         for stream in STREAMS:
             position[stream]["skip"] = position[stream]["n"]
-        if not went_quiet:
-            await asyncio.sleep(REOPEN_SECONDS)
 
 
 def _new_lines(batch: list[tuple[Stream, bytes]], position: LogCursor) -> list[LogLine]:
