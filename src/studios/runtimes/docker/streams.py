@@ -2,9 +2,8 @@
 
 Each stream is read by its own daemon thread, not by the default executor: a followed log can
 stay open for days, and a handful of them would otherwise starve every `asyncio.to_thread`
-call of the service. Items reach the event loop through one shared list, the loop woken
-(`call_soon_threadsafe`) once per batch; the consumer gets them in batches (everything that
-arrived since it last looked). Leaving the `async for`
+call of the service. Items reach the event loop through `call_soon_threadsafe`; the consumer
+gets them in batches (everything that arrived since it last looked). Leaving the `async for`
 closes the underlying HTTP responses so the threads end. Knows nothing of Docker itself.
 """
 
@@ -69,24 +68,13 @@ async def read_in_threads(openers: Sequence[Opener[T]], name: str = "stream") ->
     """Read every stream in its own thread; yield batches of items until all have ended.
 
     An exception raised by an opener or while reading is re-raised here once that stream has
-    ended (the other streams are closed by the `finally`). The threads hand items over through
-    one list, and wake the event loop only when it has taken everything before: a chatty
-    container's log costs one loop callback per batch, not one per line."""
+    ended (the other streams are closed by the `finally`)."""
     loop = asyncio.get_running_loop()
-    arrived = asyncio.Event()
-    lock = threading.Lock()
-    pending: list[object] = []
-    waking = False
+    queue: asyncio.Queue[object] = asyncio.Queue()
 
     def post(item: object) -> None:
-        nonlocal waking
-        with lock:
-            pending.append(item)
-            if waking:
-                return
-            waking = True
         try:
-            loop.call_soon_threadsafe(arrived.set)
+            loop.call_soon_threadsafe(queue.put_nowait, item)
         except RuntimeError:  # the loop has closed: nobody is listening any more
             pass
 
@@ -96,11 +84,9 @@ async def read_in_threads(openers: Sequence[Opener[T]], name: str = "stream") ->
     running = len(sources)
     try:
         while running:
-            await arrived.wait()
-            arrived.clear()
-            with lock:
-                items, pending[:] = pending[:], []
-                waking = False
+            items = [await queue.get()]
+            while not queue.empty():
+                items.append(queue.get_nowait())
             batch: list[T] = []
             for item in items:
                 if isinstance(item, _Done):
