@@ -18,6 +18,7 @@ from studios.proxy.tokens import DisplayLinks
 from studios.runtimes.registry import Runtimes
 from studios.services.events import Bus
 from studios.services.keys import KeyHasher
+from studios.services.read_cache import ReadCache
 from studios.services.secrets import SecretBox
 from studios.services.views import Links
 from studios.settings import Settings
@@ -38,6 +39,8 @@ class Context:
     """The runtimes (set when the service starts): the API asks only which one a partition uses."""
     studio_pages: StudioPages = dataclasses.field(default_factory=StudioPages)
     """The ordered ids behind `GET /studios`, kept while no studio changes."""
+    reads: ReadCache = dataclasses.field(default_factory=lambda: ReadCache(None))
+    """The API's hot reads, kept per caller while nothing they show changes (SQLite)."""
     sleeps_at: Callable[[Any], float | None] = lambda _dep: None
     """When a running deployment goes to sleep if it stays idle (unix time), or None."""
 
@@ -55,12 +58,14 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
     if migrate:
         upgrade(url)
     bus = Bus()
+    db = Database(url, bus, threads=settings.db_threads, read_threads=settings.db_read_threads, lock_timeout=settings.db_lock_timeout_seconds, sqlite_memory_mb=settings.sqlite_memory_mb)
     return Context(
         settings=settings,
-        db=Database(url, bus, threads=settings.db_threads, read_threads=settings.db_read_threads, lock_timeout=settings.db_lock_timeout_seconds, sqlite_memory_mb=settings.sqlite_memory_mb),
+        db=db,
         bus=bus,
         partitions=Partitions.load(settings.partitions_file),
         hasher=KeyHasher(settings.secret_keys),
         box=SecretBox(settings.secret_keys),
         links=DisplayLinks(proxy_config(settings)),
+        reads=ReadCache(db.views_probe.read if db.views_probe is not None else None),
     )

@@ -6,13 +6,15 @@ loop: `await call.run(body)` opens a session there (a write transaction for rout
 things: BEGIN IMMEDIATE on SQLite), authenticates the caller, runs `body()` with `call.session`
 and `call.caller` set, and commits before the response is built. `await call.fast(body)` is
 the hot GETs' variant: `body(connection)` on the pool thread's autocommit connection, with the
-caller known from the cache of verified keys when it can be (no session at all).
+caller known from the cache of verified keys when it can be (no session at all); and
+`await call.kept(key, body)` keeps what `body` read, per caller, while nothing a view shows
+changes, so a repeated GET needs no database thread at all (`studios.services.read_cache`).
 """
 
 from __future__ import annotations
 
 import json as stdlib_json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request, Response
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session
 from studios.api.session_cookie import authenticate_request
 from studios.context import Context
 from studios.services.keys import Caller, cached_caller, flush_seen
+from studios.services.read_cache import generation_in
 
 T = TypeVar("T")
 
@@ -81,6 +84,35 @@ class Call:
             return body(self.ctx.db.connection(), self._caller)
 
         return await self.ctx.db.run(call)
+
+    async def kept(self, key: Hashable, body: Callable[[Connection, Caller], T], rows: Callable[[T], int] = lambda _: 1) -> T:
+        """What `body(connection, caller)` read, as `fast` runs it, or what it read for this
+        caller and `key` before, while the views generation is the same (checked here on the
+        event loop). Only for reads of what a studio's view shows (`rows`: how many rows the
+        value holds, for the cache's budget). The value is shared: never change it."""
+        reads = self.ctx.reads
+        if not reads.enabled:
+            return await self.fast(body)
+
+        def read_at(conn: Connection, caller: Caller) -> tuple[int | None, T]:
+            generation = generation_in(conn)  # first: what follows is at least as new
+            return generation, body(conn, caller)
+
+        async def read() -> T:
+            generation, value = await self.fast(read_at)
+            if generation is not None:
+                reads.put((key, self.caller.id, self.caller.is_admin), generation, value, rows(value))
+            return value
+
+        known = cached_caller(self.ctx.hasher, self.header)
+        generation = reads.current() if known is not None else None
+        if known is None or generation is None:
+            return await read()
+        self._caller = known
+        hit = reads.get((key, known.id, known.is_admin), generation)
+        if hit is not None:
+            return cast("T", hit)
+        return await reads.once((key, known.id, known.is_admin), generation, read)
 
 
 async def _write_call(request: Request) -> Call:

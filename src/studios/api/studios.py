@@ -32,7 +32,8 @@ async def post_studio(call: CallDep, body: Annotated[StudioCreateRequest | None,
 
 @router.get("/studios/{id}", summary="Get a Studio", response_model=Studio)
 async def get_studio(call: ReadCallDep, id: StudioId) -> Response:
-    return json(await call.fast(lambda conn, caller: views.studio_for(conn, caller, id, call.ctx.links)))
+    row, level, latest = await call.kept(("studio", id), lambda conn, caller: views.studio_parts(conn, caller, id))
+    return json(views.studio(row, level, latest, call.caller, call.ctx.links))
 
 
 @router.put("/studios/{id}", summary="Replace all attributes of this Studio", response_model=Studio)
@@ -84,9 +85,9 @@ async def list_studios(
         raise Invalid("name: must not contain a NUL character")
     search = name.strip() if name else None
 
-    def body_(conn: Connection, caller: Caller) -> tuple[list[views.WireDict], int]:
-        page = studio_service.page(conn, call.ctx.studio_pages, caller, flag, authors, order, order_dir, limit, page_num, search)
-        return views.studios(conn, page.studios, caller, call.ctx.links), page.total
+    def body_(conn: Connection, caller: Caller) -> studio_service.Page:
+        return studio_service.page(conn, call.ctx.studio_pages, caller, flag, authors, order, order_dir, limit, page_num, search)
 
-    rows, total = await call.fast(body_)
-    return json(rows, headers=pagination_headers(page_num, limit, total))
+    key = ("studios", flag, tuple(authors or ()), order, order_dir, limit, page_num, search)
+    page = await call.kept(key, body_, rows=lambda page: len(page.studios) or 1)
+    return json(views.studios(page.studios, page.latest, call.caller, call.ctx.links), headers=pagination_headers(page_num, limit, page.total))

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from studios.db.engine import make_engine
 from studios.db.readers import Readers
 from studios.services.events import Bus, take
+from studios.store.views_generation import Probe
 
 T = TypeVar("T")
 NOTIFY = text("SELECT pg_notify('studios', :payload)")
@@ -57,6 +58,10 @@ class Database:
         self.engine = make_engine(url, lock_timeout, pool_size=threads + self.read_threads + 4, sqlite_memory_mb=sqlite_memory_mb)
         self.bus = bus
         self.lock_timeout = lock_timeout
+        path = make_url(url).database if self.dialect == "sqlite" else None
+        self.views_probe = Probe(path) if path and path != ":memory:" and not path.startswith("file:") else None
+        """Reads the views generation on the event loop (`studios.store.views_generation`);
+        None where there is none to read (PostgreSQL, an in-memory database)."""
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
         self._writes = sessionmaker(self.engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False)
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="studios-db")
@@ -171,6 +176,8 @@ class Database:
         return await self.readers.submit(lambda: fn(self.connection()))
 
     def close(self) -> None:
+        if self.views_probe is not None:
+            self.views_probe.close()
         self.readers.close()
         self.pool.shutdown(wait=True, cancel_futures=True)
         with self._lock:

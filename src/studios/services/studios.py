@@ -33,6 +33,8 @@ DEFAULTS: dict[str, Any] = {"name": DEFAULT_NAME, "docker_image_tag": "latest"}
 class Page:
     studios: list[Row]
     """View rows (`studios.store.studios.view_row` shape)."""
+    latest: dict[int, Row]
+    """Their studios' newest deployments, by studio id."""
     total: int
 
 
@@ -128,7 +130,7 @@ def archive(session: Session, caller: Caller, studio_id: int, status: bool) -> t
 def page(conn: Connection, pages: StudioPages, caller: Caller, archived: str, authors: list[int] | None, order: str, order_dir: str, limit: int, page_num: int, name: str | None = None) -> Page:
     flag = {"true": True, "false": False, "all": None}[archived]
     rows, total = studio_store.list_visible(conn, pages, caller.id, caller.is_admin, flag, authors, order, order_dir == "desc", limit, (page_num - 1) * limit, name or None)
-    return Page(rows, total)
+    return Page(rows, studio_store.latest_deployments(conn, rows), total)
 
 
 def share(session: Session, caller: Caller, studio_id: int, user_ids: list[int], level: str) -> Studio:

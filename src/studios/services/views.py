@@ -101,9 +101,8 @@ def studio(row: Row, level: str, latest: Row | None, caller: Caller, links: Link
     }
 
 
-def studios(conn: Connection, rows: Sequence[Row], caller: Caller, links: Links) -> list[WireDict]:
-    """A page of view rows in one more query (their newest deployments)."""
-    latest = studio_store.latest_deployments(conn, rows)
+def studios(rows: Sequence[Row], latest: dict[int, Row], caller: Caller, links: Links) -> list[WireDict]:
+    """A page of view rows, with their newest deployments (`studios.store.studios.latest_deployments`)."""
     return [studio(r, "manage" if caller.is_admin else r.level, latest.get(r.id), caller, links) for r in rows]
 
 
@@ -138,10 +137,20 @@ def log_lines(texts: Sequence[str]) -> bytes:
     return ("[" + ",".join(texts) + "]").encode()
 
 
-def studio_for(conn: Connection, caller: Caller, studio_id: int, links: Links) -> WireDict:
-    """The studio as `caller` sees it; NotFound when it doesn't exist or they have no access."""
+StudioParts = tuple[Row, str, Row | None]
+"""What a studio's view is built from: its view row, the caller's level, its newest deployment."""
+
+
+def studio_parts(conn: Connection, caller: Caller, studio_id: int) -> StudioParts:
+    """What `caller` sees of the studio; NotFound when it doesn't exist or they have no access."""
     row = studio_store.view_row(conn, studio_id, caller.id)
     level = ("manage" if caller.is_admin else row.level) if row is not None else None
     if row is None or level is None:
         raise NotFound(f"Studio {studio_id} was not found.")
-    return studio(row, level, studio_store.latest_deployments(conn, [row]).get(studio_id), caller, links)
+    return row, level, studio_store.latest_deployments(conn, [row]).get(studio_id)
+
+
+def studio_for(conn: Connection, caller: Caller, studio_id: int, links: Links) -> WireDict:
+    """The studio as `caller` sees it; NotFound when it doesn't exist or they have no access."""
+    row, level, latest = studio_parts(conn, caller, studio_id)
+    return studio(row, level, latest, caller, links)

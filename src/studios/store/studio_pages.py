@@ -4,7 +4,8 @@ studios or 10,000 (its total is the list's length, its page a slice: no `count()
 visible studio, no OFFSET walk to the last page).
 
 Exact, also with several servers on one database: every write to studios or their shares bumps
-the "studios" generation in its own transaction (`bump`), and each list request reads that
+the "studios" generation in its own transaction (`bump`; on SQLite also the triggers of
+migration 0005, whoever writes), and each list request reads that
 generation first (one primary-key lookup) and uses a kept list only if it was made under the
 same one. The first list request after any such write pays the full query again.
 Bounded: at most `budget` ids in all (8 bytes each), least recently used dropped first."""

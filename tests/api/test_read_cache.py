@@ -1,0 +1,128 @@
+"""The API's kept reads (`studios.services.read_cache`): a GET answered from what an earlier GET
+read must still show every change committed before it, by anyone: another connection standing
+in for another process (the admin commands, a second server on the same file) writes here,
+without this server's code or events. On PostgreSQL nothing is kept and the same assertions
+hold; the cases that count database reads run on SQLite only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from conftest import TEST_DATABASE_URL
+from studios.store.studios import SUMMARY_COLUMNS
+
+sqlite_only = pytest.mark.skipif(bool(TEST_DATABASE_URL), reason="reads are kept on SQLite only")
+
+
+@pytest.fixture
+def elsewhere(database_url: str) -> Iterator[Engine]:
+    """A connection pool of its own on the same database: writes the server does not make."""
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def write(engine: Engine, sql: str, **params: Any) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(sql), params)
+
+
+def add_deployment(engine: Engine, studio_id: int, user_id: int, state: str = "sleeping") -> int:
+    """A deployment row as another server would store it ("sleeping": the engine leaves it be)."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO deployments (studio_id, user_id, name, docker_image_tag, params, state, state_message, log_lines, logs_dropped, log_seq, created_at, updated_at)"
+                " VALUES (:sid, :uid, 'dep', 'latest', '[]', :state, 'asleep', 0, 0, 0, :now, :now)"
+            ),
+            {"sid": studio_id, "uid": user_id, "state": state, "now": now},
+        )
+        return int(conn.execute(text("SELECT max(id) FROM deployments")).scalar_one())
+
+
+def test_a_change_made_elsewhere_shows_on_the_next_get(as_author: Any, author: Any, studio: dict[str, Any], elsewhere: Engine) -> None:
+    path = f"/studios/{studio['id']}"
+    for _ in range(3):  # kept after the first
+        assert as_author.get(path).json()["name"] == "Sales dashboard"
+    write(elsewhere, "UPDATE studios SET name = 'Renamed elsewhere' WHERE id = :id", id=studio["id"])
+    assert as_author.get(path).json()["name"] == "Renamed elsewhere"
+    write(elsewhere, "UPDATE users SET name = 'Ann Renamed' WHERE id = :id", id=author.id)
+    assert as_author.get(path).json()["author"]["name"] == "Ann Renamed"
+    assert as_author.get(path).json()["mostRecentDeployment"] is None
+    dep_id = add_deployment(elsewhere, studio["id"], author.id)
+    assert as_author.get(path).json()["mostRecentDeployment"]["deploymentId"] == dep_id
+
+
+WIRE_NAMES = {
+    "studio_id": None, "id": None, "user_id": None, "created_at": "createdAt", "updated_at": "updatedAt",
+    "name": "name", "docker_image_name": "dockerImageName", "docker_image_tag": "dockerImageTag", "instance_type": "instanceType",
+    "memory": "memory", "cpu": "cpu", "state": "state", "state_message": "stateMessage", "max_memory_usage": "maxMemoryUsage", "max_cpu_usage": "maxCpuUsage",
+}
+NEW_VALUES = {"memory": 777, "cpu": 333, "max_memory_usage": 123.5, "max_cpu_usage": 42.0, "state": "terminated", "updated_at": datetime(2031, 1, 2, 3, 4, 5), "created_at": datetime(2030, 1, 2, 3, 4, 5)}
+SHOWN = [c.name for c in SUMMARY_COLUMNS if WIRE_NAMES[c.name] is not None]
+
+
+@pytest.mark.parametrize("column", SHOWN)
+def test_every_shown_deployment_column_changed_elsewhere_shows(column: str, as_author: Any, author: Any, studio: dict[str, Any], elsewhere: Engine) -> None:
+    """Each column of a deployment's summary, changed by another writer, is new on the next
+    GET and the next page of the list (a shown column the views generation missed would not be)."""
+    dep_id = add_deployment(elsewhere, studio["id"], author.id)
+    path, wire = f"/studios/{studio['id']}", WIRE_NAMES[column]
+    before = as_author.get(path).json()["mostRecentDeployment"][wire]
+    assert as_author.get("/studios").json()[0]["mostRecentDeployment"][wire] == before
+    value = NEW_VALUES.get(column, f"new {column}")
+    write(elsewhere, f"UPDATE deployments SET {column} = :v WHERE id = :id", v=value, id=dep_id)
+    after = as_author.get(path).json()["mostRecentDeployment"][wire]
+    assert after != before
+    assert as_author.get("/studios").json()[0]["mostRecentDeployment"][wire] == after
+
+
+def test_a_revoked_share_is_refused_at_once(as_author: Any, api: Any, other: Any, studio: dict[str, Any], elsewhere: Engine) -> None:
+    as_other, path = api.as_(other), f"/studios/{studio['id']}"
+    assert as_other.get(path).status_code == 404
+    assert as_author.put(f"/studios/{studio['id']}/shares/users", json={"userIds": [other.id], "permissionLevel": "read"}).status_code in (200, 204)
+    for _ in range(2):
+        assert as_other.get(path).json()["myPermissionLevel"] == "read"
+        assert [s["id"] for s in as_other.get("/studios").json()] == [studio["id"]]
+    write(elsewhere, "DELETE FROM studio_shares WHERE user_id = :uid", uid=other.id)
+    assert as_other.get(path).status_code == 404
+    assert as_other.get("/studios").json() == []
+    assert as_author.get(path).json()["myPermissionLevel"] == "manage"
+
+
+def test_each_get_signs_its_own_display_url(as_author: Any, author: Any, studio: dict[str, Any], elsewhere: Engine) -> None:
+    """A link opens once, so a kept answer must not hand out the same one twice."""
+    add_deployment(elsewhere, studio["id"], author.id)
+    path = f"/studios/{studio['id']}"
+    urls = [as_author.get(path).json()["mostRecentDeployment"]["displayUrl"] for _ in range(3)]
+    urls += [as_author.get("/studios").json()[0]["mostRecentDeployment"]["displayUrl"] for _ in range(2)]
+    assert all(urls) and len(set(urls)) == len(urls)
+
+
+@sqlite_only
+def test_repeated_gets_read_the_database_once(as_author: Any, ctx: Any, studio: dict[str, Any], elsewhere: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads = []
+    real = ctx.db.fast_read
+
+    async def counted(fn: Any) -> Any:
+        reads.append(fn)
+        return await real(fn)
+
+    monkeypatch.setattr(ctx.db, "fast_read", counted)
+    path = f"/studios/{studio['id']}"
+    answers = [as_author.get(path).json() for _ in range(5)]
+    pages = [as_author.get("/studios").json() for _ in range(5)]
+    assert len(reads) == 2, "one read for the studio, one for the page"
+    assert all(a == answers[0] for a in answers) and all(p == pages[0] for p in pages)
+    write(elsewhere, "UPDATE deployments SET log_lines = 5")  # nothing a view shows: still kept
+    as_author.get(path)
+    assert len(reads) == 2
+    write(elsewhere, "UPDATE studios SET git_ref = 'other' WHERE id = :id", id=studio["id"])
+    assert as_author.get(path).json()["gitRef"] == "other"
+    assert len(reads) == 3
