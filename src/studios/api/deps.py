@@ -13,7 +13,6 @@ changes, so a repeated GET needs no database thread at all (`studios.services.re
 
 from __future__ import annotations
 
-import json as stdlib_json
 from collections.abc import Callable, Hashable, Sequence
 from typing import Annotated, Any, TypeVar, cast
 
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from studios.api.session_cookie import authenticate_request
 from studios.context import Context
+from studios.services.answers import encode
 from studios.services.keys import Caller, cached_caller, flush_seen
 from studios.services.read_cache import generation_in
 
@@ -135,7 +135,7 @@ def json(model: BaseModel | Sequence[BaseModel] | dict[str, Any] | Sequence[dict
     if isinstance(model, BaseModel):
         body = model.model_dump_json(by_alias=True).encode()
     elif isinstance(model, dict) or not model or isinstance(model[0], dict):
-        body = stdlib_json.dumps(model, ensure_ascii=False, separators=(",", ":")).encode()
+        body = encode(model)
     else:  # its first item is a model, so all are
         body = b"[" + b",".join(m.model_dump_json(by_alias=True).encode() for m in cast("Sequence[BaseModel]", model)) + b"]"
     return Response(body, status_code=status, media_type="application/json", headers=headers)

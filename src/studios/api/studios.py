@@ -13,6 +13,7 @@ from studios.errors import Invalid
 from studios.schemas.studios import ArchiveUpdateRequest30, Studio, StudioCreateRequest, StudioUpdateRequest
 from studios.services import studios as studio_service
 from studios.services import views
+from studios.services.answers import Answer
 from studios.services.keys import Caller
 
 router = APIRouter()
@@ -32,8 +33,8 @@ async def post_studio(call: CallDep, body: Annotated[StudioCreateRequest | None,
 
 @router.get("/studios/{id}", summary="Get a Studio", response_model=Studio)
 async def get_studio(call: ReadCallDep, id: StudioId) -> Response:
-    row, level, latest = await call.kept(("studio", id), lambda conn, caller: views.studio_parts(conn, caller, id))
-    return json(views.studio(row, level, latest, call.caller, call.ctx.links))
+    answer = await call.kept(("studio", id), lambda conn, caller: views.studio_answer(conn, caller, id, call.ctx.links))
+    return Response(answer.render(call.caller, call.ctx.links), media_type="application/json")
 
 
 @router.put("/studios/{id}", summary="Replace all attributes of this Studio", response_model=Studio)
@@ -85,9 +86,10 @@ async def list_studios(
         raise Invalid("name: must not contain a NUL character")
     search = name.strip() if name else None
 
-    def body_(conn: Connection, caller: Caller) -> studio_service.Page:
-        return studio_service.page(conn, call.ctx.studio_pages, caller, flag, authors, order, order_dir, limit, page_num, search)
+    def body_(conn: Connection, caller: Caller) -> tuple[Answer, int, int]:
+        page = studio_service.page(conn, call.ctx.studio_pages, caller, flag, authors, order, order_dir, limit, page_num, search)
+        return views.studios_answer(page.studios, page.latest, caller, call.ctx.links), page.total, len(page.studios)
 
     key = ("studios", flag, tuple(authors or ()), order, order_dir, limit, page_num, search)
-    page = await call.kept(key, body_, rows=lambda page: len(page.studios) or 1)
-    return json(views.studios(page.studios, page.latest, call.caller, call.ctx.links), headers=pagination_headers(page_num, limit, page.total))
+    answer, total, _ = await call.kept(key, body_, rows=lambda kept: kept[2] or 1)
+    return Response(answer.render(call.caller, call.ctx.links), media_type="application/json", headers=pagination_headers(page_num, limit, total))

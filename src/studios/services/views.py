@@ -15,6 +15,7 @@ from studios.db.models import Credential, Deployment, User
 from studios.errors import NotFound
 from studios.schemas.common import civis_time
 from studios.schemas.credentials import Credential as CredentialView
+from studios.services.answers import Answer, Holes
 from studios.services.keys import Caller, initials, is_online
 from studios.store import studios as studio_store
 
@@ -67,21 +68,27 @@ def deployment_summary(dep: Deployment | Row, links: Links) -> WireDict:
     }
 
 
-def deployment(dep: Deployment | Row, viewer_id: int, links: Links) -> WireDict:
+def deployment(dep: Deployment | Row, viewer_id: int, links: Links, holes: Holes | None = None) -> WireDict:
+    """With `holes`, its `displayUrl` is a hole to sign per request (`studios.services.answers`)."""
     out = deployment_summary(dep, links)
-    out["displayUrl"] = links.display_url(dep.id, viewer_id) if dep.state in ("running", "sleeping", "pending") else None
+    if dep.state not in ("running", "sleeping", "pending"):
+        out["displayUrl"] = None
+    else:
+        out["displayUrl"] = holes.display_url(dep.id) if holes is not None else links.display_url(dep.id, viewer_id)
     return out
 
 
-def author(row: Row) -> WireDict:
+def author(row: Row, holes: Holes | None = None) -> WireDict:
     """The `author` block of a studio view row (`studios.store.studios` view rows)."""
-    return {"id": row.author_id, "name": row.author_name, "username": row.author_username, "initials": initials(row.author_name), "online": is_online(row.author_seen)}
+    online = holes.online(row.author_seen) if holes is not None else is_online(row.author_seen)
+    return {"id": row.author_id, "name": row.author_name, "username": row.author_username, "initials": initials(row.author_name), "online": online}
 
 
-def studio(row: Row, level: str, latest: Row | None, caller: Caller, links: Links) -> WireDict:
+def studio(row: Row, level: str, latest: Row | None, caller: Caller, links: Links, holes: Holes | None = None) -> WireDict:
+    """With `holes`, its per-request parts are holes (`studios.services.answers`)."""
     return {
         "id": row.id,
-        "author": author(row),
+        "author": author(row, holes),
         "name": row.name,
         "dockerImageName": row.docker_image_name,
         "dockerImageTag": row.docker_image_tag,
@@ -89,7 +96,7 @@ def studio(row: Row, level: str, latest: Row | None, caller: Caller, links: Link
         "requiredResources": {"memory": row.memory, "diskSpace": row.disk_space, "cpu": row.cpu},
         "createdAt": _time(row.created_at),
         "updatedAt": _time(row.updated_at),
-        "mostRecentDeployment": deployment(latest, caller.id, links) if latest is not None else None,
+        "mostRecentDeployment": deployment(latest, caller.id, links, holes) if latest is not None else None,
         "gitCredentialId": row.git_credential_id,
         "params": [{"name": p["name"], "description": p.get("description"), "type": p["type"], "value": p.get("value")} for p in row.params or []],
         "gitRepoId": row.git_repo_id,
@@ -101,9 +108,14 @@ def studio(row: Row, level: str, latest: Row | None, caller: Caller, links: Link
     }
 
 
-def studios(rows: Sequence[Row], latest: dict[int, Row], caller: Caller, links: Links) -> list[WireDict]:
+def studios(rows: Sequence[Row], latest: dict[int, Row], caller: Caller, links: Links, holes: Holes | None = None) -> list[WireDict]:
     """A page of view rows, with their newest deployments (`studios.store.studios.latest_deployments`)."""
-    return [studio(r, "manage" if caller.is_admin else r.level, latest.get(r.id), caller, links) for r in rows]
+    return [studio(r, "manage" if caller.is_admin else r.level, latest.get(r.id), caller, links, holes) for r in rows]
+
+
+def studios_answer(rows: Sequence[Row], latest: dict[int, Row], caller: Caller, links: Links) -> Answer:
+    """A page of `studios`, encoded once (`studios.services.answers`)."""
+    return Answer(lambda holes: studios(rows, latest, caller, links, holes))
 
 
 def credential(cred: Credential, owner: User) -> CredentialView:
@@ -148,6 +160,13 @@ def studio_parts(conn: Connection, caller: Caller, studio_id: int) -> StudioPart
     if row is None or level is None:
         raise NotFound(f"Studio {studio_id} was not found.")
     return row, level, studio_store.latest_deployments(conn, [row]).get(studio_id)
+
+
+def studio_answer(conn: Connection, caller: Caller, studio_id: int, links: Links) -> Answer:
+    """The studio as `caller` sees it, encoded once (`studios.services.answers`); NotFound as
+    `studio_parts`."""
+    row, level, latest = studio_parts(conn, caller, studio_id)
+    return Answer(lambda holes: studio(row, level, latest, caller, links, holes))
 
 
 def studio_for(conn: Connection, caller: Caller, studio_id: int, links: Links) -> WireDict:
