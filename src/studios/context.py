@@ -20,6 +20,7 @@ from studios.services.events import Bus
 from studios.services.keys import KeyHasher
 from studios.services.read_cache import ReadCache
 from studios.services.secrets import SecretBox
+from studios.services.single_flight import SingleFlight
 from studios.services.views import Links
 from studios.settings import Settings
 from studios.store.studio_pages import StudioPages
@@ -41,6 +42,8 @@ class Context:
     """The ordered ids behind `GET /studios`, kept while no studio changes."""
     reads: ReadCache = dataclasses.field(default_factory=lambda: ReadCache(None))
     """The API's hot reads, kept per caller while nothing they show changes (SQLite)."""
+    key_checks: SingleFlight = dataclasses.field(default_factory=SingleFlight)
+    """Verifications of an API key in the database under way, shared by the requests that carry it."""
     sleeps_at: Callable[[Any], float | None] = lambda _dep: None
     """When a running deployment goes to sleep if it stays idle (unix time), or None."""
 

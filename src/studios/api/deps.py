@@ -71,9 +71,24 @@ class Call:
         db = self.ctx.db
         return await db.run(lambda: db.retrying(lambda: self._in_session(body)))
 
+    async def _key_caller(self) -> Caller | None:
+        """The caller of the request's `Authorization` key: from the cache of verified keys, or
+        verified in the database, once for every request with that header under way (when a
+        busy key's verification expires, the requests in flight share one check); None for a
+        request without the header (a web session: `authenticate_request` in the body's hop)."""
+        known = cached_caller(self.ctx.hasher, self.header)
+        if known is not None or self.header is None:
+            return known
+
+        def check() -> Caller:
+            with self.ctx.db.reading() as session:
+                return authenticate_request(session, self.ctx, self.request)
+
+        return await self.ctx.key_checks.once(self.header, lambda: self.ctx.db.run(check))
+
     async def fast(self, body: Callable[[Connection, Caller], T]) -> T:
         """`body(connection, caller)` in the pool on its autocommit connection (reads only)."""
-        known = cached_caller(self.ctx.hasher, self.header)
+        known = await self._key_caller()
         if known is not None:
             self._caller = known
             return await self.ctx.db.fast_read(lambda conn: body(conn, known))
@@ -104,7 +119,7 @@ class Call:
                 reads.put((key, self.caller.id, self.caller.is_admin), generation, value, rows(value))
             return value
 
-        known = cached_caller(self.ctx.hasher, self.header)
+        known = await self._key_caller()
         generation = reads.current() if known is not None else None
         if known is None or generation is None:
             return await read()

@@ -14,8 +14,8 @@ before it. Where the generation cannot be read on the loop (PostgreSQL; SQLite b
 kept and every read goes to the database as before.
 
 When the generation moves, every request in flight for an answer misses at once; the first
-reads, and the others of the same caller and key await its read (`once`) instead of each
-reading too (32 connections asking for one page of 20 studios were 32 page reads at once, and
+reads, and the others of the same caller and key await its read (`once`,
+`studios.services.single_flight`) instead of each reading too (32 connections asking for one page of 20 studios were 32 page reads at once, and
 the list's p99 was 6 times its p50).
 
 Bounded: at most `budget` rows in all (a studio's answer is one, a page's its rows), least
@@ -23,7 +23,6 @@ recently used dropped first."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
@@ -31,6 +30,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
+from studios.services.single_flight import SingleFlight
 from studios.store import views_generation
 
 T = TypeVar("T")
@@ -51,7 +51,7 @@ class ReadCache:
         self._kept: OrderedDict[Hashable, tuple[int, int, Any]] = OrderedDict()
         self._rows = 0
         self._lock = threading.Lock()
-        self._reading: dict[tuple[Hashable, int], asyncio.Future[Any]] = {}
+        self.flights = SingleFlight()
 
     @property
     def enabled(self) -> bool:
@@ -86,35 +86,8 @@ class ReadCache:
     async def once(self, key: Hashable, generation: int, read: Callable[[], Awaitable[T]]) -> T:
         """`read()`, or the outcome of the same read already under way on this event loop for
         `key` under `generation` (its value or its error, e.g. NotFound)."""
-        under_way = self._reading.get((key, generation))
-        if under_way is not None:
-            try:
-                return await asyncio.shield(under_way)
-            except asyncio.CancelledError:
-                if not under_way.cancelled():
-                    raise  # this request was cancelled
-            return await read()  # the first request was cancelled: read for this one
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_retrieved)
-        self._reading[key, generation] = future
-        try:
-            value = await read()
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except BaseException as error:
-            future.set_exception(error)
-            raise
-        finally:
-            del self._reading[key, generation]
-        future.set_result(value)
-        return value
+        return await self.flights.once((key, generation), read)
 
     def __len__(self) -> int:
         return len(self._kept)
 
-
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    """Nobody else may have awaited it: its error is the first request's, already raised."""
-    if not future.cancelled():
-        future.exception()
