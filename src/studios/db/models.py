@@ -198,9 +198,10 @@ class Lease(Base):
 
 
 class Generation(Base):
-    """A counter that every write to a set of tables bumps in its own transaction (`name`
-    "studios": studios and their shares), so a reader can tell in one primary-key lookup
-    whether what it derived from them earlier still holds (`studios.store.studio_pages`)."""
+    """A counter that every write to a set of tables bumps in its own transaction, by triggers
+    (migration 0005): "studios" (studios and their shares: `studios.store.studio_pages`) and,
+    on SQLite, "views" (what a studio's view shows: `studios.store.views_generation`), so a
+    reader can tell in one primary-key lookup whether what it derived earlier still holds."""
 
     __tablename__ = "generations"
 

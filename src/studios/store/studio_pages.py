@@ -4,8 +4,8 @@ studios or 10,000 (its total is the list's length, its page a slice: no `count()
 visible studio, no OFFSET walk to the last page).
 
 Exact, also with several servers on one database: every write to studios or their shares bumps
-the "studios" generation in its own transaction (`bump`; on SQLite also the triggers of
-migration 0005, whoever writes), and each list request reads that
+the "studios" generation in its own transaction (triggers in the database, migration 0005, so
+whoever writes: this server, another, the admin commands, SQL by hand), and each list request reads that
 generation first (one primary-key lookup) and uses a kept list only if it was made under the
 same one. The first list request after any such write pays the full query again.
 Bounded: at most `budget` ids in all (8 bytes each), least recently used dropped first."""
@@ -17,20 +17,12 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 
-from sqlalchemy import Connection, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, select
 
 from studios.db.models import Generation
 
 NAME = "studios"
 _READ = select(Generation.value).where(Generation.name == NAME)
-_BUMP = update(Generation).where(Generation.name == NAME).values(value=Generation.value + 1)
-
-
-def bump(db: Session | Connection) -> None:
-    """Note, in the caller's transaction, that studios or shares changed. Call it after the
-    transaction's row locks on studios (a fixed order: studio rows, then this row)."""
-    db.execute(_BUMP)
 
 
 class StudioPages:

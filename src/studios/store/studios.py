@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Row, Select, and_, bindparam, func, select, t
 from sqlalchemy.orm import Session
 
 from studios.db.models import Deployment, GitRepo, Studio, StudioShare, User, utcnow
-from studios.store.studio_pages import StudioPages, bump
+from studios.store.studio_pages import StudioPages
 from studios.store.times import CivisTime
 
 AUTHOR_COLUMNS = (User.name.label("author_name"), User.username.label("author_username"), User.last_seen_at.label("author_seen"))
@@ -69,7 +69,6 @@ def create(session: Session, author_id: int, values: dict[str, Any]) -> Studio:
     session.add(studio)
     session.flush()
     session.add(StudioShare(studio_id=studio.id, user_id=author_id, level="manage"))
-    bump(session)
     return studio
 
 
@@ -77,7 +76,6 @@ def apply(session: Session, studio: Studio, values: dict[str, Any]) -> None:
     for key, value in values.items():
         setattr(studio, key, value)
     studio.updated_at = utcnow()
-    bump(session)
 
 
 def share_level(session: Session, studio_id: int, user_id: int) -> str | None:
@@ -97,7 +95,6 @@ def set_share(session: Session, studio_id: int, user_id: int, level: str) -> Non
         session.add(StudioShare(studio_id=studio_id, user_id=user_id, level=level))
     else:
         share.level = level
-    bump(session)
 
 
 def remove_share(session: Session, studio_id: int, user_id: int) -> bool:
@@ -105,7 +102,6 @@ def remove_share(session: Session, studio_id: int, user_id: int) -> bool:
     if share is None:
         return False
     session.delete(share)
-    bump(session)
     return True
 
 

@@ -1,6 +1,6 @@
-"""views generation: a counter that triggers bump whenever anything a studio's view shows
-changes; on SQLite the same triggers bump the "studios" generation on every write to studios
-and shares, whoever makes it (see studios.store.views_generation)
+"""generations bumped by triggers: "studios" on every write to studios and their shares (both
+databases; it was bumped by the service's code, so writes from elsewhere went unseen), and on
+SQLite "views" whenever anything a studio's view shows changes (studios.store.views_generation)
 
 Revision ID: 0005
 Revises: 0004
@@ -36,15 +36,33 @@ TRIGGERS = {  # name: (when, what)
 }
 
 
+# PostgreSQL: "studios" only, once per statement (no read model there: a "views" counter bumped
+# by every state change would make writers on every server queue on its row).
+PG_FUNCTION = """CREATE FUNCTION studios_generation_bump() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE generations SET value = value + 1 WHERE name = 'studios';
+    RETURN NULL;
+END $$"""
+PG_TABLES = ("studios", "studio_shares")
+
+
 def upgrade() -> None:
     op.execute("INSERT INTO generations (name, value) VALUES ('views', 0)")
     if op.get_bind().dialect.name == "sqlite":
         for name, (when, what) in TRIGGERS.items():
             op.execute(f"CREATE TRIGGER {name} {when} BEGIN {what}; END")
+    else:
+        op.execute(PG_FUNCTION)
+        for table in PG_TABLES:
+            op.execute(f"CREATE TRIGGER studios_generation_{table} AFTER INSERT OR UPDATE OR DELETE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION studios_generation_bump()")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         for name in TRIGGERS:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
+    else:
+        for table in PG_TABLES:
+            op.execute(f"DROP TRIGGER IF EXISTS studios_generation_{table} ON {table}")
+        op.execute("DROP FUNCTION IF EXISTS studios_generation_bump()")
     op.execute("DELETE FROM generations WHERE name = 'views'")
