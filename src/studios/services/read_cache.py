@@ -1,12 +1,13 @@
 """The API's hot reads (`GET /studios/{id}`, a page of `GET /studios`), kept per caller while
 nothing they show changes: the read model of `docs/architecture.md`.
 
-What is kept is what the database said (view rows, newest deployments, a page's total), under
-the "views" generation read before it (`studios.store.views_generation`). A request checks the
-generation on the event loop (a few microseconds, no thread hop) and, when it is the one its
-answer was kept under, builds the answer from the kept rows. The parts that must be new for
-every request are built at that point, never kept: each `displayUrl` is signed for this
-request (a link opens once), and `author.online` is judged against the clock now.
+What is kept is what the database said, encoded once (`studios.services.answers`: the body's
+JSON with holes, and for a page its total), under the "views" generation read before it
+(`studios.store.views_generation`). A request checks the generation on the event loop (a few
+microseconds, no thread hop) and, when it is the one its answer was kept under, fills the
+holes: the parts that must be new for every request are made then, never kept. Each
+`displayUrl` is signed for this request (a link opens once), and `author.online` is judged
+against the clock now.
 
 Exact, not eventual: the generation is bumped by triggers in the same transaction as the change,
 whichever process makes it, so a request that starts after a commit never gets an answer from
@@ -15,8 +16,7 @@ kept and every read goes to the database as before.
 
 When the generation moves, every request in flight for an answer misses at once; the first
 reads, and the others of the same caller and key await its read (`once`,
-`studios.services.single_flight`) instead of each reading too (32 connections asking for one page of 20 studios were 32 page reads at once, and
-the list's p99 was 6 times its p50).
+`studios.services.single_flight`) instead of each reading too.
 
 Bounded: at most `budget` rows in all (a studio's answer is one, a page's its rows), least
 recently used dropped first."""
@@ -74,8 +74,11 @@ class ReadCache:
         if rows > self.budget:
             return
         with self._lock:
-            old = self._kept.pop(key, None)
+            old = self._kept.get(key)
+            if old is not None and old[0] > generation:
+                return  # a later read kept a newer answer already
             if old is not None:
+                del self._kept[key]
                 self._rows -= old[1]
             self._kept[key] = (generation, rows, value)
             self._rows += rows

@@ -6,10 +6,10 @@ counts: this server, another process on the same file, the admin commands, a han
 
 Two ways to read it: `read(conn)` in a database thread, before the data it guards (so that data
 is at least as new as the generation it is kept under); `Probe.read()` on the event loop, to
-check a kept answer without a thread hop. The probe's query reads one row of a table that is
-always in the page cache, through its own connection that never waits: on SQLite's "busy"
-(another process recovering the WAL, or holding the file exclusively) it answers None and the
-request takes the thread path. Measured on this machine: 6-7 us a read while nothing writes,
+check a kept answer without a thread hop. The probe's query reads one row of a two-row table
+(its page stays in memory), through its own connection that never waits: on SQLite's "busy"
+(another process recovering the WAL, or holding the file exclusively) it answers None at once
+and the request takes the thread path. Measured on this machine: 6-7 us a read while nothing writes,
 about 60 us just after a write (the changed pages are read again from the WAL).
 
 PostgreSQL has no triggers for it (each write would queue on one counter row across servers)
