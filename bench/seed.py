@@ -17,7 +17,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from studios.db.models import Deployment, DeploymentLog, Studio, StudioShare, User  # noqa: E402
-from studios.store.studio_pages import bump  # noqa: E402
 
 CHUNK = 10_000
 
@@ -44,7 +43,6 @@ def seed(url: str, username: str, *, studios: int, deployments: int, log_lines: 
                                                    "docker_image_tag": "latest", "params": [], "archived": False,
                                                    "created_at": base + timedelta(seconds=sid), "updated_at": base + timedelta(seconds=sid)} for sid in ids])
             conn.execute(insert(_table(StudioShare)), [{"studio_id": sid, "user_id": user_id, "level": "manage"} for sid in ids])
-        bump(conn)  # as every writer of studios does (`studios.store.studio_pages`)
         first_dep = (conn.execute(select(_table(Deployment).c.id).order_by(_table(Deployment).c.id.desc()).limit(1)).scalar() or 0) + 1
         dep_ids = list(range(first_dep, first_dep + deployments))
         for i in range(0, deployments, CHUNK):
