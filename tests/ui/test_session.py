@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from conftest import TEST_SECRET
+from conftest import TEST_DATABASE_URL, TEST_SECRET
 from studios.api.session_cookie import COOKIE, SALT
 from studios.services import keys as key_service
 from studios.store import deployments as dep_store
@@ -125,6 +125,31 @@ def test_revoking_the_key_ends_its_sessions(api: Any, ctx: Any, author: Any, mak
         assert key_service.revoke(session, ctx.hasher, key_id)
     assert with_cookie(api, cookie).get("/studios").status_code == 401
     assert with_cookie(api, cookie).get("/ui/session").status_code == 401
+
+
+@pytest.mark.skipif(bool(TEST_DATABASE_URL), reason="reads are kept on SQLite only")
+def test_a_pages_repeated_reads_are_answered_without_the_database(api: Any, ctx: Any, author: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The UI's reads (a cookie, no key) use the read model as a key's do: after the first read,
+    the studio and the list come from memory, and say what a key's reads say."""
+    studio = api.as_(author).post("/studios", json={"name": "from the page"}).json()
+    cookie, _ = sign_in(api, author.key)
+    page = with_cookie(api, cookie)
+    assert page.get(f"/studios/{studio['id']}").json()["name"] == "from the page"
+    calls: list[str] = []
+    for name in ("run", "fast_read"):
+        real = getattr(ctx.db, name)
+
+        async def counted(fn: Any, real: Any = real, name: str = name) -> Any:
+            calls.append(name)
+            return await real(fn)
+
+        monkeypatch.setattr(ctx.db, name, counted)
+    page.get("/studios")  # its first read
+    calls.clear()
+    for _ in range(3):
+        assert page.get(f"/studios/{studio['id']}").json() == api.as_(author).get(f"/studios/{studio['id']}").json()
+        assert [s["id"] for s in page.get("/studios").json()] == [studio["id"]]
+    assert calls == [], calls
 
 
 @pytest.mark.parametrize("settings_overrides", [{"secret_key": f"brand-new-key,{TEST_SECRET}"}])

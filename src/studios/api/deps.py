@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from studios.api import session_cookie
 from studios.api.session_cookie import authenticate_request
 from studios.context import Context
 from studios.services.answers import encode
@@ -74,10 +75,14 @@ class Call:
     async def _key_caller(self) -> Caller | None:
         """The caller of the request's `Authorization` key: from the cache of verified keys, or
         verified in the database, once for every request with that header under way (when a
-        busy key's verification expires, the requests in flight share one check); None for a
-        request without the header (a web session: `authenticate_request` in the body's hop)."""
+        busy key's verification expires, the requests in flight share one check). Without the
+        header, a read's web session whose key is in that cache; None otherwise (the body's hop
+        then authenticates the request, `authenticate_request`, and says why it may not)."""
+        if self.header is None:
+            web = session_cookie.read(self.ctx, self.request) if self.request.method in session_cookie.SAFE_METHODS else None
+            return self.ctx.hasher.cached(web.key_hash) if web is not None else None
         known = cached_caller(self.ctx.hasher, self.header)
-        if known is not None or self.header is None:
+        if known is not None:
             return known
 
         def check() -> Caller:
