@@ -90,7 +90,3 @@ class ReadCache:
         """`read()`, or the outcome of the same read already under way on this event loop for
         `key` under `generation` (its value or its error, e.g. NotFound)."""
         return await self.flights.once((key, generation), read)
-
-    def __len__(self) -> int:
-        return len(self._kept)
-
