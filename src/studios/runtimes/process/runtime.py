@@ -574,6 +574,8 @@ class ProcessRuntime(Runtime):
     def _orphans(self, known: set[int]) -> list[int]:
         found = []
         for path in self.state_dir.glob("*.json"):
+            if path.stem.isdigit() and int(path.stem) in known:
+                continue  # named by its deployment's id: no need to read a known one
             handle = _read_json(path)
             if handle is None or handle.get("deployment_id") in known:
                 continue
