@@ -401,19 +401,47 @@ async def test_a_spare_supervisor_waits_for_the_next_deploy_and_knows_nothing_un
     assert os.readlink(f"/proc/{waiting}/cwd") == "/"
     assert str(state_dir) not in Path(f"/proc/{waiting}/cmdline").read_text()
 
-    second = await rt.start(make_spec(image="env", env={"STUDIO_PARAM": "second"}), lambda line: None)
+    spare_group = rt._spare.group if rt._spare is not None else None
+    child = None
+    if rt.limits_mode != "rlimit":
+        # In a cgroup mode the spare's child waits in the next deploy's group, joined ahead (a
+        # cgroup v1 join can wait milliseconds for the kernel); it becomes that deploy's app.
+        assert spare_group is not None
+        child = await wait_for(lambda: _only(cgroups.members(spare_group)), 10, "the spare's child in its group")
+        assert _parent_of(child) == waiting
+
+    second = await rt.start(make_spec(image="env", env={"STUDIO_PARAM": "second"}, memory_mb=256), lambda line: None)
     assert second["supervisor"]["pid"] == waiting
     assert os.readlink(f"/proc/{waiting}/cwd") == second["workdir"]
+    if child is not None:
+        assert second["app"]["pid"] == child
+        assert second["group"] == spare_group.to_json()  # type: ignore[union-attr]
+        assert second["limits"] == rt.limits_mode
+        memory_dir = Path(second["group"]["memory_current_file"]).parent  # its limit was set at the deploy
+        limit_file = memory_dir / ("memory.limit_in_bytes" if rt.limits_mode == "cgroup-v1" else "memory.max")
+        assert int(limit_file.read_text()) == 256 * 1024 * 1024
     for handle, param in ((first, "first"), (second, "second")):
         await rt.stop(handle, 1)
         assert ("stdout", f"param={param}") in await lines_of(rt, handle)
         await rt.cleanup(handle)
 
     assert await wait_for(spare, 10, "the next spare supervisor") != waiting
-    spare_process = rt._spare
+    last = rt._spare
+    assert last is not None
     await rt.close()
     assert rt.spare_pid is None
-    assert spare_process is not None and spare_process.returncode == 0  # its stdin closed: it ended, reaped
+    assert last.supervisor.returncode == 0  # its stdin closed: it ended, reaped
+    if last.group is not None:  # and the group made for the deploy that never came is gone
+        assert not any(Path(d).exists() for d in last.group.dirs)
+
+
+async def _only(pids: set[int]) -> int | None:
+    return next(iter(pids)) if len(pids) == 1 else None
+
+
+def _parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
 
 
 class _ScriptedKernel:

@@ -176,6 +176,34 @@ def _create(hierarchy: Hierarchy, leaf: str, memory_mb: int | None, cpu_millicor
         raise
 
 
+def apply_limits(hierarchy: Hierarchy, group: Group, memory_mb: int | None, cpu_millicores: int | None) -> Group:
+    """Limits for a group made without them (`create(..., None, None)`, ahead of the deploy it is
+    for, a process already waiting in it)."""
+    dirs = {key: Path(directory) for key, directory in zip(hierarchy.parents, group.dirs, strict=True)}
+    if hierarchy.mode == "cgroup-v1":
+        return _limit_v1(dirs, memory_mb, cpu_millicores)
+    return _limit_v2(dirs["unified"], memory_mb, cpu_millicores)
+
+
+def remove_stale(hierarchy: Hierarchy, prefix: str, older_than: float) -> int:
+    """Remove the empty groups named `prefix*` made more than `older_than` seconds ago (spares
+    a service that was killed left behind); how many. A group with a process in it cannot be
+    removed, and a younger one may be another service's, about to be joined."""
+    removed = 0
+    for parent in dict.fromkeys(hierarchy.parents.values()):
+        try:
+            candidates = [d for d in parent.iterdir() if d.name.startswith(prefix) and d.is_dir()]
+        except OSError:
+            continue
+        for directory in candidates:
+            try:
+                if time.time() - directory.stat().st_mtime > older_than and _rmdir(directory):
+                    removed += 1
+            except OSError:
+                continue
+    return removed
+
+
 def _limit_v1(dirs: dict[str, Path], memory_mb: int | None, cpu_millicores: int | None) -> Group:
     memory = dirs["memory"]
     if memory_mb:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import marshal
@@ -55,6 +56,9 @@ SPARE_DELAY_SECONDS = 0.025
 (`ProcessRuntime._keep_spare`): late enough not to compete with a small app's own start for the
 CPU, early enough that deploys a tenth of a second apart each find one (with 0.1 s every other
 one did not)."""
+SPARE_GROUP_PREFIX = "next-"
+"""A deployment's cgroup is `deployment-<id>-<random>`, or `next-<random>` when it was made
+ahead, for the spare supervisor's child to wait in (`ProcessRuntime._make_spare`)."""
 STATE_FILES = ("process-app.json", "process-exit.json", "process-usage.json", "stdout.log", "stderr.log")
 
 
@@ -163,6 +167,15 @@ def exit_message(record: Mapping[str, Any], memory_mb: int | None) -> Exit:
     return Exit(code=code, signal=sig, oom_killed=oom, message=message)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Spare:
+    """A supervisor started ahead of the next deploy and, in a cgroup mode, the group (no
+    limits yet) its child waits in."""
+
+    supervisor: subprocess.Popen[bytes]
+    group: cgroups.Group | None
+
+
 class ProcessSettings(RuntimeSettings):
     model_config = SettingsConfigDict(env_prefix="STUDIOS_PROCESS_", extra="ignore", populate_by_name=True)
 
@@ -246,7 +259,7 @@ class ProcessRuntime(Runtime):
         for private in (env.data_dir, self.state_dir):
             private.chmod(0o700)  # apps never read the runtime's files
         self._children: dict[int, subprocess.Popen[bytes]] = {}
-        self._spare: subprocess.Popen[bytes] | None = None
+        self._spare: _Spare | None = None
         self._spare_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._usage_seen: dict[int, tuple[tuple[int, int] | None, Usage]] = {}
@@ -255,6 +268,8 @@ class ProcessRuntime(Runtime):
         """port -> deployment id: the $PORT of every app this runtime started or adopted and has
         not cleaned up (never handed to another app meanwhile)."""
         self._files = process_logs.FileWatcher()
+        if self.limits_mode != "rlimit":
+            cgroups.remove_stale(self.hierarchy, SPARE_GROUP_PREFIX, older_than=60.0)
 
     # -- start -----------------------------------------------------------------------------
 
@@ -281,9 +296,17 @@ class ProcessRuntime(Runtime):
             await asyncio.to_thread(_own, app_dir, uid)
             report(f"runs as its author's own user (uid {uid})")
         argv, cwd = process_command.resolve(spec, app_dir, checkout, self.image_commands, report)
-        group, limits = self._make_group(spec, report)
+        spare = await self._take_spare()
+        group = self._spare_group(spec, spare.group, report) if spare is not None and spare.group is not None else None
+        limits: cgroups.Mode = self.limits_mode
+        if group is None:
+            if spare is not None and spare.group is not None:  # its group could not be taken: nor can the spare
+                await asyncio.to_thread(self._end_spare, spare)
+                spare = None
+            group, limits = self._make_group(spec, report)
         port = _free_port(self._ports)
         self._ports[port] = spec.deployment_id
+        handed = False
         try:
             user = {"USER": f"studios-user-{spec.user_id}", "LOGNAME": f"studios-user-{spec.user_id}"} if uid is not None else {}
             env = {**self.base_env, **user, "HOME": str(app_dir), **spec.env, **spec.secret_env, "PORT": str(port)}
@@ -292,6 +315,7 @@ class ProcessRuntime(Runtime):
                 "cwd": str(cwd),
                 "workdir": str(workdir),
                 "group": group.to_json() if group else None,
+                "joined": spare is not None and spare.group is not None,  # the spare's child is in the group already
                 "rlimit_as_bytes": spec.memory_mb * MIB if spec.memory_mb and group is None else None,
                 "sample_interval": 0.5,
                 "uid": uid,
@@ -299,8 +323,9 @@ class ProcessRuntime(Runtime):
             }
             config_path = workdir / "process-supervisor.marshal"  # the supervisor reads it without imports
             config_path.write_bytes(marshal.dumps(config))
-            supervisor = self._take_spare() or self._spawn_supervisor()
+            supervisor = spare.supervisor if spare is not None else self._spawn_supervisor()
             self._children[supervisor.pid] = supervisor
+            handed = True
             await asyncio.to_thread(_hand_over, supervisor, config_path, env)
             handle: Handle = {
                 "runtime": self.name,
@@ -323,6 +348,8 @@ class ProcessRuntime(Runtime):
             return handle
         except BaseException:
             self._release_port(spec.deployment_id)
+            if spare is not None and not handed:  # taken but never used: it and its group go
+                asyncio.get_running_loop().run_in_executor(None, self._end_spare, spare)
             raise
 
     def _release_port(self, deployment_id: int) -> None:
@@ -331,13 +358,14 @@ class ProcessRuntime(Runtime):
 
     # -- supervisors -------------------------------------------------------------------------
 
-    def _spawn_supervisor(self) -> subprocess.Popen[bytes]:
+    def _spawn_supervisor(self, join: list[str] | None = None) -> subprocess.Popen[bytes]:
         """A supervisor that waits on its stdin for what to run (`_hand_over`). It gets a fixed
         minimal environment (it is root when apps run as their authors' users); the app's, which
         users choose, reaches it on stdin and only the app. Its stderr goes to the deployment's
-        `process-supervisor.log` once it knows the deployment."""
+        `process-supervisor.log` once it knows the deployment. With `join` (a spare's group's
+        `cgroup.procs` files) it forks the app's child into that group at once."""
         return subprocess.Popen(
-            [sys.executable, "-I", "-S", process_supervisor.__file__],
+            [sys.executable, "-I", "-S", process_supervisor.__file__, *(["--join", *join] if join else [])],
             env=SUPERVISOR_ENV,
             cwd="/",
             stdin=subprocess.PIPE,
@@ -349,18 +377,20 @@ class ProcessRuntime(Runtime):
     @property
     def spare_pid(self) -> int | None:
         """The pid of the spare supervisor waiting for the next deploy, if there is one."""
-        return self._spare.pid if self._spare is not None else None
+        return self._spare.supervisor.pid if self._spare is not None else None
 
-    def _take_spare(self) -> subprocess.Popen[bytes] | None:
-        """The spare supervisor, started after the last deploy and since waiting with Python
-        started (an interpreter's start, ~13 ms, is then not part of this deploy's time), or None."""
+    async def _take_spare(self) -> _Spare | None:
+        """The spare, started after the last deploy and since waiting with Python started (an
+        interpreter's start, ~13 ms, is then not part of this deploy's time) and, in a cgroup
+        mode, with the app's child already in the group made for this deploy; or None."""
         spare, self._spare = self._spare, None
         if self._spare_timer is not None:
             self._spare_timer.cancel()
             self._spare_timer = None
-        if spare is not None and spare.poll() is None:
-            return spare
-        return None
+        if spare is not None and spare.supervisor.poll() is not None:
+            await asyncio.to_thread(self._end_spare, spare)
+            return None
+        return spare
 
     def _keep_spare(self) -> None:
         """Start the next spare supervisor a moment after this deploy (not at once: its start
@@ -369,26 +399,59 @@ class ProcessRuntime(Runtime):
             self._spare_timer = asyncio.get_running_loop().call_later(SPARE_DELAY_SECONDS, self._make_spare)
 
     def _make_spare(self) -> None:
+        """In a cgroup mode the spare gets the next deploy's group now, without limits, and its
+        child joins it while no deploy waits: joining a cgroup v1 can wait for an RCU grace
+        period in the kernel (6-19 ms on this machine), which used to be part of every deploy."""
         self._spare_timer = None
-        if self._spare is None and not self._closed:
-            self._spare = self._spawn_supervisor()
+        if self._spare is not None or self._closed:
+            return
+        group = None
+        if self.limits_mode != "rlimit":
+            try:
+                group = cgroups.create(self.hierarchy, f"{SPARE_GROUP_PREFIX}{secrets.token_hex(4)}", None, None)
+            except OSError as error:  # the deploy makes its own group (and says why if it cannot)
+                log.info("could not make a cgroup for the spare supervisor: %s", error)
+        try:
+            self._spare = _Spare(self._spawn_supervisor(group.procs_files if group else None), group)
+        except OSError:
+            if group is not None:
+                cgroups.remove(group)
+            raise
 
     @staticmethod
-    def _end_spare(spare: subprocess.Popen[bytes]) -> None:
-        """Its stdin closed before any deployment reached it, a spare exits at once."""
+    def _end_spare(spare: _Spare) -> None:
+        """Its stdin closed before any deployment reached it, a spare exits at once (and its
+        waiting child with it); then its group goes."""
         with contextlib.suppress(OSError):
-            if spare.stdin is not None:
-                spare.stdin.close()
+            if spare.supervisor.stdin is not None:
+                spare.supervisor.stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            spare.wait(timeout=5)
+            spare.supervisor.wait(timeout=5)
+        if spare.group is not None:
+            cgroups.remove(spare.group)
 
-    def _make_group(self, spec: LaunchSpec, report: Reporter) -> tuple[cgroups.Group | None, str]:
-        """The deployment's cgroup with its limits, or None (rlimit fallback), and the mode."""
+    @staticmethod
+    def _wanted(spec: LaunchSpec) -> list[str]:
         wanted = []
         if spec.memory_mb:
             wanted.append(f"memory {spec.memory_mb} MB")
         if spec.cpu_millicores:
             wanted.append(f"cpu {spec.cpu_millicores} millicores")
+        return wanted
+
+    def _spare_group(self, spec: LaunchSpec, spare: cgroups.Group, report: Reporter) -> cgroups.Group | None:
+        """The spare's group made the deployment's, with its limits; None if it cannot be."""
+        try:
+            group = cgroups.apply_limits(self.hierarchy, spare, spec.memory_mb, spec.cpu_millicores)
+        except OSError as error:
+            log.warning("deployment %s: the spare supervisor's cgroup could not be used (%s); making another", spec.deployment_id, error)
+            return None
+        report(f"limits: {', '.join(self._wanted(spec)) or 'none'} ({self.limits_mode})")
+        return group
+
+    def _make_group(self, spec: LaunchSpec, report: Reporter) -> tuple[cgroups.Group | None, cgroups.Mode]:
+        """The deployment's cgroup with its limits, or None (rlimit fallback), and the mode."""
+        wanted = self._wanted(spec)
         if self.limits_mode != "rlimit":
             leaf = f"deployment-{spec.deployment_id}-{secrets.token_hex(3)}"
             try:
