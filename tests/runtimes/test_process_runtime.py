@@ -234,6 +234,17 @@ async def test_image_command_runs_in_workdir_without_repo(state_dir, make_spec, 
     await runtime.cleanup(handle)
 
 
+async def test_an_environment_larger_than_a_pipe_reaches_the_app_whole(state_dir, make_spec, lines_of):
+    """The supervisor's request (config path and the app's environment) is written straight into
+    its stdin pipe when it fits; a larger one (params can be long) goes through a thread, whole."""
+    runtime = process_runtime_at(state_dir, image_commands={"env": 'echo "${#BIG1} ${#BIG2} ${#SMALL}"'})
+    big = "".join(chr(ord("a") + i % 26) for i in range(60_000))  # one string may not pass 128 KiB (the kernel's limit)
+    handle = await runtime.start(make_spec(image="env", env={"BIG1": big, "BIG2": big, "SMALL": "x" * 10}), lambda line: None)
+    assert [m for _, m in await lines_of(runtime, handle)] == ["60000 60000 10"]
+    await runtime.cleanup(handle)
+    await runtime.close()
+
+
 async def test_unstartable_program_is_a_launch_error(process_runtime, make_spec, tmp_path):
     runtime = process_runtime
     repo = tmp_path / "bad-shebang"

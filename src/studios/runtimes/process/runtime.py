@@ -91,12 +91,17 @@ def _signal_group(ident: Mapping[str, Any] | None, sig: int) -> None:
             pass
 
 
-def _hand_over(supervisor: subprocess.Popen[bytes], config_path: Path, env: dict[str, str]) -> None:
-    """Send the supervisor its config file and the app's environment on its stdin (it waits for
-    them before anything else; a spare one has waited since it was started)."""
+PIPE_CAPACITY = 65536
+"""What a pipe holds before a write to it blocks (Linux's default): a supervisor's request this
+size or smaller is written on the event loop, larger ones in a thread."""
+
+
+def _hand_over(supervisor: subprocess.Popen[bytes], request: bytes) -> None:
+    """Send the supervisor its request (its config file and the app's environment) on its stdin
+    (it waits for them before anything else; a spare one has waited since it was started)."""
     assert supervisor.stdin is not None
     try:
-        supervisor.stdin.write(marshal.dumps({"config": str(config_path), "env": env}))
+        supervisor.stdin.write(request)
         supervisor.stdin.close()
     except BrokenPipeError:  # it died at once: _await_app reports why
         pass
@@ -293,7 +298,10 @@ class ProcessRuntime(Runtime):
                 await asyncio.to_thread(shutil.copyfile, path, app_dir / path.name)
         uid = self.uid_of(spec.user_id)
         if uid is not None:
-            await asyncio.to_thread(_own, app_dir, uid)
+            if checkout is None:  # a few example files at most
+                _own(app_dir, uid)
+            else:
+                await asyncio.to_thread(_own, app_dir, uid)
             report(f"runs as its author's own user (uid {uid})")
         argv, cwd = process_command.resolve(spec, app_dir, checkout, self.image_commands, report)
         spare = await self._take_spare()
@@ -326,7 +334,11 @@ class ProcessRuntime(Runtime):
             supervisor = spare.supervisor if spare is not None else self._spawn_supervisor()
             self._children[supervisor.pid] = supervisor
             handed = True
-            await asyncio.to_thread(_hand_over, supervisor, config_path, env)
+            request = marshal.dumps({"config": str(config_path), "env": env})
+            if len(request) <= PIPE_CAPACITY:  # into the empty pipe at once: no thread's wake-up on the way
+                _hand_over(supervisor, request)
+            else:
+                await asyncio.to_thread(_hand_over, supervisor, request)
             handle: Handle = {
                 "runtime": self.name,
                 "deployment_id": spec.deployment_id,
