@@ -105,6 +105,10 @@ def test_jupyterlab_opens_and_runs_a_cell(server: StudiosServer, browser: Any) -
         cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
         cell.click()
         page.keyboard.type("print(6 * 7)")
+        # As a person would, wait until the notebook's kernel says it is idle before running the
+        # cell: a cell run while the kernel is still starting can be dropped, and then only the
+        # 30 s wait below would notice (the slowest test of the suite on a loaded machine).
+        page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first.wait_for()
         # Run it (over the kernel's WebSocket) and read the output, as a person would: and, as
         # a person would, run it again if nothing came back, since a kernel that is slow to
         # start on a loaded machine can be restarted by Jupyter and drop what was queued.
