@@ -287,7 +287,6 @@ class Prepared:
     (the spare was not used)."""
 
     def __init__(self, join: list[str], stdout: int, stderr: int) -> None:
-        self.joined = join
         order_r, self.order_w = os.pipe()
         self.status_r, status_w = os.pipe()
         self.pid = os.fork()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import cast
 
 from sqlalchemy import Table, bindparam, update
@@ -49,15 +50,14 @@ class UsageTracker:
         """Sample these deployments (default: all followed) and store the peaks that rose."""
         targets = {**{d: self.live[d] for d in (deployment_ids if deployment_ids is not None else list(self.live)) if d in self.live}, **(extra or {})}
         risen: dict[int, Peaks] = {}
-        loop = asyncio.get_running_loop()
-        slice_began = loop.time()
+        slice_began = time.monotonic()
         for dep_id, (runtime, handle) in targets.items():
-            if loop.time() - slice_began > SLICE_SECONDS:
+            if time.monotonic() - slice_began > SLICE_SECONDS:
                 # A runtime's usage may be answered without yielding (the process runtime reads
                 # small files): give the loop back between slices, or 200 deployments hold it
                 # for a whole pass (~15 ms, the loop lag at rest that idle_bench measured).
                 await asyncio.sleep(0)
-                slice_began = loop.time()
+                slice_began = time.monotonic()
             try:
                 usage = await runtime.usage(handle)
             except Exception:
