@@ -126,3 +126,26 @@ def test_repeated_gets_read_the_database_once(as_author: Any, ctx: Any, studio: 
     write(elsewhere, "UPDATE studios SET git_ref = 'other' WHERE id = :id", id=studio["id"])
     assert as_author.get(path).json()["gitRef"] == "other"
     assert len(reads) == 3
+
+
+@sqlite_only
+def test_a_get_hashes_its_key_once_whether_kept_or_read(as_author: Any, ctx: Any, studio: dict[str, Any], elsewhere: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GET that must read the database names its caller once, as one answered from what was
+    kept does (the key's keyed hash is a cost on every request)."""
+    hashed = []
+    real = ctx.hasher.candidates
+
+    def counted(key: str) -> list[str]:
+        hashed.append(None)  # not the key itself: a failing assertion prints the list
+        return real(key)
+
+    monkeypatch.setattr(ctx.hasher, "candidates", counted)
+    path = f"/studios/{studio['id']}"
+    as_author.get(path)  # the key verified and the answer kept: from here on, a hit
+    hashed.clear()
+    as_author.get(path)
+    on_a_hit = len(hashed)
+    write(elsewhere, "UPDATE studios SET git_ref = 'other' WHERE id = :id", id=studio["id"])
+    hashed.clear()
+    assert as_author.get(path).json()["gitRef"] == "other"  # a miss: read again
+    assert on_a_hit >= 1 and len(hashed) == on_a_hit

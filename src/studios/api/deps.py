@@ -91,9 +91,11 @@ class Call:
 
         return await self.ctx.key_checks.once(self.header, lambda: self.ctx.db.run(check))
 
-    async def fast(self, body: Callable[[Connection, Caller], T]) -> T:
-        """`body(connection, caller)` in the pool on its autocommit connection (reads only)."""
-        known = await self._key_caller()
+    async def fast(self, body: Callable[[Connection, Caller], T], known: Caller | None = None) -> T:
+        """`body(connection, caller)` in the pool on its autocommit connection (reads only);
+        `known`: the caller, already named by `_key_caller`."""
+        if known is None:
+            known = await self._key_caller()
         if known is not None:
             self._caller = known
             return await self.ctx.db.fast_read(lambda conn: body(conn, known))
@@ -118,8 +120,8 @@ class Call:
             generation = generation_in(conn)  # first: what follows is at least as new
             return generation, body(conn, caller)
 
-        async def read() -> T:
-            generation, value = await self.fast(read_at)
+        async def read(known: Caller | None) -> T:
+            generation, value = await self.fast(read_at, known)
             if generation is not None:
                 reads.put((key, self.caller.id, self.caller.is_admin), generation, value, rows(value))
             return value
@@ -127,12 +129,12 @@ class Call:
         known = await self._key_caller()
         generation = reads.current() if known is not None else None
         if known is None or generation is None:
-            return await read()
+            return await read(known)
         self._caller = known
         hit = reads.get((key, known.id, known.is_admin), generation)
         if hit is not None:
             return cast("T", hit)
-        return await reads.once((key, known.id, known.is_admin), generation, read)
+        return await reads.once((key, known.id, known.is_admin), generation, lambda: read(known))
 
 
 async def _write_call(request: Request) -> Call:
