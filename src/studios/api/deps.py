@@ -120,8 +120,8 @@ class Call:
             generation = generation_in(conn)  # first: what follows is at least as new
             return generation, body(conn, caller)
 
-        async def read(known: Caller | None) -> T:
-            generation, value = await self.fast(read_at, known)
+        async def read() -> T:
+            generation, value = await self.fast(read_at, known)  # `known`: named below, before any read
             if generation is not None:
                 reads.put((key, self.caller.id, self.caller.is_admin), generation, value, rows(value))
             return value
@@ -129,12 +129,12 @@ class Call:
         known = await self._key_caller()
         generation = reads.current() if known is not None else None
         if known is None or generation is None:
-            return await read(known)
+            return await read()
         self._caller = known
         hit = reads.get((key, known.id, known.is_admin), generation)
         if hit is not None:
             return cast("T", hit)
-        return await reads.once((key, known.id, known.is_admin), generation, lambda: read(known))
+        return await reads.once((key, known.id, known.is_admin), generation, read)
 
 
 async def _write_call(request: Request) -> Call:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import marshal
@@ -98,9 +99,15 @@ def _signal_group(ident: Mapping[str, Any] | None, sig: int) -> None:
             pass
 
 
-PIPE_CAPACITY = 65536
-"""What a pipe holds before a write to it blocks (Linux's default): a supervisor's request this
-size or smaller is written on the event loop, larger ones in a thread."""
+def _pipe_capacity(supervisor: subprocess.Popen[bytes]) -> int:
+    """What the supervisor's stdin pipe holds before a write blocks (64 KiB by default; less for
+    a user past the kernel's pipe-user-pages-soft): a request this size or smaller is written on
+    the event loop, a larger one in a thread."""
+    assert supervisor.stdin is not None
+    try:
+        return int(fcntl.fcntl(supervisor.stdin.fileno(), fcntl.F_GETPIPE_SZ))
+    except OSError:
+        return 0
 
 
 def _hand_over(supervisor: subprocess.Popen[bytes], request: bytes) -> None:
@@ -312,12 +319,13 @@ class ProcessRuntime(Runtime):
             report(f"runs as its author's own user (uid {uid})")
         argv, cwd = process_command.resolve(spec, app_dir, checkout, self.image_commands, report)
         spare = await self._take_spare()
-        group = self._spare_group(spec, spare.group, report) if spare is not None and spare.group is not None else None
+        joined = spare.group if spare is not None else None  # the group the spare's child is in
+        group = self._spare_group(spec, joined, report) if joined is not None else None
         limits: cgroups.Mode = self.limits_mode
         if group is None:
-            if spare is not None and spare.group is not None:  # its group could not be taken: nor can the spare
+            if spare is not None and joined is not None:  # its group could not be taken: nor can the spare
                 await asyncio.to_thread(self._end_spare, spare)
-                spare = None
+                spare, joined = None, None
             group, limits = self._make_group(spec, report)
         port = _free_port(self._ports)
         self._ports[port] = spec.deployment_id
@@ -330,7 +338,7 @@ class ProcessRuntime(Runtime):
                 "cwd": str(cwd),
                 "workdir": str(workdir),
                 "group": group.to_json() if group else None,
-                "joined": spare is not None and spare.group is not None,  # the spare's child is in the group already
+                "joined": joined is not None,  # the spare's child is in the group already
                 "rlimit_as_bytes": spec.memory_mb * MIB if spec.memory_mb and group is None else None,
                 "sample_interval": 0.5,
                 "uid": uid,
@@ -342,7 +350,7 @@ class ProcessRuntime(Runtime):
             self._children[supervisor.pid] = supervisor
             handed = True
             request = marshal.dumps({"config": str(config_path), "env": env})
-            if len(request) <= PIPE_CAPACITY:  # into the empty pipe at once: no thread's wake-up on the way
+            if len(request) <= _pipe_capacity(supervisor):  # into the empty pipe at once: no thread's wake-up on the way
                 _hand_over(supervisor, request)
             else:
                 await asyncio.to_thread(_hand_over, supervisor, request)
