@@ -92,16 +92,34 @@ def uses_database(item: pytest.Item) -> bool:
     return module is not None and any(name in vars(module) for name in _DATABASE_NAMES)
 
 
+_LONG_MARKERS = ("browser", "docker", "swarm")
+_SERVER_NAMES = ("StudiosServer", "studios_server")
+
+
+def runs_long(item: pytest.Item) -> bool:
+    """True if the test drives real workloads or servers (a browser, Docker, the swarm, a
+    `studios serve` of its own): seconds to tens of seconds, against milliseconds for most."""
+    if any(item.get_closest_marker(name) is not None for name in _LONG_MARKERS):
+        return True
+    module = getattr(item, "module", None)
+    return module is not None and any(name in vars(module) for name in _SERVER_NAMES)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not DATABASE_ONLY:
-        return
-    kept: list[pytest.Item] = []
-    dropped: list[pytest.Item] = []
-    for item in items:
-        (kept if uses_database(item) else dropped).append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    if DATABASE_ONLY:
+        kept: list[pytest.Item] = []
+        dropped: list[pytest.Item] = []
+        for item in items:
+            (kept if uses_database(item) else dropped).append(item)
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
+    # The modules with long tests first, each module's tests still together and in order
+    # (module-scoped fixtures start once): scripts/test's workers (xdist's worksteal) then end
+    # together on the quick ones, instead of one worker running a long test alone at the end.
+    # Every worker sorts the same collection the same way, as xdist requires.
+    long_modules = {item.nodeid.split("::")[0] for item in items if runs_long(item)}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in long_modules)
 TEST_SECRET = "test-secret-key-not-for-production"
 
 
