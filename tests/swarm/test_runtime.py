@@ -219,6 +219,35 @@ async def test_a_service_is_removed_only_once_the_swarm_has_removed_its_tasks(ru
     assert manager_cli(shared_swarm, "service", "ls", "-q", "--filter", f"label=studios.instance={runtime.instance}").strip() == ""
 
 
+async def test_a_scale_to_0_the_swarm_lost_is_asked_again_by_the_stop(runtime, shared_swarm, tmp_path):
+    """The manager's orchestrator can lose its change to a task when a service is scaled to 0
+    (its log: "failed to update task to REMOVE: update out of sequence", when the node's report
+    on that task lands at the same moment) and look at the service again only when it changes:
+    the task ran on, and a stop waited out its whole bound with the app still running. Here the
+    stop's first update records the ending but leaves the replica, as the lost change did; the
+    stop must update the service again and return with the task gone, its ending kept."""
+    from docker.types import ServiceMode
+
+    handle = await runtime.start(make_spec(tmp_path, partition="cpu"), lambda line: None)
+    placed = await running(runtime, handle)
+    updates: list[int] = []  # the replicas each update_service asked for
+    call = runtime._call
+
+    async def losing_the_first_scale(method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "update_service":
+            updates.append(kwargs["mode"].replicas)
+            if len(updates) == 1:
+                kwargs["mode"] = ServiceMode("replicated", 1)
+        return await call(method, *args, **kwargs)
+
+    runtime._call = losing_the_first_scale  # type: ignore[method-assign]
+    assert (await runtime.stop(placed, 1)).message == "stopped"
+    assert updates[:2] == [0, 0], updates  # the stop's own, then the one asking again
+    desired = manager_cli(shared_swarm, "service", "ps", "--format", "{{.DesiredState}}", placed["service_id"]).split()
+    assert "Running" not in desired, desired
+    assert (await runtime.poll(placed)).message == "stopped"  # the ending recorded on the service stays
+
+
 async def test_orphans_are_found_by_installation_and_removed_with_their_secrets(make_runtime, shared_swarm, tmp_path):
     rt = make_runtime(shared_swarm)
     other = make_runtime(shared_swarm)

@@ -44,7 +44,7 @@ from studios.runtimes.swarm import logs as swarm_logs
 from studios.runtimes.swarm import spec as naming
 from studios.runtimes.swarm.board import Board
 from studios.runtimes.swarm.settings import SwarmSettings
-from studios.runtimes.swarm.tasks import TERMINAL, Node, Snapshot, View, judge, state
+from studios.runtimes.swarm.tasks import TERMINAL, Node, Snapshot, View, desired, judge, state
 from studios.runtimes.swarm.usage import Meter
 
 _NS = 1_000_000_000
@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 REAP_SECONDS = 15.0
 """How long past the stop grace a service's removal waits for the swarm to remove its tasks
 (`_remove_service`)."""
+NUDGE_AFTER_SECONDS = 3.0
+"""How long a stop waits for the swarm to act on a scale to 0 before it updates the service
+again (`stop`, `_nudge`): a task normally leaves the running state within its grace."""
 
 
 class SwarmRuntime(Runtime):
@@ -234,6 +237,14 @@ class SwarmRuntime(Runtime):
                 if "out of sequence" not in why(error) and "update out of" not in why(error):
                     raise
 
+    async def _nudge(self, handle: Handle) -> None:
+        """Update the service to what it already is (a new version, the same spec): the swarm's
+        orchestrator then reconciles it again and removes the tasks beyond its 0 replicas."""
+        with contextlib.suppress(*ENGINE_ERRORS):  # the next round tries again
+            service = await self._call("inspect_service", handle["service_id"])
+            await self._call("update_service", handle["service_id"], service["Version"]["Index"], mode=ServiceMode("replicated", 0), fetch_current_spec=True)
+            log.info("swarm service %s: a task still meant to run after its scale to 0; asked the swarm again", handle.get("service_name"))
+
     async def watch(self, handle: Handle) -> AsyncIterator[Status]:
         """Statuses of the deployment as the swarm places, starts, moves and ends its task."""
         sub = self.board.subscribe(handle["service_id"])
@@ -286,17 +297,25 @@ class SwarmRuntime(Runtime):
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + max(grace_seconds, self.settings.stop_grace_seconds) + 15
+        nudge_at = started + NUDGE_AFTER_SECONDS
         while True:
             try:
                 snapshot = await self._snapshot(handle)
             except ENGINE_ERRORS:
                 break
-            if all(state(t) in TERMINAL or (snapshot.nodes.get(t.get("NodeID") or "") is None)
-                   or snapshot.nodes[t["NodeID"]].state != "ready" for t in snapshot.tasks):  # fmt: skip
+            live = [t for t in snapshot.tasks if state(t) not in TERMINAL and (node := snapshot.nodes.get(t.get("NodeID") or "")) is not None and node.state == "ready"]
+            if not live:
                 break
             if loop.time() > deadline:
                 log.warning("swarm service %s: a task still runs %.0f s after it was stopped", handle.get("service_name"), deadline - started)
                 break
+            if loop.time() >= nudge_at and any(desired(t) == "running" for t in live):
+                # Scaled to 0, yet a task is still meant to run: the manager's orchestrator lost
+                # its change to that task ("failed to update task to REMOVE: update out of
+                # sequence", when the agent's own report on the task lands at the same moment)
+                # and looks at the service again only when something changes it. Change it.
+                await self._nudge(handle)
+                nudge_at = loop.time() + NUDGE_AFTER_SECONDS
             await asyncio.sleep(0.1)
         self.meter.unwatch(int(handle["deployment_id"]))
         return stopped
