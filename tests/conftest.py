@@ -77,7 +77,9 @@ TEST_DATABASE_URL = os.environ.get("STUDIOS_TEST_DATABASE_URL") or None
 DATABASE_ONLY = os.environ.get("STUDIOS_TEST_DATABASE_ONLY") == "1"
 """Set by scripts/test for its second (PostgreSQL) run: run only the tests whose outcome can
 depend on the database; the others ran in the first (SQLite) run, on the same code."""
-_DATABASE_NAMES = ("StudiosServer", "studios_server", "pg_database", "TEST_DATABASE_URL")
+_SERVER_NAMES = ("StudiosServer", "studios_server")
+"""Names a module that starts real `studios serve` processes imports (tests/contract/server.py)."""
+_DATABASE_NAMES = (*_SERVER_NAMES, "pg_database", "TEST_DATABASE_URL")
 
 
 def uses_database(item: pytest.Item) -> bool:
@@ -93,7 +95,6 @@ def uses_database(item: pytest.Item) -> bool:
 
 
 _LONG_MARKERS = ("browser", "docker", "swarm")
-_SERVER_NAMES = ("StudiosServer", "studios_server")
 
 
 def runs_long(item: pytest.Item) -> bool:
@@ -120,6 +121,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Every worker sorts the same collection the same way, as xdist requires.
     long_modules = {item.nodeid.split("::")[0] for item in items if runs_long(item)}
     items.sort(key=lambda item: item.nodeid.split("::")[0] not in long_modules)
+
+
 TEST_SECRET = "test-secret-key-not-for-production"
 
 
