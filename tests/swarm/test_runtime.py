@@ -219,13 +219,14 @@ async def test_a_service_is_removed_only_once_the_swarm_has_removed_its_tasks(ru
     assert manager_cli(shared_swarm, "service", "ls", "-q", "--filter", f"label=studios.instance={runtime.instance}").strip() == ""
 
 
-async def test_a_scale_to_0_the_swarm_lost_is_asked_again_by_the_stop(runtime, shared_swarm, tmp_path):
+async def test_a_scale_to_0_the_swarm_lost_is_asked_again(runtime, shared_swarm, tmp_path):
     """The manager's orchestrator can lose its change to a task when a service is scaled to 0
     (its log: "failed to update task to REMOVE: update out of sequence", when the node's report
     on that task lands at the same moment) and look at the service again only when it changes:
-    the task ran on, and a stop waited out its whole bound with the app still running. Here the
-    stop's first update records the ending but leaves the replica, as the lost change did; the
-    stop must update the service again and return with the task gone, its ending kept."""
+    the task ran on (a stop waited out its whole bound with the app still running; an app that
+    exited was restarted). Here the stop's update records the ending but leaves the replica, as
+    the lost change did; the runtime must update the service again, and the stop return with
+    the task gone, its ending kept."""
     from docker.types import ServiceMode
 
     handle = await runtime.start(make_spec(tmp_path, partition="cpu"), lambda line: None)

@@ -54,8 +54,10 @@ REAP_SECONDS = 15.0
 """How long past the stop grace a service's removal waits for the swarm to remove its tasks
 (`_remove_service`)."""
 NUDGE_AFTER_SECONDS = 3.0
-"""How long a stop waits for the swarm to act on a scale to 0 before it updates the service
-again (`stop`, `_nudge`): a task normally leaves the running state within its grace."""
+"""How long after a scale to 0 a task may still be meant to run before the service is updated
+again (`_see_scaled`); the swarm normally acts on a scale within milliseconds."""
+NUDGE_ROUNDS = 10
+"""How many times `_see_scaled` looks (and asks again) before it leaves the service be."""
 
 
 class SwarmRuntime(Runtime):
@@ -91,6 +93,7 @@ class SwarmRuntime(Runtime):
         self._api: docker.APIClient | None = None
         self.board = Board(self.api, self.instance, slow=self.settings.poll_seconds, fast=self.settings.fast_poll_seconds)
         self.meter = Meter(self.env.data_dir / "usage", self.settings.node_urls)
+        self._scaling: dict[str, asyncio.Task[None]] = {}  # service id -> its `_see_scaled`
 
     def api(self) -> docker.APIClient:
         """The manager's API client, made on first use."""
@@ -228,8 +231,7 @@ class SwarmRuntime(Runtime):
                 return
             spec_labels.update({naming.LABEL_EXIT: exit_json, naming.LABEL_USAGE: usage_json})
             try:
-                await self._call("update_service", handle["service_id"], service["Version"]["Index"],
-                                 labels=spec_labels, mode=ServiceMode("replicated", 0), fetch_current_spec=True)  # fmt: skip
+                await self._scale_to_0(service, labels=spec_labels)
                 return
             except docker.errors.NotFound:
                 return
@@ -237,13 +239,39 @@ class SwarmRuntime(Runtime):
                 if "out of sequence" not in why(error) and "update out of" not in why(error):
                     raise
 
-    async def _nudge(self, handle: Handle) -> None:
-        """Update the service to what it already is (a new version, the same spec): the swarm's
-        orchestrator then reconciles it again and removes the tasks beyond its 0 replicas."""
-        with contextlib.suppress(*ENGINE_ERRORS):  # the next round tries again
-            service = await self._call("inspect_service", handle["service_id"])
-            await self._call("update_service", handle["service_id"], service["Version"]["Index"], mode=ServiceMode("replicated", 0), fetch_current_spec=True)
-            log.info("swarm service %s: a task still meant to run after its scale to 0; asked the swarm again", handle.get("service_name"))
+    async def _scale_to_0(self, service: dict[str, Any], labels: dict[str, str] | None = None) -> None:
+        """Update the service (as read, at its version) to 0 replicas, its spec otherwise kept
+        (and its labels replaced by `labels`, if given), and see that the swarm acts on it."""
+        await self._update_to_0(service, labels)
+        if service["ID"] not in self._scaling:
+            task = asyncio.create_task(self._see_scaled(service["ID"]), name=f"studios-swarm-scaled-{service['ID'][:12]}")
+            self._scaling[service["ID"]] = task
+            task.add_done_callback(lambda _: self._scaling.pop(service["ID"], None))
+
+    async def _update_to_0(self, service: dict[str, Any], labels: dict[str, str] | None = None) -> None:
+        changes: dict[str, Any] = {"labels": labels} if labels is not None else {}
+        await self._call("update_service", service["ID"], service["Version"]["Index"], mode=ServiceMode("replicated", 0), fetch_current_spec=True, **changes)
+
+    async def _see_scaled(self, service_id: str) -> None:
+        """The manager's orchestrator can lose its change to a task on a scale to 0 (its log:
+        "failed to update task to REMOVE: update out of sequence", when the node's own report
+        on that task lands at the same moment) and look at the service again only when
+        something changes it: the task runs on, or the swarm restarts an app that exited. While
+        a task is still meant to run `NUDGE_AFTER_SECONDS` after the scale, update the service
+        again to the same spec (a new version): the orchestrator then reconciles it."""
+        for _ in range(NUDGE_ROUNDS):
+            await asyncio.sleep(NUDGE_AFTER_SECONDS)
+            try:
+                service = await self._call("inspect_service", service_id)
+                tasks = await self._call("tasks", filters={"service": service_id})
+                if not any(desired(t) == "running" and state(t) not in TERMINAL for t in tasks):
+                    return
+                await self._update_to_0(service)
+                log.info("swarm service %s: a task still meant to run after its scale to 0; asked the swarm again", service.get("Spec", {}).get("Name", service_id[:12]))
+            except docker.errors.NotFound:
+                return  # removed: its tasks with it
+            except ENGINE_ERRORS:
+                pass  # the manager does not answer, or the service changed meanwhile: look again
 
     async def watch(self, handle: Handle) -> AsyncIterator[Status]:
         """Statuses of the deployment as the swarm places, starts, moves and ends its task."""
@@ -297,7 +325,6 @@ class SwarmRuntime(Runtime):
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + max(grace_seconds, self.settings.stop_grace_seconds) + 15
-        nudge_at = started + NUDGE_AFTER_SECONDS
         while True:
             try:
                 snapshot = await self._snapshot(handle)
@@ -309,13 +336,6 @@ class SwarmRuntime(Runtime):
             if loop.time() > deadline:
                 log.warning("swarm service %s: a task still runs %.0f s after it was stopped", handle.get("service_name"), deadline - started)
                 break
-            if loop.time() >= nudge_at and any(desired(t) == "running" for t in live):
-                # Scaled to 0, yet a task is still meant to run: the manager's orchestrator lost
-                # its change to that task ("failed to update task to REMOVE: update out of
-                # sequence", when the agent's own report on the task lands at the same moment)
-                # and looks at the service again only when something changes it. Change it.
-                await self._nudge(handle)
-                nudge_at = loop.time() + NUDGE_AFTER_SECONDS
             await asyncio.sleep(0.1)
         self.meter.unwatch(int(handle["deployment_id"]))
         return stopped
@@ -408,7 +428,7 @@ class SwarmRuntime(Runtime):
         service_id = service["ID"]
         if ((service.get("Spec") or {}).get("Mode") or {}).get("Replicated", {}).get("Replicas"):
             with contextlib.suppress(docker.errors.APIError):  # gone, or changed meanwhile: the wait below says
-                await self._call("update_service", service_id, service["Version"]["Index"], mode=ServiceMode("replicated", 0), fetch_current_spec=True)
+                await self._scale_to_0(service)
         bound = self.settings.stop_grace_seconds + REAP_SECONDS
         deadline = asyncio.get_running_loop().time() + bound
         while asyncio.get_running_loop().time() < deadline:
@@ -438,6 +458,9 @@ class SwarmRuntime(Runtime):
         self.meter.forget(deployment_id)
 
     async def close(self) -> None:
+        for task in list(self._scaling.values()):
+            task.cancel()
+        await asyncio.gather(*self._scaling.values(), return_exceptions=True)
         await self.board.close()
         self.meter.close()
         if self._api is not None:
