@@ -22,6 +22,7 @@ import pytest
 from gitserver import git_http_server
 from studios.runtimes.base import Source
 from studios.runtimes.swarm import SwarmRuntime
+from studios.runtimes.swarm.spec import ENDED_CONSTRAINT
 
 from .conftest import eventually, make_spec, manager_cli, statuses_until
 
@@ -168,17 +169,19 @@ async def test_an_app_that_exits_ends_its_deployment_and_the_swarm_does_not_rest
     assert seen[-1].log == "the app exited with code 3 on swn1"
     assert (await runtime.poll(handle)).message == "exited with code 3"
 
-    async def no_task_pending() -> list[dict[str, Any]] | None:
+    async def none_on_a_node() -> list[dict[str, Any]] | None:
         tasks = await asyncio.to_thread(runtime.api().tasks, filters={"service": handle["service_id"]})
-        busy = [t for t in tasks if t["Status"]["State"] in ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running")]
+        busy = [t for t in tasks if t.get("NodeID") and t["Status"]["State"] in ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running")]
         return None if busy else tasks
 
-    await eventually(no_task_pending, 15, "the swarm's restart to be dropped")
+    tasks = await eventually(none_on_a_node, 15, "the swarm's restart to be dropped")
     # The swarm may have prepared (created, not started) a replacement container: the app ran once.
     lines = [(line.stream, line.message) async for batch, _ in runtime.logs(handle, None) for line in batch]
     assert lines == [("stdout", "bye")]
     service = await asyncio.to_thread(runtime.api().inspect_service, handle["service_id"])
-    assert service["Spec"]["Mode"]["Replicated"]["Replicas"] == 0
+    assert ENDED_CONSTRAINT in service["Spec"]["TaskTemplate"]["Placement"]["Constraints"]
+    # What replaces it waits for a node that never comes.
+    assert all(t["Status"]["State"] == "pending" for t in tasks if not t.get("NodeID")), tasks
 
 
 async def test_stop_and_adoption_by_a_restarted_service(make_runtime, shared_swarm, tmp_path):
@@ -219,34 +222,62 @@ async def test_a_service_is_removed_only_once_the_swarm_has_removed_its_tasks(ru
     assert manager_cli(shared_swarm, "service", "ls", "-q", "--filter", f"label=studios.instance={runtime.instance}").strip() == ""
 
 
-async def test_a_scale_to_0_the_swarm_lost_is_asked_again(runtime, shared_swarm, tmp_path):
-    """The manager's orchestrator can lose its change to a task when a service is scaled to 0
-    (its log: "failed to update task to REMOVE: update out of sequence", when the node's report
-    on that task lands at the same moment) and look at the service again only when it changes:
-    the task ran on (a stop waited out its whole bound with the app still running; an app that
-    exited was restarted). Here the stop's update records the ending but leaves the replica, as
-    the lost change did; the runtime must update the service again, and the stop return with
-    the task gone, its ending kept."""
-    from docker.types import ServiceMode
-
+async def test_a_stop_the_swarm_lost_is_asked_again(runtime, shared_swarm, tmp_path):
+    """The manager can lose its change to a task when an update stops it (its log: "failed to
+    update task to REMOVE: update out of sequence", when the node's report on that task lands
+    at the same moment) and look at the service again only when it changes: the task ran on (a
+    stop waited out its whole bound with the app still running; an app that exited was
+    restarted). Here the stop's update records the ending but leaves the task free to run, as
+    the lost change did; the runtime must send that change again, and the stop return with the
+    task shut down, its ending kept."""
     handle = await runtime.start(make_spec(tmp_path, partition="cpu"), lambda line: None)
     placed = await running(runtime, handle)
-    updates: list[int] = []  # the replicas each update_service asked for
+    updates: list[bool] = []  # whether each update_service kept the service off every node
     call = runtime._call
 
-    async def losing_the_first_scale(method: str, *args: Any, **kwargs: Any) -> Any:
+    async def losing_the_first_stop(method: str, *args: Any, **kwargs: Any) -> Any:
         if method == "update_service":
-            updates.append(kwargs["mode"].replicas)
+            updates.append(ENDED_CONSTRAINT in (kwargs.get("task_template") or {}).get("Placement", {}).get("Constraints", []))
             if len(updates) == 1:
-                kwargs["mode"] = ServiceMode("replicated", 1)
+                kwargs.pop("task_template")
         return await call(method, *args, **kwargs)
 
-    runtime._call = losing_the_first_scale  # type: ignore[method-assign]
+    runtime._call = losing_the_first_stop  # type: ignore[method-assign]
     assert (await runtime.stop(placed, 1)).message == "stopped"
-    assert updates[:2] == [0, 0], updates  # the stop's own, then the one asking again
-    desired = manager_cli(shared_swarm, "service", "ps", "--format", "{{.DesiredState}}", placed["service_id"]).split()
-    assert "Running" not in desired, desired
+    assert updates[:2] == [True, True], updates  # the stop's own, then the one asking again
+    tasks = await call("tasks", filters={"service": placed["service_id"]})
+    assert not [t for t in tasks if t.get("NodeID") and t["DesiredState"] == "running"], tasks
     assert (await runtime.poll(placed)).message == "stopped"  # the ending recorded on the service stays
+
+
+async def test_an_ended_task_is_kept_with_its_whole_log(runtime, shared_swarm, tmp_path):
+    """A stop, or an app's own exit, shuts the task down and keeps it (a scale to 0 had the
+    swarm delete it, and its log, within about 0.3 s): a server that starts reading the log
+    from the beginning after the end reads every line, however late it comes."""
+    app = "echo before-the-end; trap 'echo stopping-now; exit 0' TERM; httpd -p $PORT; while true; do sleep 1; done"
+    stopped = await running(runtime, await runtime.start(make_spec(tmp_path, app, partition="cpu"), lambda line: None))
+    exits = await runtime.start(make_spec(tmp_path, "echo last-words >&2; exit 3", partition="cpu"), lambda line: None)
+
+    async def its_exit() -> Any:  # watched from the start: unwatched, the swarm restarts it
+        async for status in runtime.watch(exits):
+            if status.exit is not None:
+                return status.exit
+        return None
+
+    watching = asyncio.ensure_future(asyncio.wait_for(its_exit(), 30))
+    assert (await runtime.stop(stopped, 5)).message == "stopped"
+    ended = await watching
+    assert ended is not None and ended.code == 3, ended
+    for handle, stream, wanted in ((stopped, "stdout", ["before-the-end", "stopping-now"]), (exits, "stderr", ["last-words"])):
+        tasks = await runtime._call("tasks", filters={"service": handle["service_id"]})
+        assert any(t["DesiredState"] == "shutdown" and t.get("NodeID") for t in tasks), tasks  # kept, not marked for removal
+        assert not any(t["DesiredState"] == "remove" for t in tasks), tasks
+
+        async def whole_log(handle: dict[str, Any] = handle, stream: str = stream) -> list[str]:
+            return [line.message async for batch, _ in runtime.logs(handle, None) for line in batch if line.stream == stream]
+
+        assert await asyncio.wait_for(whole_log(), 30) == wanted, handle["service_name"]
+        await runtime.cleanup(handle)
 
 
 async def test_orphans_are_found_by_installation_and_removed_with_their_secrets(make_runtime, shared_swarm, tmp_path):

@@ -11,8 +11,9 @@ address. The code and the secret environment travel as swarm secrets (`payload.p
 `launch.py`.
 
 The swarm restarts a task on another node when its node dies (restart condition on-failure,
-delay `restart_delay_seconds`); an app that exits by itself ends its deployment: the runtime
-scales the service to 0 within the restart delay and records the exit on the service's labels.
+delay `restart_delay_seconds`); an app that exits by itself ends its deployment: within the
+restart delay the runtime constrains the service to no node (its task is shut down and kept, with
+its log) and records the exit on the service's labels.
 What the tasks mean is judged in `tasks.py`, read for every deployment by one poller
 (`board.py`); logs are followed per task (`logs.py`), usage on the nodes (`usage.py`).
 
@@ -28,12 +29,12 @@ import contextlib
 import json
 import logging
 import secrets as random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import docker
 import docker.errors
-from docker.types import SecretReference, ServiceMode  # fmt: skip
+from docker.types import SecretReference, ServiceMode, UpdateConfig  # fmt: skip
 
 from studios.runtimes.base import Exit, Handle, LaunchError, LaunchSpec, LogCursor, LogLine, Reporter, Runtime, RuntimeEnv, RuntimeSettings, Status, Usage
 from studios.runtimes.docker.exits import exit_message
@@ -54,10 +55,11 @@ REAP_SECONDS = 15.0
 """How long past the stop grace a service's removal waits for the swarm to remove its tasks
 (`_remove_service`)."""
 NUDGE_AFTER_SECONDS = 3.0
-"""How long after a scale to 0 a task may still be meant to run before the service is updated
-again (`_see_scaled`); the swarm normally acts on a scale within milliseconds."""
+"""How long after an update that ends its task (an ending, a scale to 0) a task may still be
+meant to run on a node before the service is updated again (`_see_stopped`); the swarm normally
+acts on such an update within milliseconds."""
 NUDGE_ROUNDS = 10
-"""How many times `_see_scaled` looks (and asks again) before it leaves the service be."""
+"""How many times `_see_stopped` looks (and asks again) before it leaves the service be."""
 
 
 class SwarmRuntime(Runtime):
@@ -93,7 +95,8 @@ class SwarmRuntime(Runtime):
         self._api: docker.APIClient | None = None
         self.board = Board(self.api, self.instance, slow=self.settings.poll_seconds, fast=self.settings.fast_poll_seconds)
         self.meter = Meter(self.env.data_dir / "usage", self.settings.node_urls)
-        self._scaling: dict[str, asyncio.Task[None]] = {}  # service id -> its `_see_scaled`
+        self._stopping: dict[str, asyncio.Task[None]] = {}  # service id -> its `_ask_again`
+        self._stop_updates: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}  # service id -> the update to send again
 
     def api(self) -> docker.APIClient:
         """The manager's API client, made on first use."""
@@ -217,8 +220,9 @@ class SwarmRuntime(Runtime):
         return Exit(code=None, signal=9, oom_killed=True, message=exit_message(137, 9, True, handle.get("memory_mb")))
 
     async def _end(self, handle: Handle, outcome: Exit) -> None:
-        """Scale the service to 0 and record how it ended (and its peak usage) on its labels,
-        so the swarm does not restart it and every server sees the same ending."""
+        """Have the swarm stop the service's task for good (`_retire`) and record how it ended
+        (and its peak usage) on its labels, so the swarm does not restart it and every server
+        sees the same ending."""
         exit_json = json.dumps({"code": outcome.code, "signal": outcome.signal, "oom_killed": outcome.oom_killed, "message": outcome.message})
         usage_json = json.dumps(self.meter.peaks(int(handle["deployment_id"])))
         for _ in range(5):  # another writer may bump the version between read and update
@@ -231,7 +235,7 @@ class SwarmRuntime(Runtime):
                 return
             spec_labels.update({naming.LABEL_EXIT: exit_json, naming.LABEL_USAGE: usage_json})
             try:
-                await self._scale_to_0(service, labels=spec_labels)
+                await self._retire(service, spec_labels)
                 return
             except docker.errors.NotFound:
                 return
@@ -239,35 +243,67 @@ class SwarmRuntime(Runtime):
                 if "out of sequence" not in why(error) and "update out of" not in why(error):
                     raise
 
-    async def _scale_to_0(self, service: dict[str, Any], labels: dict[str, str] | None = None) -> None:
-        """Update the service (as read, at its version) to 0 replicas, its spec otherwise kept
-        (and its labels replaced by `labels`, if given), and see that the swarm acts on it."""
-        await self._update_to_0(service, labels)
-        if service["ID"] not in self._scaling:
-            task = asyncio.create_task(self._see_scaled(service["ID"]), name=f"studios-swarm-scaled-{service['ID'][:12]}")
-            self._scaling[service["ID"]] = task
-            task.add_done_callback(lambda _: self._scaling.pop(service["ID"], None))
+    async def _retire(self, service: dict[str, Any], labels: dict[str, str]) -> None:
+        """Update the service (as read, at its version) so that no node may run it
+        (`ENDED_CONSTRAINT`), its labels replaced by `labels`, and see that the swarm acts on
+        it. The swarm shuts the task down (stop-first, with the spec's grace) and keeps it in
+        its task history, with its log, until the service is removed: a scale to 0 instead marks
+        the task for removal, and the swarm deletes it and its log within about 0.3 s of its
+        shutdown, before a reader may have read its last lines or a restarted server its whole
+        log. The replacement task it creates waits, unplaced, for a node that never comes."""
+        await self._update_retired(service, labels)
+        self._see_stopped(service["ID"], self._update_retired)
 
-    async def _update_to_0(self, service: dict[str, Any], labels: dict[str, str] | None = None) -> None:
+    async def _update_retired(self, service: dict[str, Any], labels: dict[str, str] | None = None) -> None:
+        template = (service.get("Spec") or {}).get("TaskTemplate") or {}
+        placement = dict(template.get("Placement") or {})
+        constraints = list(placement.get("Constraints") or [])
+        if naming.ENDED_CONSTRAINT not in constraints:
+            constraints.append(naming.ENDED_CONSTRAINT)
+        placement["Constraints"] = constraints
         changes: dict[str, Any] = {"labels": labels} if labels is not None else {}
-        await self._call("update_service", service["ID"], service["Version"]["Index"], mode=ServiceMode("replicated", 0), fetch_current_spec=True, **changes)
+        await self._call("update_service", service["ID"], service["Version"]["Index"], task_template={"Placement": placement},
+                         update_config=UpdateConfig(parallelism=1, order="stop-first"), fetch_current_spec=True, **changes)  # fmt: skip
 
-    async def _see_scaled(self, service_id: str) -> None:
-        """The manager's orchestrator can lose its change to a task on a scale to 0 (its log:
-        "failed to update task to REMOVE: update out of sequence", when the node's own report
-        on that task lands at the same moment) and look at the service again only when
-        something changes it: the task runs on, or the swarm restarts an app that exited. While
-        a task is still meant to run `NUDGE_AFTER_SECONDS` after the scale, update the service
-        again to the same spec (a new version): the orchestrator then reconciles it."""
+    async def _scale_to_0(self, service: dict[str, Any]) -> None:
+        """Update the service (as read, at its version) to 0 replicas, its spec otherwise kept,
+        and see that the swarm acts on it (before its removal: its tasks are deleted)."""
+        await self._update_to_0(service)
+        self._see_stopped(service["ID"], self._update_to_0)
+
+    async def _update_to_0(self, service: dict[str, Any]) -> None:
+        await self._call("update_service", service["ID"], service["Version"]["Index"], mode=ServiceMode("replicated", 0), fetch_current_spec=True)
+
+    def _see_stopped(self, service_id: str, update: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """Have `_ask_again` watch the service, sending `update` again if needed (the latest
+        update asked for counts)."""
+        self._stop_updates[service_id] = update
+        if service_id not in self._stopping:
+            task = asyncio.create_task(self._ask_again(service_id), name=f"studios-swarm-stopped-{service_id[:12]}")
+            self._stopping[service_id] = task
+
+            def done(_: object) -> None:
+                self._stopping.pop(service_id, None)
+                self._stop_updates.pop(service_id, None)
+
+            task.add_done_callback(done)
+
+    async def _ask_again(self, service_id: str) -> None:
+        """The manager can lose its change to a task on an update that stops it (its log:
+        "failed to update task to REMOVE: update out of sequence", when the node's own report on
+        that task lands at the same moment) and look at the service again only when something
+        changes it: the task runs on, or the swarm restarts an app that exited. While a task is
+        still meant to run on a node `NUDGE_AFTER_SECONDS` after the update, update the service
+        again (a new version) with the change that stopped it: the swarm then reconciles it."""
         for _ in range(NUDGE_ROUNDS):
             await asyncio.sleep(NUDGE_AFTER_SECONDS)
             try:
                 service = await self._call("inspect_service", service_id)
                 tasks = await self._call("tasks", filters={"service": service_id})
-                if not any(desired(t) == "running" and state(t) not in TERMINAL for t in tasks):
+                if not any(t.get("NodeID") and desired(t) == "running" and state(t) not in TERMINAL for t in tasks):
                     return
-                await self._update_to_0(service)
-                log.info("swarm service %s: a task still meant to run after its scale to 0; asked the swarm again", service.get("Spec", {}).get("Name", service_id[:12]))
+                await self._stop_updates[service_id](service)
+                log.info("swarm service %s: a task still meant to run after it was stopped; asked the swarm again", service.get("Spec", {}).get("Name", service_id[:12]))
             except docker.errors.NotFound:
                 return  # removed: its tasks with it
             except ENGINE_ERRORS:
@@ -458,9 +494,9 @@ class SwarmRuntime(Runtime):
         self.meter.forget(deployment_id)
 
     async def close(self) -> None:
-        for task in list(self._scaling.values()):
+        for task in list(self._stopping.values()):
             task.cancel()
-        await asyncio.gather(*self._scaling.values(), return_exceptions=True)
+        await asyncio.gather(*self._stopping.values(), return_exceptions=True)
         await self.board.close()
         self.meter.close()
         if self._api is not None:

@@ -16,6 +16,10 @@ LABEL_EXIT = "studios.exit"
 it ended, even one that restarted meanwhile."""
 LABEL_USAGE = "studios.usage"
 """Set with the exit: the peak usage measured while it ran (JSON)."""
+ENDED_CONSTRAINT = "node.id==studios-ended"
+"""Added to an ended service's placement constraints (no node has that id): the swarm shuts its
+task down and keeps it in the task history with its log, where a scale to 0 would have the
+task, and its log, deleted (`runtime._retire`)."""
 
 WORKSPACE = "/workspace"
 """The working directory a studio's code is unpacked into (as in the Docker runtime)."""

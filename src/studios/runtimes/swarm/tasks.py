@@ -75,7 +75,7 @@ class View:
     port: int | None = None
     exit: Exit | None = None
     end: bool = False
-    """The runtime must end the service (scale to 0, recording `exit` on it)."""
+    """The runtime must end the service (`runtime._end`: no node may run it, `exit` recorded on it)."""
     log: str | None = None
     settled: bool = False
     """Nothing is expected to change soon (running, or ended): the slow poll suffices."""
