@@ -22,7 +22,10 @@ Python's sqlite3 into a fresh WAL database (synchronous=NORMAL, the table and in
 interleaved: `client.studios.list_deployments_logs(id, did, limit=10000)` through the real
 `civis` client (the client made once, outside the timing), the same GET through one keep-alive
 httpx client (body parsed as JSON), and the anchor: the server's own query (newest 10,000 by the
-`(deployment_id, created_at, id)` index) straight from SQLite with the stdlib sqlite3.
+`(deployment_id, created_at, id)` index) straight from SQLite with the stdlib sqlite3. Beside
+them, the floor of the answer itself: the very bytes ours answered, put in memory in the bare
+FastAPI app of `bench/anchors/bare_app.py` (uvicorn as `studios serve` runs it) and read back the
+same way (`GET /blob`, parsed). Ours less that floor is what reading the lines costs the server.
 
 Goals (`bench/performance-goals.md`, issue 12): ingest >= 0.75x the anchor's rows/s with none
 lost; 10,000 lines over HTTP (the raw httpx read) < 50 ms and <= 2x the anchor read. The civis
@@ -42,7 +45,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import REAL_PYTHON, SERVE_200_SOURCE, Studios, bench_session, median_of, ms, settings, write_results
+import httpx
+
+from common import BENCH, REAL_PYTHON, SERVE_200_SOURCE, Processes, Studios, bench_session, free_port, http_status, median_of, ms, settings, tail, write_results
 
 GOAL_INGEST_RATIO = 0.75
 GOAL_READ_MS = 50.0
@@ -224,8 +229,29 @@ def ingest_round(srv: Studios, studio_id: int, n: int, timing_dir: Path, timeout
 # (b) read
 
 
-def read_round(srv: Studios, client: Any, studio_id: int, did: int, limit: int) -> dict[str, float]:
+def start_floor(procs: Processes, tmp: Path) -> httpx.Client:
+    """The bare FastAPI anchor app (bench/anchors/bare_app.py, uvicorn as `studios serve` runs
+    it), and a keep-alive client of it: `GET /blob` answers the bytes put there from memory."""
+    port, log = free_port(), tmp / "bare.log"
+    proc = procs.start("bare FastAPI", [sys.executable, str(BENCH / "anchors" / "bare_app.py"), "--port", str(port)], log=log)
+    deadline = time.monotonic() + 60
+    while http_status(port) is None:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the bare FastAPI app did not answer; its log:\n{tail(log)}")
+        time.sleep(0.05)
+    return httpx.Client(base_url=f"http://127.0.0.1:{port}")
+
+
+def read_round(srv: Studios, client: Any, studio_id: int, did: int, limit: int, floor: httpx.Client) -> dict[str, float]:
     out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    r = floor.get("/blob")
+    _ = r.content
+    t1 = time.perf_counter()
+    floor_lines = r.json()
+    t2 = time.perf_counter()
+    assert r.status_code == 200 and len(floor_lines) == limit, f"the bare app answered {r.status_code}, {len(floor_lines)} lines"
+    out["floor_ms"], out["floor_answer_ms"] = ms(t2 - t0), ms(t1 - t0)
     t0 = time.perf_counter()
     lines = client.studios.list_deployments_logs(studio_id, did, limit=limit)
     out["civis_client_ms"] = ms(time.perf_counter() - t0)
@@ -297,12 +323,16 @@ def main() -> int:
         print(f"(b) list_deployments_logs of {args.read_limit:,} lines from a {args.lines:,}-line log, {args.read_rounds} rounds", file=sys.stderr)
         os.environ["CIVIS_API_ENDPOINT"] = srv.url
         client = civis.APIClient(api_key=srv.key)
-        read_round(srv, client, studio_id, read_did, args.read_limit)  # warm-up: spec, connections, page cache
+        floor = start_floor(procs, tmp)
+        body = srv.http.get(f"/studios/{studio_id}/deployments/{read_did}/logs", params={"limit": args.read_limit}).content
+        assert floor.put("/blob", content=body).status_code == 204  # the floor answers the very same bytes
+        read_round(srv, client, studio_id, read_did, args.read_limit, floor)  # warm-up: spec, connections, page cache
         reads = []
         for r in range(args.read_rounds):
-            reads.append(read_round(srv, client, studio_id, read_did, args.read_limit))
+            reads.append(read_round(srv, client, studio_id, read_did, args.read_limit, floor))
             x = reads[-1]
-            print(f"  round {r + 1:2}/{args.read_rounds}  civis client {x['civis_client_ms']:7.1f} ms   httpx {x['httpx_ms']:7.1f} ms   SQLite {x['sqlite_ms']:6.1f} ms", file=sys.stderr)
+            print(f"  round {r + 1:2}/{args.read_rounds}  civis client {x['civis_client_ms']:7.1f} ms   httpx {x['httpx_ms']:7.1f} ms   SQLite {x['sqlite_ms']:6.1f} ms"
+                  f"   bare FastAPI, same bytes {x['floor_ms']:6.1f} ms", file=sys.stderr)
 
         med = lambda rs, k: median_of(rs, k, 3)  # noqa: E731
         medians = {
@@ -316,6 +346,8 @@ def main() -> int:
             "httpx_answer_ms": med(reads, "httpx_answer_ms"),
             "client_parse_ms": med(reads, "client_parse_ms"),
             "sqlite_ms": med(reads, "sqlite_ms"),
+            "floor_ms": med(reads, "floor_ms"),
+            "floor_answer_ms": med(reads, "floor_answer_ms"),
         }
         none_lost = all(r["sqlite_check"]["none_lost"] and r.get("api_check", {}).get("in_order_none_lost_none_repeated", True) for r in ingests)
         ingest_ok = medians["ingest_lines_per_s"] >= GOAL_INGEST_RATIO * medians["anchor_rows_per_s"] and none_lost
@@ -332,6 +364,11 @@ def main() -> int:
         print(f"  {'raw httpx, keep-alive, JSON parsed':42} {medians['httpx_ms']:8.1f} ms   ({medians['httpx_ms'] / medians['sqlite_ms']:.1f}x the anchor)")
         print(f"  {'  of which the answer, received':42} {medians['httpx_answer_ms']:8.1f} ms   ({medians['httpx_answer_ms'] / medians['sqlite_ms']:.1f}x the anchor)")
         print(f"  {'  and the client parsing its JSON':42} {medians['client_parse_ms']:8.1f} ms   ({medians['client_parse_ms'] / medians['sqlite_ms']:.1f}x the anchor)")
+        print(f"  {'bare FastAPI, the same bytes from memory':42} {medians['floor_ms']:8.1f} ms   ({medians['floor_ms'] / medians['sqlite_ms']:.1f}x the anchor:"
+              " the least any server of this stack takes, parse included)")
+        print(f"  {'  of which the answer, received':42} {medians['floor_answer_ms']:8.1f} ms   ({medians['floor_answer_ms'] / medians['sqlite_ms']:.1f}x the anchor)")
+        print(f"  {'ours less the bare answer: the read itself':42} {medians['httpx_ms'] - medians['floor_ms']:8.1f} ms   "
+              f"({(medians['httpx_ms'] - medians['floor_ms']) / medians['sqlite_ms']:.1f}x the anchor)")
         print(f"  {'civis client list_deployments_logs':42} {medians['civis_client_ms']:8.1f} ms   ({medians['civis_client_ms'] / medians['sqlite_ms']:.1f}x the anchor)")
         print(f"  goal (raw httpx) < {GOAL_READ_MS:g} ms and <= {GOAL_READ_RATIO:g}x the anchor: {'MET' if read_ok else 'NOT MET'}")
         write_results("logs_bench", session.started, {

@@ -10,6 +10,9 @@ serve` serves ours (1 worker, httptools, uvloop, no access log):
   already stored as its JSON text (~600 bytes; ours, of studios without params or
   deployments, ~540), joined into the array. It does nothing per row in Python but fetch
   the text: the floor of a page of 20.
+- `PUT /blob` stores a body in memory; `GET /blob` answers it as JSON: the floor of any answer
+  of that size over this stack (`bench/logs_bench.py` puts the 10,000 log lines it read from
+  ours there, the same bytes).
 
     .venv/bin/python bench/anchors/bare_app.py --port 8123 --db /tmp/bare.db
 """
@@ -23,7 +26,7 @@ import threading
 from typing import Annotated
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Path, Response
+from fastapi import FastAPI, HTTPException, Path, Request, Response
 
 # ~1 KB of JSON, shaped like a studio (nested author block, a few params).
 PAYLOAD = {
@@ -82,6 +85,20 @@ def row(id: Annotated[int, Path(gt=0, le=2**31 - 1)]) -> Response:
 def page() -> Response:
     rows = _conn().execute("SELECT body FROM page_items ORDER BY id DESC LIMIT 20").fetchall()
     return Response(("[" + ",".join(body for (body,) in rows) + "]").encode(), media_type="application/json")
+
+
+_blob = {"body": b"[]"}
+
+
+@app.put("/blob")
+async def put_blob(request: Request) -> Response:
+    _blob["body"] = await request.body()
+    return Response(status_code=204)
+
+
+@app.get("/blob")
+async def get_blob() -> Response:
+    return Response(_blob["body"], media_type="application/json")
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, String, Table, Text, func, insert, literal, select, type_coerce, update
+from sqlalchemy import ColumnElement, Row, Select, String, Table, Text, func, insert, literal, select, type_coerce, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
@@ -147,12 +147,22 @@ def logs_json(session: Session, deployment_id: int, start_at: datetime | None, e
     if end_at is not None:
         query = query.where(DeploymentLog.created_at <= end_at)
     if start_at is not None:
-        return list(session.connection().execute(query.order_by(DeploymentLog.created_at, DeploymentLog.id).limit(limit)).scalars().all())
+        return _texts(session, query.order_by(DeploymentLog.created_at, DeploymentLog.id).limit(limit))
     # The tail is read newest first, as the index gives it, and turned round here: a subquery
     # put back in time order costs the database a sort (10,000 lines: ~5 of ~25 ms on SQLite).
-    tail = list(session.connection().execute(query.order_by(DeploymentLog.created_at.desc(), DeploymentLog.id.desc()).limit(limit)).scalars().all())
+    tail = _texts(session, query.order_by(DeploymentLog.created_at.desc(), DeploymentLog.id.desc()).limit(limit))
     tail.reverse()
     return tail
+
+
+def _texts(session: Session, query: Select[Any]) -> list[str]:
+    """The one text column of each row, fetched from the driver's cursor: SQLAlchemy's own rows
+    and scalars cost ~5 ms more for 10,000 lines and convert nothing here (a text column)."""
+    result = session.connection().execute(query)
+    try:
+        return [row[0] for row in result.cursor.fetchall()]
+    finally:
+        result.close()
 
 
 def logs_after(session: Session, deployment_id: int, after_id: int, limit: int, since: datetime | None = None) -> list[tuple[int, str, str, str, str]]:
