@@ -234,6 +234,40 @@ async def test_image_command_runs_in_workdir_without_repo(state_dir, make_spec, 
     await runtime.cleanup(handle)
 
 
+async def test_an_app_that_ended_between_two_looks_was_started(state_dir, tmp_path, monkeypatch):
+    """The supervisor writes the app's record, then, once the app has ended, its exit record. An
+    app that ends at once (a fast start: a fresh run caught it with `echo ...; pwd`) can have
+    both written between the runtime's look for the first and its look for the second: the app
+    ran, so the start succeeded (its ending is the watch's to report), never "exited with code 0"
+    as a launch error."""
+    from studios.runtimes.process import runtime as module
+
+    runtime = process_runtime_at(state_dir)
+    workdir = tmp_path / "deployment"
+    workdir.mkdir()
+    (workdir / "process-app.json").write_text('{"pid": 4242, "start_time": 7}')
+    (workdir / "process-exit.json").write_text('{"code": 0, "signal": null, "oom_killed": false}')
+    looks: list[str] = []
+    real = module._read_json
+
+    def app_written_just_after_the_first_look(path: Path) -> Any:
+        looks.append(path.name)
+        if looks == ["process-app.json"]:
+            return None
+        return real(path)
+
+    class EndedSupervisor:
+        def poll(self) -> int:
+            return 0
+
+        def kill(self) -> None:
+            raise AssertionError("a supervisor that started the app is not killed")
+
+    monkeypatch.setattr(module, "_read_json", app_written_just_after_the_first_look)
+    handle = {"workdir": str(workdir), "deployment_id": 1, "memory_mb": None}
+    assert await runtime._await_app(handle, EndedSupervisor()) == {"pid": 4242, "start_time": 7}  # type: ignore[arg-type]
+
+
 async def test_an_environment_larger_than_a_pipe_reaches_the_app_whole(state_dir, make_spec, lines_of):
     """The supervisor's request (config path and the app's environment) is written straight into
     its stdin pipe when it fits; a larger one (params can be long) goes through a thread, whole."""

@@ -507,6 +507,11 @@ class ProcessRuntime(Runtime):
                 return app
             record = _read_json(workdir / "process-exit.json")
             if record is not None or supervisor.poll() is not None or time.monotonic() > deadline:
+                # The supervisor writes the app's record before its exit: an app that ran and
+                # ended between the two reads above was started (its ending is the watch's).
+                app = _read_json(workdir / "process-app.json")
+                if app is not None:
+                    return app
                 break
             await asyncio.sleep(0.002)
         if record is None:
