@@ -62,3 +62,27 @@ def test_users_create_and_keys_create_hints_through_a_pipe(tmp_path: Path, env: 
     another = subprocess.run([str(STUDIOS), "keys", "create", "a-user-with-a-long-name"], env=env, capture_output=True, text=True, check=True, timeout=60)
     new_key = another.stdout.strip()
     assert new_key != key and exported_by(export_line(another.stderr)) == (LONG_URL, new_key)
+
+
+@pytest.mark.parametrize("port_args", [["--port", "18999"], ["--port=18999"]])
+def test_scripts_serve_prints_the_export_line_with_the_port_it_serves_on(tmp_path: Path, env: dict[str, str], port_args: list[str]) -> None:
+    """`scripts/serve --port N` (8000 taken, say): the first-run line a newcomer pastes names port
+    N, the port `studios serve` is given, not the default. Here the repository's scripts/serve
+    runs in a copy whose `.venv/bin/studios` is the real one for `bootstrap` and only reports
+    what `serve` would get."""
+    repo = Path(__file__).resolve().parent.parent
+    copy = tmp_path / "clone"
+    (copy / "scripts").mkdir(parents=True)
+    (copy / "scripts" / "serve").write_bytes((repo / "scripts" / "serve").read_bytes())
+    (copy / "scripts" / "serve").chmod(0o755)
+    (copy / "pyproject.toml").write_text("")
+    studios = copy / ".venv" / "bin" / "studios"
+    studios.parent.mkdir(parents=True)
+    studios.write_text(f'#!/bin/sh\nif [ "$1" = serve ]; then echo "serve $* STUDIOS_PORT=$STUDIOS_PORT"; exit 0; fi\nexec {STUDIOS} "$@"\n')
+    studios.chmod(0o755)  # written after pyproject.toml: nothing to install
+    run_env = {k: v for k, v in env.items() if k != "STUDIOS_PUBLIC_URL"} | {"STUDIOS_RUNTIME": "process"}
+    done = subprocess.run([str(copy / "scripts" / "serve"), *port_args], env=run_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"serve {' '.join(port_args)} STUDIOS_PORT=18999" in done.stdout
+    export = [line for line in done.stderr.splitlines() if line.startswith("export CIVIS_API_ENDPOINT=")]
+    assert export and export[0].startswith("export CIVIS_API_ENDPOINT=http://localhost:18999 CIVIS_API_KEY="), done.stderr
