@@ -187,3 +187,55 @@ async def test_a_cancelled_checkout_ends_git_at_once(tmp_path):
         with pytest.raises(asyncio.CancelledError):
             await clone
         assert gits() == [], "git ran on after its checkout was cancelled"
+
+
+async def test_a_checkout_cancelled_while_git_starts_ends_its_helpers_too(tmp_path, monkeypatch):
+    """The launch can be cancelled while asyncio is still connecting a git it has just started
+    (the process and the helpers it starts exist already): asyncio's own cleanup kills that one
+    process, and its helpers ran on against the remote for good (a fresh run left two
+    `git remote-http` hung on a silent remote). Here the spawn ends only after the cancel came,
+    and the "git" is a shell that starts a helper: both must end with the checkout."""
+    real_spawn = asyncio.create_subprocess_exec
+    helper_file = tmp_path / "helper.pid"
+    spawned: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    cancelled = asyncio.Event()
+
+    async def slow_to_connect(*_args: Any, **kwargs: Any) -> Any:
+        process = await real_spawn("/bin/sh", "-c", f"sleep 300 & echo $! > {helper_file}; wait", **kwargs)
+        spawned.set_result(process)
+        await cancelled.wait()  # still "starting" when the cancel arrives
+        return process
+
+    monkeypatch.setattr(checkout_module.asyncio, "create_subprocess_exec", slow_to_connect)
+    clone = asyncio.ensure_future(checkout("http://127.0.0.1:9/never-asked", None, tmp_path / "out", timeout=60))
+    process = await asyncio.wait_for(spawned, 10)
+    for _ in range(200):  # the helper has started (bounded: 10 s)
+        if helper_file.exists() and helper_file.read_text().strip():
+            break
+        await asyncio.sleep(0.05)
+    helper = int(helper_file.read_text())
+    try:
+        clone.cancel()
+        await asyncio.sleep(0)
+        cancelled.set()
+        with pytest.raises(asyncio.CancelledError):
+            await clone
+
+        def gone(pid: int) -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            return subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip().startswith("Z")
+
+        for _ in range(100):  # bounded: 5 s
+            if gone(helper):
+                break
+            await asyncio.sleep(0.05)
+        assert gone(helper), "git's helper ran on after its checkout was cancelled"
+    finally:
+        for pid in (process.pid, helper):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass

@@ -101,7 +101,7 @@ class _Git:
         return text
 
     async def __call__(self, *args: str) -> tuple[int, str, str]:
-        process = await asyncio.create_subprocess_exec(
+        spawning = asyncio.ensure_future(asyncio.create_subprocess_exec(
             "git", *self.config, *args,
             cwd=self.dest,
             env=self.env,
@@ -109,22 +109,35 @@ class _Git:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # so a timeout can kill git's helpers too
-        )  # fmt: skip
+        ))  # fmt: skip
+        try:
+            # Shielded: cancelled while asyncio connects the new process's pipes, asyncio would
+            # kill git alone, and the helpers it had started (`git remote-http`) ran on against
+            # the remote for good (a fresh run left two, hung on a silent remote).
+            process = await asyncio.shield(spawning)
+        except asyncio.CancelledError:
+            await self._end(await spawning)
+            raise
         try:
             async with asyncio.timeout_at(self.deadline):
                 out, err = await process.communicate()
         except BaseException as error:
-            # Timed out, or the launch was cancelled (its deployment stopped meanwhile): git and
-            # its helpers end now, and what they wrote is read to its end so the pipes close.
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            await process.communicate()
+            # Timed out, or the launch was cancelled (its deployment stopped meanwhile).
+            await self._end(process)
             if isinstance(error, TimeoutError):
                 raise CheckoutError(f"git clone timed out after {self.timeout:g} s") from None
             raise
         return int(process.returncode or 0), self.decode(out), self.decode(err)
+
+    @staticmethod
+    async def _end(process: asyncio.subprocess.Process) -> None:
+        """git and its helpers (its process group) end now, and what they wrote is read to its
+        end so the pipes close."""
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        await process.communicate()
 
     def decode(self, data: bytes) -> str:
         return self.scrub(data.decode("utf-8", "replace"))
