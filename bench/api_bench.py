@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import BENCH, OUR_VENV_BIN, REPO, Processes, bench_session, create_user, free_port, median_of, parse_wrk, settings, tail, write_results
+from common import BENCH, OUR_VENV_BIN, REPO, Processes, bench_session, create_user, free_port, median_of, parse_wrk, settings, start_bare_app, tail, write_results
 
 ANCHORS = BENCH / "anchors"
 JH_VENV = BENCH / ".venvs" / "jupyterhub"
@@ -153,10 +153,7 @@ def start_ours(procs: Processes, tmp: Path, n_studios: int, admin: bool, variant
 
 
 def start_bare(procs: Processes, tmp: Path) -> list[Target]:
-    port = free_port()
-    log = tmp / "bare.log"
-    proc = procs.start("bare FastAPI", [sys.executable, str(ANCHORS / "bare_app.py"), "--port", str(port), "--db", str(tmp / "bare.db")], log=log)
-    wait_http(port, "/item", proc, log, "bare FastAPI")
+    port, proc = start_bare_app(procs, tmp, "--db", str(tmp / "bare.db"))
     return [Target("bare", "bare FastAPI ~1 KB dict", port, "/item", {}, proc.pid),
             Target("bare_row", "bare FastAPI 1 SQLite row, thread", port, "/row/1", {}, proc.pid),
             Target("bare_page", "bare FastAPI 20 SQLite rows, thread", port, "/page", {}, proc.pid)]

@@ -230,6 +230,19 @@ def http_status(port: int, timeout: float = 1.0, host: str = "127.0.0.1") -> int
         return None
 
 
+def start_bare_app(procs: Processes, tmp: Path, *args: str) -> tuple[int, subprocess.Popen]:
+    """The bare FastAPI anchor app (bench/anchors/bare_app.py, uvicorn as `studios serve` runs
+    it) with `args`, once it answers: its port and process."""
+    port, log = free_port(), tmp / "bare.log"
+    proc = procs.start("bare FastAPI", [sys.executable, str(BENCH / "anchors" / "bare_app.py"), "--port", str(port), *args], log=log)
+    deadline = time.monotonic() + 60
+    while http_status(port) is None:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the bare FastAPI app did not answer within 60 s; its log:\n{tail(log)}")
+        time.sleep(0.05)
+    return port, proc
+
+
 def wait_status_200(port: int, deadline: float, alive: Callable[[], bool] = lambda: True, every: float = 0.001) -> float:
     """Probe until a 200; returns the monotonic time it arrived."""
     while True:

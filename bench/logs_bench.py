@@ -47,7 +47,7 @@ from typing import Any
 
 import httpx
 
-from common import BENCH, REAL_PYTHON, SERVE_200_SOURCE, Processes, Studios, bench_session, free_port, http_status, median_of, ms, settings, tail, write_results
+from common import REAL_PYTHON, SERVE_200_SOURCE, Processes, Studios, bench_session, median_of, ms, settings, start_bare_app, write_results
 
 GOAL_INGEST_RATIO = 0.75
 GOAL_READ_MS = 50.0
@@ -230,15 +230,9 @@ def ingest_round(srv: Studios, studio_id: int, n: int, timing_dir: Path, timeout
 
 
 def start_floor(procs: Processes, tmp: Path) -> httpx.Client:
-    """The bare FastAPI anchor app (bench/anchors/bare_app.py, uvicorn as `studios serve` runs
-    it), and a keep-alive client of it: `GET /blob` answers the bytes put there from memory."""
-    port, log = free_port(), tmp / "bare.log"
-    proc = procs.start("bare FastAPI", [sys.executable, str(BENCH / "anchors" / "bare_app.py"), "--port", str(port)], log=log)
-    deadline = time.monotonic() + 60
-    while http_status(port) is None:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the bare FastAPI app did not answer; its log:\n{tail(log)}")
-        time.sleep(0.05)
+    """The bare FastAPI anchor app, and a keep-alive client of it: `GET /blob` answers the bytes
+    put there from memory."""
+    port, _ = start_bare_app(procs, tmp)
     return httpx.Client(base_url=f"http://127.0.0.1:{port}")
 
 

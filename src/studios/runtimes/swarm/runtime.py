@@ -243,18 +243,14 @@ class SwarmRuntime(Runtime):
                 if "out of sequence" not in why(error) and "update out of" not in why(error):
                     raise
 
-    async def _retire(self, service: dict[str, Any], labels: dict[str, str]) -> None:
+    async def _retire(self, service: dict[str, Any], labels: dict[str, str] | None = None) -> None:
         """Update the service (as read, at its version) so that no node may run it
-        (`ENDED_CONSTRAINT`), its labels replaced by `labels`, and see that the swarm acts on
-        it. The swarm shuts the task down (stop-first, with the spec's grace) and keeps it in
-        its task history, with its log, until the service is removed: a scale to 0 instead marks
-        the task for removal, and the swarm deletes it and its log within about 0.3 s of its
-        shutdown, before a reader may have read its last lines or a restarted server its whole
-        log. The replacement task it creates waits, unplaced, for a node that never comes."""
-        await self._update_retired(service, labels)
-        self._see_stopped(service["ID"], self._update_retired)
-
-    async def _update_retired(self, service: dict[str, Any], labels: dict[str, str] | None = None) -> None:
+        (`ENDED_CONSTRAINT`), its labels replaced by `labels` if given, and see that the swarm
+        acts on it. The swarm shuts the task down (stop-first, with the spec's grace) and keeps
+        it in its task history, with its log, until the service is removed: a scale to 0 instead
+        marks the task for removal, and the swarm deletes it and its log within about 0.3 s of
+        its shutdown, before a reader may have read its last lines or a restarted server its
+        whole log. The replacement task it creates waits, unplaced, for a node that never comes."""
         template = (service.get("Spec") or {}).get("TaskTemplate") or {}
         placement = dict(template.get("Placement") or {})
         constraints = list(placement.get("Constraints") or [])
@@ -264,19 +260,17 @@ class SwarmRuntime(Runtime):
         changes: dict[str, Any] = {"labels": labels} if labels is not None else {}
         await self._call("update_service", service["ID"], service["Version"]["Index"], task_template={"Placement": placement},
                          update_config=UpdateConfig(parallelism=1, order="stop-first"), fetch_current_spec=True, **changes)  # fmt: skip
+        self._see_stopped(service["ID"], self._retire)
 
     async def _scale_to_0(self, service: dict[str, Any]) -> None:
         """Update the service (as read, at its version) to 0 replicas, its spec otherwise kept,
         and see that the swarm acts on it (before its removal: its tasks are deleted)."""
-        await self._update_to_0(service)
-        self._see_stopped(service["ID"], self._update_to_0)
-
-    async def _update_to_0(self, service: dict[str, Any]) -> None:
         await self._call("update_service", service["ID"], service["Version"]["Index"], mode=ServiceMode("replicated", 0), fetch_current_spec=True)
+        self._see_stopped(service["ID"], self._scale_to_0)
 
     def _see_stopped(self, service_id: str, update: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         """Have `_ask_again` watch the service, sending `update` again if needed (the latest
-        update asked for counts)."""
+        update asked for counts; an update sent again asks again, which changes nothing)."""
         self._stop_updates[service_id] = update
         if service_id not in self._stopping:
             task = asyncio.create_task(self._ask_again(service_id), name=f"studios-swarm-stopped-{service_id[:12]}")
