@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -482,6 +483,76 @@ async def test_a_spare_supervisor_waits_for_the_next_deploy_and_knows_nothing_un
 
 async def _only(pids: set[int]) -> int | None:
     return next(iter(pids)) if len(pids) == 1 else None
+
+
+def _gated_spawns(rt: Any) -> tuple[threading.Event, list[subprocess.Popen[bytes]]]:
+    """Make the runtime's supervisor starts wait for a gate that only the event loop opens:
+    a start made on the loop itself would hold the loop until the gate's own timeout, then fail."""
+    gate = threading.Event()
+    started: list[subprocess.Popen[bytes]] = []
+    spawn = rt._spawn_supervisor
+
+    def gated(join: list[str] | None = None) -> subprocess.Popen[bytes]:
+        if not gate.wait(10):
+            raise OSError("the supervisor was started on the event loop: the loop never opened the gate")
+        started.append(spawn(join))
+        return started[-1]
+
+    rt._spawn_supervisor = gated
+    return gate, started
+
+
+async def test_supervisors_start_while_the_event_loop_goes_on(state_dir, make_spec):
+    """`Popen` returns only once the child has exec'd (milliseconds on a busy machine): the
+    spare supervisor and one started for a deploy that found no spare both start in a worker
+    thread, while the event loop serves everything else."""
+    rt = process_runtime_at(state_dir, image_commands={"sleeper": "exec sleep 60"})
+    try:
+        gate, started = _gated_spawns(rt)
+        deploy = asyncio.ensure_future(rt.start(make_spec(image="sleeper"), lambda line: None))
+        await asyncio.sleep(0.01)  # the deploy is starting its supervisor; the loop runs on
+        assert not deploy.done() and not started
+        gate.set()
+        handle = await asyncio.wait_for(deploy, 10)
+        assert handle["supervisor"]["pid"] == started[0].pid
+
+        gate.clear()
+        spare = await wait_for(lambda: asyncio.sleep(0, rt._spare_coming), 10, "the spare being started")
+        await asyncio.sleep(0.01)
+        assert not spare.done() and rt.spare_pid is None  # on its way, in its thread
+        gate.set()
+        await asyncio.wait_for(asyncio.shield(spare), 10)
+        assert rt.spare_pid == started[1].pid
+        await rt.stop(handle, 1)
+        await rt.cleanup(handle)
+    finally:
+        await rt.close()
+
+
+async def test_a_deploy_cancelled_while_its_supervisor_starts_leaves_no_supervisor(state_dir, make_spec):
+    """A deploy cancelled (its deployment stopped, the service closing) while its supervisor is
+    still being started: the supervisor, once started, is told to go (its stdin closed before
+    any deployment reached it) and exits; nothing is left running."""
+    rt = process_runtime_at(state_dir, image_commands={"sleeper": "exec sleep 60"})
+    try:
+        gate, started = _gated_spawns(rt)
+        made: list[Any] = []
+        make_group = rt._make_group
+        rt._make_group = lambda *args: (made.append((result := make_group(*args))[0]), result)[1]
+        deploy = asyncio.ensure_future(rt.start(make_spec(image="sleeper"), lambda line: None))
+        await asyncio.sleep(0.01)
+        deploy.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await deploy
+        gate.set()
+        supervisor = await wait_for(lambda: asyncio.sleep(0, started[0] if started else None), 10, "the supervisor started after all")
+        await wait_for(lambda: asyncio.sleep(0, supervisor.poll() is not None), 10, "the unneeded supervisor to exit")
+        assert supervisor.returncode == 0
+        if rt.limits_mode != "rlimit":  # and the cgroup made for the deploy is gone
+            assert made and made[0] is not None
+            await wait_for(lambda: asyncio.sleep(0, not any(Path(d).exists() for d in made[0].dirs)), 10, "the deploy's cgroup removed")
+    finally:
+        await rt.close()
 
 
 def _parent_of(pid: int) -> int:

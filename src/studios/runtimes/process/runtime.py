@@ -280,6 +280,8 @@ class ProcessRuntime(Runtime):
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._spare: _Spare | None = None
         self._spare_timer: asyncio.TimerHandle | None = None
+        self._spare_coming: asyncio.Task[None] | None = None
+        """The next spare, being started in a worker thread (`_make_spare`)."""
         self._closed = False
         self._usage_seen: dict[int, tuple[tuple[int, int] | None, Usage]] = {}
         """deployment id -> (its usage file's mtime and size, the usage read then)"""
@@ -346,7 +348,7 @@ class ProcessRuntime(Runtime):
             }
             config_path = workdir / "process-supervisor.marshal"  # the supervisor reads it without imports
             config_path.write_bytes(marshal.dumps(config))
-            supervisor = spare.supervisor if spare is not None else self._spawn_supervisor()
+            supervisor = spare.supervisor if spare is not None else await self._spawned()
             self._children[supervisor.pid] = supervisor
             handed = True
             request = marshal.dumps({"config": str(config_path), "env": env})
@@ -377,6 +379,8 @@ class ProcessRuntime(Runtime):
             self._release_port(spec.deployment_id)
             if spare is not None and not handed:  # taken but never used: it and its group go
                 asyncio.get_running_loop().run_in_executor(None, self._end_spare, spare)
+            elif group is not None and not handed:  # made for this deploy, never joined
+                asyncio.get_running_loop().run_in_executor(None, cgroups.remove, group)
             raise
 
     def _release_port(self, deployment_id: int) -> None:
@@ -401,6 +405,27 @@ class ProcessRuntime(Runtime):
             start_new_session=True,
         )
 
+    async def _spawned(self) -> subprocess.Popen[bytes]:
+        """A new supervisor, started in a worker thread: `Popen` returns only once the child has
+        exec'd, which on a busy machine took ~5 ms of the event loop's time (py-spy, during
+        `bench/deploy_bench.py`). Cancelled meanwhile, the supervisor still comes: it is told
+        to go (its stdin closed before any deployment reached it, it exits) and reaped later."""
+        spawning = asyncio.ensure_future(asyncio.to_thread(self._spawn_supervisor))
+        try:
+            return await asyncio.shield(spawning)
+        except asyncio.CancelledError:
+            spawning.add_done_callback(self._dismiss)
+            raise
+
+    def _dismiss(self, spawning: asyncio.Future[subprocess.Popen[bytes]]) -> None:
+        if spawning.cancelled() or spawning.exception() is not None:
+            return
+        supervisor = spawning.result()
+        self._children[supervisor.pid] = supervisor
+        with contextlib.suppress(OSError):
+            if supervisor.stdin is not None:
+                supervisor.stdin.close()
+
     @property
     def spare_pid(self) -> int | None:
         """The pid of the spare supervisor waiting for the next deploy, if there is one."""
@@ -409,7 +434,10 @@ class ProcessRuntime(Runtime):
     async def _take_spare(self) -> _Spare | None:
         """The spare, started after the last deploy and since waiting with Python started (an
         interpreter's start, ~13 ms, is then not part of this deploy's time) and, in a cgroup
-        mode, with the app's child already in the group made for this deploy; or None."""
+        mode, with the app's child already in the group made for this deploy; or None. One
+        being started now is awaited: it is further on than a new one would be."""
+        if self._spare is None and self._spare_coming is not None:
+            await asyncio.wait({self._spare_coming})
         spare, self._spare = self._spare, None
         if self._spare_timer is not None:
             self._spare_timer.cancel()
@@ -422,16 +450,33 @@ class ProcessRuntime(Runtime):
     def _keep_spare(self) -> None:
         """Start the next spare supervisor a moment after this deploy (not at once: its start
         would compete for the CPU with the app that is starting now)."""
-        if self._spare is None and self._spare_timer is None and not self._closed:
-            self._spare_timer = asyncio.get_running_loop().call_later(SPARE_DELAY_SECONDS, self._make_spare)
+        if self._spare is None and self._spare_timer is None and self._spare_coming is None and not self._closed:
+            self._spare_timer = asyncio.get_running_loop().call_later(SPARE_DELAY_SECONDS, self._begin_spare)
 
-    def _make_spare(self) -> None:
+    def _begin_spare(self) -> None:
+        self._spare_timer = None
+        if self._spare is None and self._spare_coming is None and not self._closed:
+            self._spare_coming = asyncio.ensure_future(self._make_spare())
+
+    async def _make_spare(self) -> None:
+        """The next spare, made in a worker thread (`_new_spare`): its cgroup's creation and
+        `Popen`, which returns only once the child has exec'd, are not the event loop's time."""
+        try:
+            spare = await asyncio.to_thread(self._new_spare)
+        except OSError as error:
+            log.warning("could not start a spare process supervisor: %s", error)
+            return
+        finally:
+            self._spare_coming = None
+        if self._spare is not None or self._closed:  # closed meanwhile: it goes
+            await asyncio.to_thread(self._end_spare, spare)
+            return
+        self._spare = spare
+
+    def _new_spare(self) -> _Spare:
         """In a cgroup mode the spare gets the next deploy's group now, without limits, and its
         child joins it while no deploy waits: joining a cgroup v1 can wait for an RCU grace
         period in the kernel (6-19 ms on this machine), which used to be part of every deploy."""
-        self._spare_timer = None
-        if self._spare is not None or self._closed:
-            return
         group = None
         if self.limits_mode != "rlimit":
             try:
@@ -439,7 +484,7 @@ class ProcessRuntime(Runtime):
             except OSError as error:  # the deploy makes its own group (and says why if it cannot)
                 log.info("could not make a cgroup for the spare supervisor: %s", error)
         try:
-            self._spare = _Spare(self._spawn_supervisor(group.procs_files if group else None), group)
+            return _Spare(self._spawn_supervisor(group.procs_files if group else None), group)
         except OSError:
             if group is not None:
                 cgroups.remove(group)
@@ -689,6 +734,8 @@ class ProcessRuntime(Runtime):
         if self._spare_timer is not None:
             self._spare_timer.cancel()
             self._spare_timer = None
+        if self._spare_coming is not None:  # not cancelled: its thread would start it anyway
+            await asyncio.wait({self._spare_coming})
         spare, self._spare = self._spare, None
         if spare is not None:
             await asyncio.to_thread(self._end_spare, spare)
