@@ -71,42 +71,60 @@ SHOWN = [c.name for c in SUMMARY_COLUMNS if WIRE_NAMES[c.name] is not None]
 @pytest.mark.parametrize("column", SHOWN)
 def test_every_shown_deployment_column_changed_elsewhere_shows(column: str, as_author: Any, author: Any, studio: dict[str, Any], elsewhere: Engine) -> None:
     """Each column of a deployment's summary, changed by another writer, is new on the next
-    GET and the next page of the list (a shown column the views generation missed would not be)."""
+    GET of its studio, of the list's page and of the deployment itself (a shown column the
+    views generation missed would not be)."""
     dep_id = add_deployment(elsewhere, studio["id"], author.id)
     path, wire = f"/studios/{studio['id']}", WIRE_NAMES[column]
+    own = f"{path}/deployments/{dep_id}"
     before = as_author.get(path).json()["mostRecentDeployment"][wire]
     assert as_author.get("/studios").json()[0]["mostRecentDeployment"][wire] == before
+    assert as_author.get(own).json()[wire] == as_author.get(own).json()[wire] == before
     value = NEW_VALUES.get(column, f"new {column}")
     write(elsewhere, f"UPDATE deployments SET {column} = :v WHERE id = :id", v=value, id=dep_id)
     after = as_author.get(path).json()["mostRecentDeployment"][wire]
     assert after != before
     assert as_author.get("/studios").json()[0]["mostRecentDeployment"][wire] == after
+    assert as_author.get(own).json()[wire] == after
 
 
 def test_a_revoked_share_is_refused_at_once(as_author: Any, api: Any, other: Any, studio: dict[str, Any], elsewhere: Engine) -> None:
     as_other, path = api.as_(other), f"/studios/{studio['id']}"
-    assert as_other.get(path).status_code == 404
+    own = f"{path}/deployments/{add_deployment(elsewhere, studio['id'], other.id)}"
+    assert as_other.get(path).status_code == as_other.get(own).status_code == 404
     assert as_author.put(f"/studios/{studio['id']}/shares/users", json={"userIds": [other.id], "permissionLevel": "read"}).status_code in (200, 204)
     for _ in range(2):
         assert as_other.get(path).json()["myPermissionLevel"] == "read"
         assert [s["id"] for s in as_other.get("/studios").json()] == [studio["id"]]
+        assert as_other.get(own).json()["state"] == "sleeping"
     write(elsewhere, "DELETE FROM studio_shares WHERE user_id = :uid", uid=other.id)
     assert as_other.get(path).status_code == 404
+    assert as_other.get(own).json()["errorDescription"] == f"Studio {studio['id']} was not found."
     assert as_other.get("/studios").json() == []
     assert as_author.get(path).json()["myPermissionLevel"] == "manage"
+    assert as_author.get(own).status_code == 200
 
 
 def test_each_get_signs_its_own_display_url(as_author: Any, author: Any, studio: dict[str, Any], elsewhere: Engine) -> None:
     """A link opens once, so a kept answer must not hand out the same one twice."""
-    add_deployment(elsewhere, studio["id"], author.id)
+    dep_id = add_deployment(elsewhere, studio["id"], author.id)
     path = f"/studios/{studio['id']}"
     urls = [as_author.get(path).json()["mostRecentDeployment"]["displayUrl"] for _ in range(3)]
     urls += [as_author.get("/studios").json()[0]["mostRecentDeployment"]["displayUrl"] for _ in range(2)]
+    urls += [as_author.get(f"{path}/deployments/{dep_id}").json()["displayUrl"] for _ in range(2)]
     assert all(urls) and len(set(urls)) == len(urls)
 
 
+def unsigned(body: Any) -> Any:
+    """A body with each `displayUrl` blanked: every GET signs its own (the test above)."""
+    if isinstance(body, list):
+        return [unsigned(item) for item in body]
+    if isinstance(body, dict):
+        return {k: None if k == "displayUrl" else unsigned(v) for k, v in body.items()}
+    return body
+
+
 @sqlite_only
-def test_repeated_gets_read_the_database_once(as_author: Any, ctx: Any, studio: dict[str, Any], elsewhere: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_repeated_gets_read_the_database_once(as_author: Any, author: Any, ctx: Any, studio: dict[str, Any], elsewhere: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     reads = []
     real = ctx.db.fast_read
 
@@ -116,16 +134,19 @@ def test_repeated_gets_read_the_database_once(as_author: Any, ctx: Any, studio: 
 
     monkeypatch.setattr(ctx.db, "fast_read", counted)
     path = f"/studios/{studio['id']}"
-    answers = [as_author.get(path).json() for _ in range(5)]
-    pages = [as_author.get("/studios").json() for _ in range(5)]
-    assert len(reads) == 2, "one read for the studio, one for the page"
-    assert all(a == answers[0] for a in answers) and all(p == pages[0] for p in pages)
+    own = f"{path}/deployments/{add_deployment(elsewhere, studio['id'], author.id)}"
+    answers = [unsigned(as_author.get(path).json()) for _ in range(5)]
+    pages = [unsigned(as_author.get("/studios").json()) for _ in range(5)]
+    deployments = [unsigned(as_author.get(own).json()) for _ in range(5)]
+    assert len(reads) == 3, "one read for the studio, one for the page, one for the deployment"
+    assert all(a == answers[0] for a in answers) and all(p == pages[0] for p in pages) and all(d == deployments[0] for d in deployments)
     write(elsewhere, "UPDATE deployments SET log_lines = 5")  # nothing a view shows: still kept
     as_author.get(path)
-    assert len(reads) == 2
+    as_author.get(own)
+    assert len(reads) == 3
     write(elsewhere, "UPDATE studios SET git_ref = 'other' WHERE id = :id", id=studio["id"])
     assert as_author.get(path).json()["gitRef"] == "other"
-    assert len(reads) == 3
+    assert len(reads) == 4
 
 
 @sqlite_only

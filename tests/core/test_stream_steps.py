@@ -80,3 +80,33 @@ async def test_a_change_heard_after_it_was_read_sends_the_deployment_once() -> N
     await stream.aclose()
     assert [d["stateMessage"] for d in frames_of(chunks, "deployment")] == ["cloning", "waiting for the app"]
     assert progress_frames(chunks) == ["fetching HEAD"]
+
+
+async def test_a_change_heard_after_it_was_read_is_not_sent_again_for_its_new_link() -> None:
+    """Every read of a deployment signs a new `displayUrl` (a link opens once): a late event,
+    read again, differs only by that link and sends nothing; losing the link is a change."""
+    bus = Bus()
+    bus.attach(asyncio.get_running_loop())
+    state = {"id": 7, "state": "running", "stateMessage": "running"}
+    reads = 0
+
+    async def view() -> dict[str, Any]:
+        nonlocal reads
+        reads += 1
+        return {**state, "displayUrl": None if state["state"] == "terminated" else f"http://d-7.localhost/_studios/auth?token={reads}"}
+
+    async def steps() -> list[tuple[int, str]]:
+        return []
+
+    stream = streams.deployment(bus, 7, view, steps, heartbeat=30)
+    chunks = [await anext(stream)]
+    bus.publish([Event("deployment", 7, data={"state": "running", "message": "running"})])  # heard late
+    bus.publish([Event("progress", 7, data={"message": "a step", "id": 4})])
+    chunks.append(await asyncio.wait_for(anext(stream), 5))
+    state.update(state="terminated", stateMessage="stopped by alice")
+    bus.publish([Event("deployment", 7, data={"state": "terminated", "message": "stopped by alice"})])
+    chunks.append(await asyncio.wait_for(anext(stream), 5))
+    await stream.aclose()
+    sent = frames_of(chunks, "deployment")
+    assert [(d["stateMessage"], d["displayUrl"] is not None) for d in sent] == [("running", True), ("stopped by alice", False)]
+    assert progress_frames(chunks) == ["a step"]

@@ -52,16 +52,14 @@ async def post_deployments(call: CallDep, studio_id: StudioId, body: Annotated[S
 
 @router.get("/studios/{studio_id}/deployments/{deployment_id}", summary="Get details about a Studio deployment", response_model=StudioDeployment)
 async def get_deployments(call: ReadCallDep, studio_id: StudioId, deployment_id: DeploymentId) -> Response:
-    def body_() -> tuple[views.WireDict, float | None]:
-        dep = dep_service.get(call.session, call.caller, studio_id, deployment_id)
-        return views.deployment(dep, call.caller.id, call.ctx.links), call.ctx.sleeps_at(dep)
-
-    view, sleeps_at = await call.run(body_)
+    # Kept while nothing it shows changes, as a studio's GET is: clients poll it while they wait.
+    answer, row = await call.kept(("deployment", studio_id, deployment_id), lambda conn, caller: views.deployment_answer(conn, caller, studio_id, deployment_id, call.ctx.links))
     headers = {}
+    sleeps_at = call.ctx.sleeps_at(row)
     if sleeps_at is not None:
         # When a running deployment goes to sleep if nobody uses it (not in the spec's schema).
         headers["X-Studios-Sleeps-At"] = civis_time(datetime.fromtimestamp(sleeps_at, UTC))
-    return json(view, headers=headers)
+    return Response(answer.render(call.caller, call.ctx.links), media_type="application/json", headers=headers)
 
 
 @router.delete("/studios/{studio_id}/deployments/{deployment_id}", summary="Delete a Studio deployment", status_code=204)

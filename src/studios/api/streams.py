@@ -33,7 +33,9 @@ def _sse(stream: Any) -> Response:
 @router.get("/studios/{studio_id}/deployments/{deployment_id}/events", include_in_schema=False)
 async def deployment_events(call: ReadCallDep, studio_id: Annotated[int, Path(**Int32)], deployment_id: Annotated[int, Path(**Int32)]) -> Response:
     async def view() -> dict[str, Any]:
-        return await call.run(lambda: views.deployment(dep_service.get(call.session, call.caller, studio_id, deployment_id), call.caller.id, call.ctx.links))
+        # As the deployment's GET reads it (kept while nothing it shows changes).
+        _, row = await call.kept(("deployment", studio_id, deployment_id), lambda conn, caller: views.deployment_answer(conn, caller, studio_id, deployment_id, call.ctx.links))
+        return views.deployment(row, call.caller.id, call.ctx.links)
 
     async def steps() -> list[tuple[int, str]]:
         return await call.ctx.db.read(lambda s: dep_service.recent_steps(s, deployment_id, STEPS))

@@ -71,7 +71,7 @@ async def deployment(bus: Bus, deployment_id: int, view: View, steps: Callable[[
                 elif event.topic in ("shares", "keys", "resync") or (event.deployment_id == deployment_id and event.topic in ("deployment", "released")):
                     # Access is checked again; the deployment is sent only if it changed (an event
                     # heard late, for a change the stream had already read, sends nothing).
-                    if (current := await view()) != shown:
+                    if not _same(current := await view(), shown):
                         shown = current
                         yield frame("deployment", shown)
                 elif event.deployment_id != deployment_id:
@@ -83,6 +83,12 @@ async def deployment(bus: Bus, deployment_id: int, view: View, steps: Callable[[
                     yield frame("usage", {"deploymentId": deployment_id, **event.data})
         except StudiosError as error:
             yield _ended(error)
+
+
+def _same(current: dict[str, Any], shown: dict[str, Any]) -> bool:
+    """Whether a deployment read again shows what was sent. Its `displayUrl` is signed anew at
+    every read (a link opens once): only whether it has one counts."""
+    return {**current, "displayUrl": current.get("displayUrl") is not None} == {**shown, "displayUrl": shown.get("displayUrl") is not None}
 
 
 async def logs(db: Database, bus: Bus, deployment_id: int, view: View, after_id: int | None, since: datetime | None, tail: int, heartbeat: float = HEARTBEAT, batch: bool = False) -> AsyncIterator[bytes]:

@@ -17,6 +17,7 @@ from studios.schemas.common import civis_time
 from studios.schemas.credentials import Credential as CredentialView
 from studios.services.answers import Answer, Holes
 from studios.services.keys import Caller, initials, is_online
+from studios.store import deployments as dep_store
 from studios.store import studios as studio_store
 
 
@@ -76,6 +77,18 @@ def deployment(dep: Deployment | Row, viewer_id: int, links: Links, holes: Holes
     else:
         out["displayUrl"] = holes.display_url(dep.id) if holes is not None else links.display_url(dep.id, viewer_id)
     return out
+
+
+def deployment_answer(conn: Connection, caller: Caller, studio_id: int, deployment_id: int, links: Links) -> tuple[Answer, Row]:
+    """The deployment as `caller` sees it, encoded once (`studios.services.answers`), and its
+    view row (`studios.store.deployments.view_row`: also what the body does not show, such as
+    when it goes to sleep); NotFound as `studios.services.deployments.get`."""
+    row = dep_store.view_row(conn, studio_id, deployment_id, caller.id)
+    if row is None or (row.level is None and not caller.is_admin):
+        raise NotFound(f"Studio {studio_id} was not found.")
+    if row.id is None:
+        raise NotFound(f"Deployment {deployment_id} of studio {studio_id} was not found.")
+    return Answer(lambda holes: deployment(row, caller.id, links, holes)), row
 
 
 def author(row: Row, holes: Holes | None = None) -> WireDict:

@@ -8,16 +8,34 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Select, String, Table, Text, func, insert, literal, select, type_coerce, update
+from sqlalchemy import ColumnElement, Connection, Row, Select, String, Table, Text, and_, bindparam, func, insert, literal, select, type_coerce, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
-from studios.db.models import Deployment, DeploymentLog, utcnow
+from studios.db.models import Deployment, DeploymentLog, Studio, StudioShare, utcnow
+from studios.store.studios import SUMMARY_COLUMNS
 from studios.store.times import CivisTime
 
 
 def get(session: Session, deployment_id: int) -> Deployment | None:
     return session.get(Deployment, deployment_id)
+
+
+_VIEW_ONE = (
+    select(Studio.id.label("studio_found"), StudioShare.level, *SUMMARY_COLUMNS, Deployment.ready_at, Deployment.last_activity_at)
+    .select_from(Studio)
+    .outerjoin(StudioShare, and_(StudioShare.studio_id == Studio.id, StudioShare.user_id == bindparam("uid")))
+    .outerjoin(Deployment, and_(Deployment.studio_id == Studio.id, Deployment.id == bindparam("did")))
+    .where(Studio.id == bindparam("sid"))
+)
+
+
+def view_row(conn: Connection, studio_id: int, deployment_id: int, user_id: int) -> Row | None:
+    """The deployment's view row for this user: its summary columns (`id` None: no such
+    deployment of the studio), `ready_at` and `last_activity_at`, and the user's share `level`
+    of its studio (None: no share); None if there is no such studio. One Core statement: the
+    API's GET of a deployment, which clients poll while they wait for one."""
+    return conn.execute(_VIEW_ONE, {"sid": studio_id, "did": deployment_id, "uid": user_id}).first()
 
 
 def get_for_update(session: Session, deployment_id: int) -> Deployment | None:
