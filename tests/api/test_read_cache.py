@@ -79,12 +79,27 @@ def test_every_shown_deployment_column_changed_elsewhere_shows(column: str, as_a
     before = as_author.get(path).json()["mostRecentDeployment"][wire]
     assert as_author.get("/studios").json()[0]["mostRecentDeployment"][wire] == before
     assert as_author.get(own).json()[wire] == as_author.get(own).json()[wire] == before
+    assert as_author.get(f"{path}/deployments").json()[0][wire] == before
     value = NEW_VALUES.get(column, f"new {column}")
     write(elsewhere, f"UPDATE deployments SET {column} = :v WHERE id = :id", v=value, id=dep_id)
     after = as_author.get(path).json()["mostRecentDeployment"][wire]
     assert after != before
     assert as_author.get("/studios").json()[0]["mostRecentDeployment"][wire] == after
     assert as_author.get(own).json()[wire] == after
+    assert as_author.get(f"{path}/deployments").json()[0][wire] == after
+
+
+def test_a_deployment_added_elsewhere_shows_on_the_next_page_of_deployments(as_author: Any, author: Any, studio: dict[str, Any], elsewhere: Engine) -> None:
+    path = f"/studios/{studio['id']}/deployments"
+    first = add_deployment(elsewhere, studio["id"], author.id)
+    for _ in range(2):
+        page = as_author.get(path, params={"limit": 1})
+        assert [d["deploymentId"] for d in page.json()] == [first] and page.headers["X-Pagination-Total-Entries"] == "1"
+    second = add_deployment(elsewhere, studio["id"], author.id)
+    page = as_author.get(path, params={"limit": 1})
+    assert [d["deploymentId"] for d in page.json()] == [second]
+    assert page.headers["X-Pagination-Total-Entries"] == page.headers["X-Pagination-Total-Pages"] == "2"
+    assert [d["deploymentId"] for d in as_author.get(path, params={"limit": 1, "page_num": 2}).json()] == [first]
 
 
 def test_a_revoked_share_is_refused_at_once(as_author: Any, api: Any, other: Any, studio: dict[str, Any], elsewhere: Engine) -> None:
@@ -96,9 +111,11 @@ def test_a_revoked_share_is_refused_at_once(as_author: Any, api: Any, other: Any
         assert as_other.get(path).json()["myPermissionLevel"] == "read"
         assert [s["id"] for s in as_other.get("/studios").json()] == [studio["id"]]
         assert as_other.get(own).json()["state"] == "sleeping"
+        assert [d["state"] for d in as_other.get(f"{path}/deployments").json()] == ["sleeping"]
     write(elsewhere, "DELETE FROM studio_shares WHERE user_id = :uid", uid=other.id)
     assert as_other.get(path).status_code == 404
     assert as_other.get(own).json()["errorDescription"] == f"Studio {studio['id']} was not found."
+    assert as_other.get(f"{path}/deployments").status_code == 404
     assert as_other.get("/studios").json() == []
     assert as_author.get(path).json()["myPermissionLevel"] == "manage"
     assert as_author.get(own).status_code == 200

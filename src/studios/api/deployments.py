@@ -30,12 +30,11 @@ async def list_deployments(
     order: Annotated[Literal["created_at"], Query(description="The field on which to order the result set. Defaults to created_at. Must be one of: created_at.")] = "created_at",
     order_dir: Annotated[Literal["asc", "desc"], Query(description="Direction in which to sort, either asc (ascending) or desc (descending) defaulting to desc.")] = "desc",
 ) -> Response:
-    def body_() -> tuple[list[views.WireDict], int]:
-        rows, total = dep_service.page(call.session, call.caller, studio_id, deployment_id, order_dir, limit, page_num)
-        return [views.deployment_summary(d, call.ctx.links) for d in rows], total
-
-    rows, total = await call.run(body_)
-    return json(rows, headers=pagination_headers(page_num, limit, total))
+    key = ("deployments", studio_id, deployment_id, order_dir, limit, page_num)
+    answer, total = await call.kept(
+        key, lambda conn, caller: views.deployments_answer(conn, caller, studio_id, deployment_id, order_dir == "desc", limit, (page_num - 1) * limit, call.ctx.links), rows=lambda kept: max(1, min(limit, kept[1] - (page_num - 1) * limit))
+    )
+    return Response(answer.render(call.caller, call.ctx.links), media_type="application/json", headers=pagination_headers(page_num, limit, total))
 
 
 @router.post("/studios/{studio_id}/deployments", summary="Deploy a Studio", status_code=201, response_model=StudioDeployment)

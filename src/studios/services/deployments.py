@@ -82,11 +82,6 @@ def wake(session: Session, deployment_id: int) -> bool:
     return state.transition(session, deployment_id, "pending", "waking up", log_line="waking up: the display URL was opened") is not None
 
 
-def page(session: Session, caller: Caller, studio_id: int, deployment_id: int | None, order_dir: str, limit: int, page_num: int) -> tuple[list[Deployment], int]:
-    require(session, caller, studio_id, "read")
-    return dep_store.page(session, studio_id, deployment_id, order_dir == "desc", limit, (page_num - 1) * limit)
-
-
 def logs(session: Session, caller: Caller, studio_id: int, deployment_id: int, start_at: datetime | None, end_at: datetime | None, limit: int) -> list[str]:
     """The deployment's log lines as wire JSON texts (see `store.deployments.logs_json`)."""
     get(session, caller, studio_id, deployment_id)

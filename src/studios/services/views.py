@@ -84,11 +84,27 @@ def deployment_answer(conn: Connection, caller: Caller, studio_id: int, deployme
     view row (`studios.store.deployments.view_row`: also what the body does not show, such as
     when it goes to sleep); NotFound as `studios.services.deployments.get`."""
     row = dep_store.view_row(conn, studio_id, deployment_id, caller.id)
-    if row is None or (row.level is None and not caller.is_admin):
-        raise NotFound(f"Studio {studio_id} was not found.")
+    _readable(row, caller, studio_id)
+    assert row is not None
     if row.id is None:
         raise NotFound(f"Deployment {deployment_id} of studio {studio_id} was not found.")
     return Answer(lambda holes: deployment(row, caller.id, links, holes)), row
+
+
+def deployments_answer(conn: Connection, caller: Caller, studio_id: int, deployment_id: int | None, descending: bool, limit: int, offset: int,
+                       links: Links) -> tuple[Answer, int]:  # fmt: skip
+    """A page of the studio's deployment summaries as `caller` sees it, encoded once, and how
+    many there are in all; NotFound when the studio doesn't exist or they have no access."""
+    _readable(dep_store.access_row(conn, studio_id, caller.id), caller, studio_id)
+    rows, total = dep_store.summaries(conn, studio_id, deployment_id, descending, limit, offset)
+    return Answer(lambda _holes: [deployment_summary(r, links) for r in rows]), total
+
+
+def _readable(row: Row | None, caller: Caller, studio_id: int) -> None:
+    """NotFound unless the caller may read the studio: an admin, or any share of it (`level`);
+    no access looks exactly like no studio (`studios.services.permissions`)."""
+    if row is None or (row.level is None and not caller.is_admin):
+        raise NotFound(f"Studio {studio_id} was not found.")
 
 
 def author(row: Row, holes: Holes | None = None) -> WireDict:

@@ -38,6 +38,28 @@ def view_row(conn: Connection, studio_id: int, deployment_id: int, user_id: int)
     return conn.execute(_VIEW_ONE, {"sid": studio_id, "did": deployment_id, "uid": user_id}).first()
 
 
+_ACCESS = (
+    select(Studio.id, StudioShare.level)
+    .outerjoin(StudioShare, and_(StudioShare.studio_id == Studio.id, StudioShare.user_id == bindparam("uid")))
+    .where(Studio.id == bindparam("sid"))
+)
+
+
+def access_row(conn: Connection, studio_id: int, user_id: int) -> Row | None:
+    """The studio's id and the user's share `level` of it (None: no share); None if there is
+    no such studio."""
+    return conn.execute(_ACCESS, {"sid": studio_id, "uid": user_id}).first()
+
+
+def summaries(conn: Connection, studio_id: int, deployment_id: int | None, descending: bool, limit: int, offset: int) -> tuple[list[Row], int]:
+    """A page of the studio's deployments as summary rows (`SUMMARY_COLUMNS`), newest or oldest
+    first, and how many there are in all."""
+    where = [Deployment.studio_id == studio_id] + ([Deployment.id == deployment_id] if deployment_id is not None else [])
+    total = conn.execute(select(func.count()).select_from(Deployment).where(*where)).scalar_one()
+    order = Deployment.id.desc() if descending else Deployment.id.asc()
+    return list(conn.execute(select(*SUMMARY_COLUMNS).where(*where).order_by(order).limit(limit).offset(offset))), int(total)
+
+
 def get_for_update(session: Session, deployment_id: int) -> Deployment | None:
     # FOR NO KEY UPDATE: rows that reference it (log lines, keys) can still be added meanwhile.
     return session.scalar(select(Deployment).where(Deployment.id == deployment_id).with_for_update(key_share=True))
@@ -48,15 +70,6 @@ def create(session: Session, values: dict[str, Any]) -> Deployment:
     session.add(dep)
     session.flush()
     return dep
-
-
-def page(session: Session, studio_id: int, deployment_id: int | None, descending: bool, limit: int, offset: int) -> tuple[list[Deployment], int]:
-    query = select(Deployment).where(Deployment.studio_id == studio_id)
-    if deployment_id is not None:
-        query = query.where(Deployment.id == deployment_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    order = Deployment.id.desc() if descending else Deployment.id.asc()
-    return list(session.scalars(query.order_by(order).limit(limit).offset(offset))), total
 
 
 def of_studio_in(session: Session, studio_id: int, states: Sequence[str]) -> list[Deployment]:
