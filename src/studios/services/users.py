@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from studios.errors import NotFound
 from studios.services import views
@@ -10,8 +10,8 @@ from studios.services.keys import Caller
 from studios.store import users as user_store
 
 
-def me(session: Session, caller: Caller) -> views.WireDict:
-    user = user_store.get(session, caller.id)
+def me(conn: Connection, caller: Caller) -> views.WireDict:
+    user = user_store.me_row(conn, caller.id)
     if user is None:
         raise NotFound(f"User {caller.id} was not found.")
     return views.user_me(user)

@@ -165,7 +165,7 @@ def share_index(shares: Sequence[tuple[str, int, str]]) -> WireDict:
     }
 
 
-def user_me(user: User) -> WireDict:
+def user_me(user: User | Row) -> WireDict:
     return {
         "id": user.id, "name": user.name, "email": user.email, "username": user.username, "initials": initials(user.name),
         "roles": ["admin"] if user.is_admin else [], "createdAt": _time(user.created_at), "personaRole": "admin" if user.is_admin else "user",

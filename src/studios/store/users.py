@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from studios.db.models import ApiKey, User, utcnow
@@ -12,6 +12,14 @@ from studios.db.models import ApiKey, User, utcnow
 
 def get(session: Session, user_id: int) -> User | None:
     return session.get(User, user_id)
+
+
+_ME = select(User.id, User.name, User.email, User.username, User.is_admin, User.created_at).where(User.id == bindparam("uid"))
+
+
+def me_row(conn: Connection, user_id: int) -> Row | None:
+    """What `GET /users/me` shows of a user, in one Core statement (clients ask it often)."""
+    return conn.execute(_ME, {"uid": user_id}).first()
 
 
 def by_username(session: Session, username: str) -> User | None:
