@@ -146,6 +146,19 @@ def start_ours(procs: Processes, tmp: Path, n_studios: int, admin: bool, variant
         Target(f"{name}_list{variant}", f"{label} GET /studios (20){suffix}", port, "/studios", auth, proc.pid),
         Target(f"{name}_list_last{variant}", f"{label} GET /studios last page{suffix}", port, f"/studios?page_num={last}", auth, proc.pid),
     ]
+    if not scale and not variant:
+        # A deployment's GET and its studio's page of deployments (what clients poll while they
+        # wait): a studio of an image no runtime knows, so its one deployment ends at once.
+        status, body = request(port, "POST", "/studios", auth, {"name": "bench deployments", "dockerImageName": "bench/no-such-image"})
+        studio = json.loads(body)["id"]
+        status, body = request(port, "POST", f"/studios/{studio}/deployments", auth, {})
+        if status != 201:
+            raise RuntimeError(f"POST /studios/{studio}/deployments answered {status}: {body[:300]!r}")
+        deployment = json.loads(body)["deploymentId"]
+        targets += [
+            Target(f"{name}_get_deployment", f"{label} GET /studios/{{id}}/deployments/{{did}}", port, f"/studios/{studio}/deployments/{deployment}", auth, proc.pid),
+            Target(f"{name}_deployments", f"{label} GET /studios/{{id}}/deployments", port, f"/studios/{studio}/deployments", auth, proc.pid),
+        ]
     if scale:  # the first page of seeded studios: the same content as the last page (each has deployments), near the list's head
         seeded = (len(ids) + 19) // 20 + 1
         targets.append(Target(f"{name}_list_seeded{variant}", f"{label} GET /studios seeded page{suffix}", port, f"/studios?page_num={seeded}", auth, proc.pid))
@@ -426,7 +439,7 @@ def main() -> int:
     parser.add_argument("--jupyterhub-token", choices=("generated", "config"), default="generated",
                         help="JupyterHub token kind: one the Hub generated (default, as the reference figures) or the config-file service token (16,384 hash rounds per request)")
     parser.add_argument("--jupyterhub-users", type=int, default=21, help="users in JupyterHub (default 21)")
-    parser.add_argument("--only", default="", help="comma-separated subset of: ours_get, ours_list, bare, jh_get, jh_list (default: all)")
+    parser.add_argument("--only", default="", help="comma-separated subset of: ours_get, ours_list, ours_get_deployment, ours_deployments, bare, jh_get, jh_list (default: all)")
     parser.add_argument("--limits-anchor", action="store_true",
                         help="also run a second studios serve with the request limits off (ours_get_no_limits, ours_list_no_limits), interleaved, and print the limits' cost")
     parser.add_argument("--serve-only", action="store_true", help="start and seed the servers, print the targets and wait for Ctrl-C (for profiling)")
@@ -434,7 +447,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=None, help="JSON file for the figures (default bench/results/api_bench-<time>.json)")
     args = parser.parse_args()
     only = {s.strip() for s in args.only.split(",") if s.strip()}
-    unknown = only - {"ours_get", "ours_list", "ours_list_last", "bare", "bare_row", "bare_page", "jh_get", "jh_list", "ours_get_no_limits", "ours_list_no_limits", "ours_list_last_no_limits",
+    unknown = only - {"ours_get", "ours_list", "ours_list_last", "ours_get_deployment", "ours_deployments", "bare", "bare_row", "bare_page", "jh_get", "jh_list", "ours_get_no_limits", "ours_list_no_limits", "ours_list_last_no_limits",
                       "ours_scale_get", "ours_scale_list", "ours_scale_list_last", "ours_scale_list_seeded"}
     if unknown:
         parser.error(f"--only: unknown {', '.join(sorted(unknown))}")
@@ -448,7 +461,7 @@ def main() -> int:
         wanted = lambda *keys: not only or bool(only & set(keys))  # noqa: E731
         targets: list[Target] = []
         print("starting servers ...", file=sys.stderr)
-        if wanted("ours_get", "ours_list", "ours_list_last"):
+        if wanted("ours_get", "ours_list", "ours_list_last", "ours_get_deployment", "ours_deployments"):
             targets += start_ours(procs, tmp, args.studios, args.admin_caller)
         if args.limits_anchor:
             targets += start_ours(procs, tmp, args.studios, args.admin_caller, "_no_limits", {"STUDIOS_RATE_LIMIT_PER_KEY": "", "STUDIOS_AUTH_FAILURE_LIMIT": ""})
