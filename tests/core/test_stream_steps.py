@@ -56,28 +56,36 @@ async def test_a_step_both_read_and_heard_is_sent_once() -> None:
     assert progress_frames(chunks) == ["queued by alice", "cloning", "waiting for the app"]
 
 
-async def test_a_change_heard_after_it_was_read_sends_the_deployment_once() -> None:
-    """The "cloning" transition was committed before the stream read the deployment but heard
-    after: no second, identical `deployment` frame (the CLI printed such a state twice)."""
+async def late_event_then_change(view: Any, state: dict[str, Any], step: str, change: dict[str, Any]) -> list[bytes]:
+    """A deployment stream hears the event of the state it read on connect (late), then a
+    start-up step, then the event of `change` (made to `state` first): the chunks it sent."""
     bus = Bus()
     bus.attach(asyncio.get_running_loop())
-    state = {"id": 7, "state": "pending", "stateMessage": "cloning"}
-
-    async def view() -> dict[str, Any]:
-        return dict(state)
 
     async def steps() -> list[tuple[int, str]]:
         return []
 
     stream = streams.deployment(bus, 7, view, steps, heartbeat=30)
     chunks = [await anext(stream)]
-    bus.publish([Event("deployment", 7, data={"state": "pending", "message": "cloning"})])  # heard late
-    bus.publish([Event("progress", 7, data={"message": "fetching HEAD", "id": 4})])
+    bus.publish([Event("deployment", 7, data={"state": state["state"], "message": state["stateMessage"]})])  # heard late
+    bus.publish([Event("progress", 7, data={"message": step, "id": 4})])
     chunks.append(await asyncio.wait_for(anext(stream), 5))
-    state["stateMessage"] = "waiting for the app"
-    bus.publish([Event("deployment", 7, data={"state": "pending", "message": "waiting for the app"})])
+    state.update(change)
+    bus.publish([Event("deployment", 7, data={"state": state["state"], "message": state["stateMessage"]})])
     chunks.append(await asyncio.wait_for(anext(stream), 5))
     await stream.aclose()
+    return chunks
+
+
+async def test_a_change_heard_after_it_was_read_sends_the_deployment_once() -> None:
+    """The "cloning" transition was committed before the stream read the deployment but heard
+    after: no second, identical `deployment` frame (the CLI printed such a state twice)."""
+    state = {"id": 7, "state": "pending", "stateMessage": "cloning"}
+
+    async def view() -> dict[str, Any]:
+        return dict(state)
+
+    chunks = await late_event_then_change(view, state, "fetching HEAD", {"stateMessage": "waiting for the app"})
     assert [d["stateMessage"] for d in frames_of(chunks, "deployment")] == ["cloning", "waiting for the app"]
     assert progress_frames(chunks) == ["fetching HEAD"]
 
@@ -85,8 +93,6 @@ async def test_a_change_heard_after_it_was_read_sends_the_deployment_once() -> N
 async def test_a_change_heard_after_it_was_read_is_not_sent_again_for_its_new_link() -> None:
     """Every read of a deployment signs a new `displayUrl` (a link opens once): a late event,
     read again, differs only by that link and sends nothing; losing the link is a change."""
-    bus = Bus()
-    bus.attach(asyncio.get_running_loop())
     state = {"id": 7, "state": "running", "stateMessage": "running"}
     reads = 0
 
@@ -95,18 +101,7 @@ async def test_a_change_heard_after_it_was_read_is_not_sent_again_for_its_new_li
         reads += 1
         return {**state, "displayUrl": None if state["state"] == "terminated" else f"http://d-7.localhost/_studios/auth?token={reads}"}
 
-    async def steps() -> list[tuple[int, str]]:
-        return []
-
-    stream = streams.deployment(bus, 7, view, steps, heartbeat=30)
-    chunks = [await anext(stream)]
-    bus.publish([Event("deployment", 7, data={"state": "running", "message": "running"})])  # heard late
-    bus.publish([Event("progress", 7, data={"message": "a step", "id": 4})])
-    chunks.append(await asyncio.wait_for(anext(stream), 5))
-    state.update(state="terminated", stateMessage="stopped by alice")
-    bus.publish([Event("deployment", 7, data={"state": "terminated", "message": "stopped by alice"})])
-    chunks.append(await asyncio.wait_for(anext(stream), 5))
-    await stream.aclose()
+    chunks = await late_event_then_change(view, state, "a step", {"state": "terminated", "stateMessage": "stopped by alice"})
     sent = frames_of(chunks, "deployment")
     assert [(d["stateMessage"], d["displayUrl"] is not None) for d in sent] == [("running", True), ("stopped by alice", False)]
     assert progress_frames(chunks) == ["a step"]
