@@ -83,9 +83,7 @@ def deployment_answer(conn: Connection, caller: Caller, studio_id: int, deployme
     """The deployment as `caller` sees it, encoded once (`studios.services.answers`), and its
     view row (`studios.store.deployments.view_row`: also what the body does not show, such as
     when it goes to sleep); NotFound as `studios.services.deployments.get`."""
-    row = dep_store.view_row(conn, studio_id, deployment_id, caller.id)
-    _readable(row, caller, studio_id)
-    assert row is not None
+    row = _readable(dep_store.view_row(conn, studio_id, deployment_id, caller.id), caller, studio_id)
     if row.id is None:
         raise NotFound(f"Deployment {deployment_id} of studio {studio_id} was not found.")
     return Answer(lambda holes: deployment(row, caller.id, links, holes)), row
@@ -100,11 +98,13 @@ def deployments_answer(conn: Connection, caller: Caller, studio_id: int, deploym
     return Answer(lambda _holes: [deployment_summary(r, links) for r in rows]), total
 
 
-def _readable(row: Row | None, caller: Caller, studio_id: int) -> None:
-    """NotFound unless the caller may read the studio: an admin, or any share of it (`level`);
-    no access looks exactly like no studio (`studios.services.permissions`)."""
+def _readable(row: Row | None, caller: Caller, studio_id: int) -> Row:
+    """The row of a studio the caller may read (an admin, or any share of it: the row's
+    `level`); NotFound otherwise: no access looks exactly like no studio, as
+    `studios.services.permissions` has it for the ORM's callers."""
     if row is None or (row.level is None and not caller.is_admin):
         raise NotFound(f"Studio {studio_id} was not found.")
+    return row
 
 
 def author(row: Row, holes: Holes | None = None) -> WireDict:
@@ -184,11 +184,8 @@ StudioParts = tuple[Row, str, Row | None]
 
 def studio_parts(conn: Connection, caller: Caller, studio_id: int) -> StudioParts:
     """What `caller` sees of the studio; NotFound when it doesn't exist or they have no access."""
-    row = studio_store.view_row(conn, studio_id, caller.id)
-    level = ("manage" if caller.is_admin else row.level) if row is not None else None
-    if row is None or level is None:
-        raise NotFound(f"Studio {studio_id} was not found.")
-    return row, level, studio_store.latest_deployments(conn, [row]).get(studio_id)
+    row = _readable(studio_store.view_row(conn, studio_id, caller.id), caller, studio_id)
+    return row, "manage" if caller.is_admin else row.level, studio_store.latest_deployments(conn, [row]).get(studio_id)
 
 
 def studio_answer(conn: Connection, caller: Caller, studio_id: int, links: Links) -> Answer:
