@@ -486,8 +486,9 @@ async def _only(pids: set[int]) -> int | None:
 
 
 def _gated_spawns(rt: Any) -> tuple[threading.Event, list[subprocess.Popen[bytes]]]:
-    """Make the runtime's supervisor starts wait for a gate that only the event loop opens:
-    a start made on the loop itself would hold the loop until the gate's own timeout, then fail."""
+    """Make the runtime's supervisor starts wait for a gate that only the event loop opens, once
+    per start (it closes behind each): a start made on the loop itself would hold the loop until
+    the gate's own timeout, then fail."""
     gate = threading.Event()
     started: list[subprocess.Popen[bytes]] = []
     spawn = rt._spawn_supervisor
@@ -495,6 +496,7 @@ def _gated_spawns(rt: Any) -> tuple[threading.Event, list[subprocess.Popen[bytes
     def gated(join: list[str] | None = None) -> subprocess.Popen[bytes]:
         if not gate.wait(10):
             raise OSError("the supervisor was started on the event loop: the loop never opened the gate")
+        gate.clear()
         started.append(spawn(join))
         return started[-1]
 
@@ -516,7 +518,6 @@ async def test_supervisors_start_while_the_event_loop_goes_on(state_dir, make_sp
         handle = await asyncio.wait_for(deploy, 10)
         assert handle["supervisor"]["pid"] == started[0].pid
 
-        gate.clear()
         spare = await wait_for(lambda: asyncio.sleep(0, rt._spare_coming), 10, "the spare being started")
         await asyncio.sleep(0.01)
         assert not spare.done() and rt.spare_pid is None  # on its way, in its thread
