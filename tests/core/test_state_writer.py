@@ -79,7 +79,7 @@ def test_the_table_ends_in_terminated_and_nothing_leaves_it() -> None:
     assert all("terminated" in targets for s, targets in TRANSITIONS.items() if s != "terminated")
 
 
-def test_ending_revokes_the_deployments_keys_in_the_same_transaction(ctx: Context, studio_id: int, author: TestUser) -> None:
+def test_ending_revokes_the_deployments_keys_in_the_same_transaction(ctx: Context, studio_id: int, author: TestUser, monkeypatch: pytest.MonkeyPatch) -> None:
     dep_id = new_deployment(ctx, studio_id, author.id, "running", handle={"fake": True})
     with ctx.db.writing() as session:
         keys.mint(session, ctx.hasher, author.id, "app", deployment_id=dep_id)
@@ -89,8 +89,12 @@ def test_ending_revokes_the_deployments_keys_in_the_same_transaction(ctx: Contex
     with ctx.db.reading() as session:
         assert dep_store.get(session, dep_id).state == "running"  # type: ignore[union-attr]
         assert session.scalar(select(ApiKey.revoked_at).where(ApiKey.deployment_id == dep_id)) is None
+    announced: list[Any] = []
+    monkeypatch.setattr(ctx.db.bus, "publish", announced.extend)
     with ctx.db.writing() as session:
         state.transition(session, dep_id, "terminated", "stopped by ann")
+    # Named with its keys' owner: only that user's streams check their access again.
+    assert [(e.data["users"], len(e.data["hashes"])) for e in announced if e.topic == "keys"] == [([author.id], 1)]
     with ctx.db.reading() as session:
         row = dep_store.get(session, dep_id)
         assert row is not None and row.state == "terminated" and row.released_at is None  # its workload is still to stop

@@ -105,3 +105,38 @@ async def test_a_change_heard_after_it_was_read_is_not_sent_again_for_its_new_li
     sent = frames_of(chunks, "deployment")
     assert [(d["stateMessage"], d["displayUrl"] is not None) for d in sent] == [("running", True), ("stopped by alice", False)]
     assert progress_frames(chunks) == ["a step"]
+
+
+async def test_only_the_callers_own_revoked_keys_make_the_stream_check_access_again() -> None:
+    """Every deployment's end revokes its app's key: a stream reads the deployment again (its
+    access check) only for keys of its own caller, and ends when that read refuses it."""
+    from studios.errors import Unauthorized
+
+    bus = Bus()
+    bus.attach(asyncio.get_running_loop())
+    reads = 0
+    revoked = False
+
+    async def view() -> dict[str, Any]:
+        nonlocal reads
+        reads += 1
+        if revoked:
+            raise Unauthorized("The API key is not valid (unknown or revoked).")
+        return {"id": 7, "state": "running", "stateMessage": "running", "displayUrl": None}
+
+    async def steps() -> list[tuple[int, str]]:
+        return []
+
+    stream = streams.deployment(bus, 7, view, steps, heartbeat=30, caller_id=1)
+    chunks = [await anext(stream)]
+    assert reads == 1
+    bus.publish([Event("keys", 9, 3, {"hashes": ["h9"], "users": [2]})])  # another user's deployment ended
+    bus.publish([Event("progress", 7, data={"message": "a step", "id": 4})])
+    chunks.append(await asyncio.wait_for(anext(stream), 5))
+    assert reads == 1, "another user's revoked key made the stream read again"
+    revoked = True
+    bus.publish([Event("keys", data={"hashes": ["h1"], "users": [1]})])  # the caller's own key
+    chunks.append(await asyncio.wait_for(anext(stream), 5))
+    assert reads == 2
+    assert frames_of(chunks, "error")[0]["errorDescription"].startswith("The API key is not valid")
+    await stream.aclose()

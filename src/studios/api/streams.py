@@ -41,7 +41,7 @@ async def deployment_events(call: ReadCallDep, studio_id: Annotated[int, Path(**
         return await call.ctx.db.read(lambda s: dep_service.recent_steps(s, deployment_id, STEPS))
 
     await view()  # a 401 or 404 now, as a JSON error, rather than inside the stream
-    return _sse(streams.deployment(call.ctx.bus, deployment_id, view, steps, call.ctx.settings.stream_heartbeat_seconds))
+    return _sse(streams.deployment(call.ctx.bus, deployment_id, view, steps, call.ctx.settings.stream_heartbeat_seconds, caller_id=call.caller.id))
 
 
 @router.get("/studios/{studio_id}/deployments/{deployment_id}/logs/stream", include_in_schema=False)
@@ -71,7 +71,7 @@ async def log_stream(
         return await call.run(state)
 
     await view()
-    return _sse(streams.logs(call.ctx.db, call.ctx.bus, deployment_id, view, after_id, start_at, tail, call.ctx.settings.stream_heartbeat_seconds, batch))
+    return _sse(streams.logs(call.ctx.db, call.ctx.bus, deployment_id, view, after_id, start_at, tail, call.ctx.settings.stream_heartbeat_seconds, batch, caller_id=call.caller.id))
 
 
 @router.get("/deployments/events", include_in_schema=False)
@@ -83,4 +83,4 @@ async def deployments_events(call: ReadCallDep) -> Response:
         await call.run(lambda: None)
 
     await recheck()
-    return _sse(streams.deployments(call.ctx.bus, visible, recheck, call.ctx.settings.stream_heartbeat_seconds))
+    return _sse(streams.deployments(call.ctx.bus, visible, recheck, call.ctx.settings.stream_heartbeat_seconds, caller_id=call.caller.id))

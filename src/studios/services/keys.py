@@ -112,7 +112,7 @@ def revoke(session: Session, hasher: KeyHasher, key_id: int) -> bool:
     key = user_store.revoke_key(session, key_id)
     if key is None:
         return False
-    emit(session, Event("keys", data={"hashes": [key.key_hash]}))  # other servers forget it too
+    emit(session, Event("keys", data={"hashes": [key.key_hash], "users": [key.user_id]}))  # other servers forget it too
     session.commit()
     hasher.forget([key.key_hash])
     return True

@@ -47,7 +47,7 @@ def transition(session: Session, deployment_id: int, new: str, message: str, *, 
         dep.ended_at = now
         hashes = user_store.revoke_deployment_keys(session, deployment_id)
         if hashes:
-            emit(session, Event("keys", deployment_id, dep.studio_id, {"hashes": hashes}))
+            emit(session, Event("keys", deployment_id, dep.studio_id, {"hashes": hashes, "users": [dep.user_id]}))
         if dep.handle is None and dep.claimed_by is None:
             dep.released_at = now  # nothing was started: nothing to release
     dep_store.add_system_line(session, deployment_id, log_line or message, now)

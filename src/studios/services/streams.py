@@ -1,7 +1,8 @@
 """Live streams as server-sent events, fed by the event bus (no polling): a deployment's state,
 start-up steps and peak usage; a deployment's log lines, followed from a cursor; and the state of
 every deployment a user can see. The caller's access is checked when a stream opens, again at
-every change of shares or keys, and at every heartbeat: a stream whose caller lost access ends.
+every change of shares, at every revocation of the caller's own keys, and at every heartbeat: a
+stream whose caller lost access ends.
 
 Frames follow the SSE format: `event: <name>`, `id: <cursor>` (log streams: the line's id, so a
 client that reconnects with `Last-Event-ID` resumes after the last line it got), `data: <JSON>`,
@@ -46,11 +47,24 @@ RETRY_FRAME = b"retry: 1000\n\n"
 """First in every stream: a browser's EventSource reconnects 1 s after a drop (not its default 3 s)."""
 
 
+def _access_event(event: Event, caller_id: int | None) -> bool:
+    """Whether an event may change what the caller may see: shares changed, a resync, or keys
+    revoked that may be the caller's. A revocation names its keys' owners (`users`): any
+    deployment's end revokes its app's key, and every open stream reading again for each end
+    cost one read per stream. One without owners (cut short, or from an older server) counts;
+    so does every one when the caller is not known (`caller_id` None)."""
+    if event.topic == "keys":
+        owners = event.data.get("users")
+        return caller_id is None or not isinstance(owners, list) or caller_id in owners
+    return event.topic in ("shares", "resync")
+
+
 def _ended(error: StudiosError) -> bytes:
     return frame("error", {"error": error.error, "errorDescription": error.description, "code": error.code})
 
 
-async def deployment(bus: Bus, deployment_id: int, view: View, steps: Callable[[], Awaitable[list[tuple[int, str]]]], heartbeat: float = HEARTBEAT) -> AsyncIterator[bytes]:
+async def deployment(bus: Bus, deployment_id: int, view: View, steps: Callable[[], Awaitable[list[tuple[int, str]]]], heartbeat: float = HEARTBEAT,
+                     caller_id: int | None = None) -> AsyncIterator[bytes]:  # fmt: skip
     """`deployment` (the whole deployment, as GET returns it) on connect and at every change;
     `progress` ({"message"}) for each start-up step (on connect: the latest ones so far, each
     once: a step stored while the stream opened is both read and heard, and is sent once);
@@ -68,7 +82,7 @@ async def deployment(bus: Bus, deployment_id: int, view: View, steps: Callable[[
                 if event is None:
                     await view()  # still allowed?
                     yield HEARTBEAT_FRAME
-                elif event.topic in ("shares", "keys", "resync") or (event.deployment_id == deployment_id and event.topic in ("deployment", "released")):
+                elif _access_event(event, caller_id) or (event.deployment_id == deployment_id and event.topic in ("deployment", "released")):
                     # Access is checked again; the deployment is sent only if it changed (an event
                     # heard late, for a change the stream had already read, sends nothing).
                     if not _same(current := await view(), shown):
@@ -91,7 +105,8 @@ def _same(current: dict[str, Any], shown: dict[str, Any]) -> bool:
     return {**current, "displayUrl": current.get("displayUrl") is not None} == {**shown, "displayUrl": shown.get("displayUrl") is not None}
 
 
-async def logs(db: Database, bus: Bus, deployment_id: int, view: View, after_id: int | None, since: datetime | None, tail: int, heartbeat: float = HEARTBEAT, batch: bool = False) -> AsyncIterator[bytes]:
+async def logs(db: Database, bus: Bus, deployment_id: int, view: View, after_id: int | None, since: datetime | None, tail: int, heartbeat: float = HEARTBEAT, batch: bool = False,
+               caller_id: int | None = None) -> AsyncIterator[bytes]:  # fmt: skip
     """`log` frames ({"id", "createdAt", "message", "stream", "source"}, `id:` the line's id):
     after line `after_id` (a reconnecting client's Last-Event-ID), else from `since`, else the
     last `tail` lines; then every line as it is stored. With `batch`, the lines of one read
@@ -139,11 +154,11 @@ async def logs(db: Database, bus: Bus, deployment_id: int, view: View, after_id:
                 if released:
                     yield frame("end", {"deploymentId": deployment_id})
                     return
-                event = await _next_for(sub, deployment_id, heartbeat)
+                event = await _next_for(sub, deployment_id, heartbeat, caller_id)
                 if event is None:
                     released = bool((await view()).get("released"))
                     yield HEARTBEAT_FRAME
-                elif event.topic in ("shares", "keys", "resync"):
+                elif _access_event(event, caller_id):
                     released = bool((await view()).get("released"))
                 elif event.topic == "released":
                     released = True
@@ -151,15 +166,16 @@ async def logs(db: Database, bus: Bus, deployment_id: int, view: View, after_id:
             yield _ended(error)
 
 
-async def _next_for(sub: Any, deployment_id: int, heartbeat: float) -> Event | None:
+async def _next_for(sub: Any, deployment_id: int, heartbeat: float, caller_id: int | None) -> Event | None:
     """The next event that concerns this deployment's lines (or access), None at a heartbeat."""
     while True:
         event: Event | None = await sub.get(timeout=heartbeat)
-        if event is None or event.topic in ("shares", "keys", "resync") or event.deployment_id == deployment_id:
+        if event is None or _access_event(event, caller_id) or (event.deployment_id == deployment_id and event.topic != "keys"):
             return event
 
 
-async def deployments(bus: Bus, visible: Callable[[Event], Awaitable[dict[str, Any] | None]], recheck: Callable[[], Awaitable[None]], heartbeat: float = HEARTBEAT) -> AsyncIterator[bytes]:
+async def deployments(bus: Bus, visible: Callable[[Event], Awaitable[dict[str, Any] | None]], recheck: Callable[[], Awaitable[None]], heartbeat: float = HEARTBEAT,
+                      caller_id: int | None = None) -> AsyncIterator[bytes]:  # fmt: skip
     """`deployment` frames (the deployment's summary, with `studioId`) for every change of a
     deployment the caller can see (`visible` answers None for the others)."""
     async with bus.subscription("deployment", "released", "shares", "keys") as sub:
@@ -167,10 +183,12 @@ async def deployments(bus: Bus, visible: Callable[[Event], Awaitable[dict[str, A
             yield RETRY_FRAME
             while True:
                 event = await sub.get(timeout=heartbeat)
-                if event is None or event.topic in ("shares", "keys", "resync"):
+                if event is None or _access_event(event, caller_id):
                     await recheck()
                     if event is None:
                         yield HEARTBEAT_FRAME
+                    continue
+                if event.topic not in ("deployment", "released"):  # keys revoked for someone else
                     continue
                 summary = await visible(event)
                 if summary is not None:
