@@ -18,7 +18,7 @@ from studios.db import database
 from studios.db.models import ApiKey, DeploymentLog, Studio
 from studios.lifecycle import STATES, TRANSITIONS, allowed
 from studios.services import keys, state
-from studios.services.events import Event
+from studios.services.events import Event, emit
 from studios.store import deployments as dep_store
 
 
@@ -89,8 +89,8 @@ def test_ending_revokes_the_deployments_keys_in_the_same_transaction(ctx: Contex
     with ctx.db.reading() as session:
         assert dep_store.get(session, dep_id).state == "running"  # type: ignore[union-attr]
         assert session.scalar(select(ApiKey.revoked_at).where(ApiKey.deployment_id == dep_id)) is None
-    announced: list[Any] = []
-    monkeypatch.setattr(ctx.db.bus, "publish", announced.extend)
+    announced: list[Any] = []  # as queued on the session (announced after the commit on SQLite, by NOTIFY on PostgreSQL)
+    monkeypatch.setattr(state, "emit", lambda session, event: (announced.append(event), emit(session, event)))
     with ctx.db.writing() as session:
         state.transition(session, dep_id, "terminated", "stopped by ann")
     # Named with its keys' owner: only that user's streams check their access again.
