@@ -222,6 +222,33 @@ async def test_a_service_is_removed_only_once_the_swarm_has_removed_its_tasks(ru
     assert manager_cli(shared_swarm, "service", "ls", "-q", "--filter", f"label=studios.instance={runtime.instance}").strip() == ""
 
 
+async def test_a_service_changed_meanwhile_is_still_scaled_to_0_before_its_removal(runtime, shared_swarm, tmp_path):
+    """An ended service keeps an unplaced replacement task; its removal scales it to 0 first (so
+    the swarm deletes that task before the service goes, not while it goes: the 20.10 crash
+    above). The service can change between the listing and the scale (the runtime sends an
+    ending again while a task runs on): the scale, refused as out of sequence, is made again on
+    the service read anew."""
+    handle = await runtime.start(make_spec(tmp_path, partition="cpu"), lambda line: None)
+    placed = await running(runtime, handle)
+    assert (await runtime.stop(placed, 1)).message == "stopped"
+    replicas_at_removal: list[int] = []
+    call = runtime._call
+    changed: list[bool] = []
+
+    async def changing_it_first(method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "update_service" and not changed:  # someone else's update lands first
+            changed.append(True)
+            manager_cli(shared_swarm, "service", "update", "--detach", "--label-add", "studios-test=changed", args[0])
+        if method == "remove_service":
+            replicas_at_removal.append(int(manager_cli(shared_swarm, "service", "inspect", "--format", "{{.Spec.Mode.Replicated.Replicas}}", args[0]).strip()))
+        return await call(method, *args, **kwargs)
+
+    runtime._call = changing_it_first  # type: ignore[method-assign]
+    await runtime.cleanup(placed)
+    assert changed and replicas_at_removal == [0]
+    assert manager_cli(shared_swarm, "service", "ls", "-q", "--filter", f"label=studios.instance={runtime.instance}").strip() == ""
+
+
 async def test_a_stop_the_swarm_lost_is_asked_again(runtime, shared_swarm, tmp_path):
     """The manager can lose its change to a task when an update stops it (its log: "failed to
     update task to REMOVE: update out of sequence", when the node's report on that task lands

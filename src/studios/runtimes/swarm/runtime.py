@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 REAP_SECONDS = 15.0
 """How long past the stop grace a service's removal waits for the swarm to remove its tasks
 (`_remove_service`)."""
+SCALE_ATTEMPTS = 3
+"""How many times a service's removal tries to scale it to 0 when it changed meanwhile."""
 NUDGE_AFTER_SECONDS = 3.0
 """How long after an update that ends its task (an ending, a scale to 0) a task may still be
 meant to run on a node before the service is updated again (`_see_stopped`); the swarm normally
@@ -456,9 +458,22 @@ class SwarmRuntime(Runtime):
         nor are tasks on a node that is not ready (nothing reaps them meanwhile). The wait is
         bounded (the stop grace + REAP_SECONDS)."""
         service_id = service["ID"]
-        if ((service.get("Spec") or {}).get("Mode") or {}).get("Replicated", {}).get("Replicas"):
-            with contextlib.suppress(docker.errors.APIError):  # gone, or changed meanwhile: the wait below says
+        for _ in range(SCALE_ATTEMPTS):
+            if not ((service.get("Spec") or {}).get("Mode") or {}).get("Replicated", {}).get("Replicas"):
+                break
+            try:
                 await self._scale_to_0(service)
+                break
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError:
+                # Changed since it was read (an ending sent again by `_ask_again`): a removal
+                # without the scale would leave the unplaced replacement of an ended service for
+                # the reaper to delete while the service goes. Read it again and scale that.
+                try:
+                    service = await self._call("inspect_service", service_id)
+                except docker.errors.NotFound:
+                    return
         bound = self.settings.stop_grace_seconds + REAP_SECONDS
         deadline = asyncio.get_running_loop().time() + bound
         while asyncio.get_running_loop().time() < deadline:
