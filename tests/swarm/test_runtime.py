@@ -204,21 +204,35 @@ async def test_a_service_is_removed_only_once_the_swarm_has_removed_its_tasks(ru
     """A Docker 20.10 manager crashed (a nil task in swarmkit's SetServiceTasksRemove) when a
     service was removed while the swarm's reaper deleted its just-stopped task: a release did
     that, the moment the task had stopped. Now the removal waits until no task is being
-    removed (desired state Remove)."""
+    removed (desired state Remove), nor still meant to run: the orchestrator marks the tasks
+    of a service scaled to 0 only after the update returns, so a first look can find the
+    ended service's unplaced replacement still meant to run (here that look is the one from
+    before the scale, as a busy manager shows it) and a removal then raced its deletion."""
     handle = await runtime.start(make_spec(tmp_path, partition="cpu"), lambda line: None)
     placed = await running(runtime, handle)
     assert (await runtime.stop(placed, 1)).message == "stopped"
     tasks_at_removal: list[list[str]] = []  # the desired state of each task the service has then
+    listings: list[list[str]] = []  # the desired states in each task listing the runtime read
+    before_the_scale: list[Any] = []
     call = runtime._call
 
     async def noting(method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "update_service" and "mode" in kwargs and not before_the_scale:
+            before_the_scale.append(await call("tasks", filters={"service": args[0]}))
         if method == "remove_service":
             tasks_at_removal.append(manager_cli(shared_swarm, "service", "ps", "--format", "{{.DesiredState}}", args[0]).split())
-        return await call(method, *args, **kwargs)
+        if method == "tasks" and before_the_scale and not listings:
+            result = before_the_scale[0]  # the manager has not acted on the scale yet
+        else:
+            result = await call(method, *args, **kwargs)
+        if method == "tasks":
+            listings.append([task.get("DesiredState") for task in result])
+        return result
 
     runtime._call = noting  # type: ignore[method-assign]
     await runtime.cleanup(placed)
-    assert len(tasks_at_removal) == 1 and "Remove" not in tasks_at_removal[0], tasks_at_removal
+    assert set(listings[0]) - {"shutdown"} and listings[-1] and set(listings[-1]) == {"shutdown"}, listings
+    assert len(tasks_at_removal) == 1 and set(tasks_at_removal[0]) == {"Shutdown"}, tasks_at_removal
     assert manager_cli(shared_swarm, "service", "ls", "-q", "--filter", f"label=studios.instance={runtime.instance}").strip() == ""
 
 

@@ -455,8 +455,10 @@ class SwarmRuntime(Runtime):
         check upstream since). A scaled-down task is marked for removal and deleted within
         about 0.3 s of its shutdown: the moment a release comes to remove the service. Older
         tasks (desired state shutdown) stay until the service goes, and are not waited for;
-        nor are tasks on a node that is not ready (nothing reaps them meanwhile). The wait is
-        bounded (the stop grace + REAP_SECONDS)."""
+        nor are tasks on a node that is not ready (nothing reaps them meanwhile). Every other
+        task is waited for, also one still meant to run: the orchestrator marks the tasks of a
+        service scaled to 0 after the update returns. The wait is bounded (the stop grace +
+        REAP_SECONDS)."""
         service_id = service["ID"]
         for _ in range(SCALE_ATTEMPTS):
             if not ((service.get("Spec") or {}).get("Mode") or {}).get("Replicated", {}).get("Replicas"):
@@ -479,8 +481,13 @@ class SwarmRuntime(Runtime):
         while asyncio.get_running_loop().time() < deadline:
             tasks = await self._call("tasks", filters={"service": service_id})
             nodes = {node.id: node for node in map(Node.of, await self._call("nodes"))} if tasks else {}
-            removing = [task for task in tasks if task.get("DesiredState") == "remove"]
-            if not any(not task.get("NodeID") or (task["NodeID"] in nodes and nodes[task["NodeID"]].state == "ready") for task in removing):
+            # Kept until the service goes: tasks already shut down (desired state shutdown), and
+            # tasks on a node that is not ready (nothing reaps those meanwhile). Any other task
+            # is being removed, or is about to be once the orchestrator acts on the scale to 0
+            # (it does so after the update returns: a first look can still find the unplaced
+            # replacement meant to run, and a removal then raced its deletion).
+            settling = [task for task in tasks if desired(task) != "shutdown"]
+            if not any(not task.get("NodeID") or (task["NodeID"] in nodes and nodes[task["NodeID"]].state == "ready") for task in settling):
                 break
             await asyncio.sleep(0.1)
         else:
