@@ -21,6 +21,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "sleeping": frozenset({"pending", "terminated"}),
     "terminated": frozenset(),
 }
+SOURCES: dict[str, frozenset[str]] = {new: frozenset(s for s, targets in TRANSITIONS.items() if new in targets) for new in STATES}
+"""The states each state may be reached from (the table above, read the other way)."""
 
 
 def allowed(current: str, new: str) -> bool:

@@ -63,13 +63,13 @@ def test_every_pair_of_the_lifecycle_table(ctx: Context, studio_id: int, author:
         assert row is not None
         lines = session.scalars(select(DeploymentLog.message).where(DeploymentLog.deployment_id == dep_id)).all()
     if allowed(current, new):
-        assert changed is not None
+        assert changed
         assert (row.state, row.state_message) == (new, f"to {new}")
         assert lines == [f"to {new}"]
         assert [(e.topic, e.deployment_id, e.data["state"]) for e in announced if e.topic == "deployment"] == [("deployment", dep_id, new)]
         assert (row.ended_at is not None) == (new == "terminated")
     else:
-        assert changed is None
+        assert not changed
         assert (row.state, row.state_message) == (current, "set up")
         assert lines == [] and announced == []
 
@@ -130,3 +130,20 @@ def test_only_one_engine_claims_a_launch(ctx: Context, studio_id: int, author: T
         assert state.claim(session, dep_id, "engine-b") is None
     with ctx.db.reading() as session:
         assert dep_store.get(session, dep_id).claimed_by == "engine-a"  # type: ignore[union-attr]
+
+
+def test_a_deployment_read_earlier_in_the_transaction_shows_the_move(ctx: Context, studio_id: int, author: TestUser) -> None:
+    """A move that ends nothing is one UPDATE of the row (no ORM load): a caller that read the
+    deployment before in the same transaction (the UI's wake reads it, wakes it, and answers it)
+    sees the new state, and a change it made to its copy meanwhile is kept."""
+    dep_id = new_deployment(ctx, studio_id, author.id, "sleeping")
+    with ctx.db.writing() as session:
+        dep = dep_store.get(session, dep_id)
+        assert dep is not None and dep.state == "sleeping"
+        dep.name = "renamed meanwhile"
+        assert state.transition(session, dep_id, "pending", "waking up")
+        assert (dep.state, dep.state_message) == ("pending", "waking up")
+        assert not state.transition(session, dep_id, "sleeping", "refused: pending cannot go to sleep")
+    with ctx.db.reading() as session:
+        row = dep_store.get(session, dep_id)
+        assert row is not None and (row.state, row.state_message, row.name) == ("pending", "waking up", "renamed meanwhile")

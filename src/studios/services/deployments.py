@@ -72,14 +72,14 @@ def stop(session: Session, caller: Caller, studio_id: int, deployment_id: int) -
     an ended deployment whose workload is not yet released asks the engine again."""
     require(session, caller, studio_id, "write")
     dep = get(session, caller, studio_id, deployment_id)
-    if state.transition(session, deployment_id, "terminated", f"stopped by {caller.username}") is None and dep.released_at is None:
+    if not state.transition(session, deployment_id, "terminated", f"stopped by {caller.username}") and dep.released_at is None:
         state.announce(session, dep)
     return dep
 
 
 def wake(session: Session, deployment_id: int) -> bool:
     """A visitor opened a sleeping deployment's display URL: ask for it to start again."""
-    return state.transition(session, deployment_id, "pending", "waking up", log_line="waking up: the display URL was opened") is not None
+    return state.transition(session, deployment_id, "pending", "waking up", log_line="waking up: the display URL was opened")
 
 
 def logs(session: Session, caller: Caller, studio_id: int, deployment_id: int, start_at: datetime | None, end_at: datetime | None, limit: int) -> list[str]:

@@ -65,6 +65,33 @@ def get_for_update(session: Session, deployment_id: int) -> Deployment | None:
     return session.scalar(select(Deployment).where(Deployment.id == deployment_id).with_for_update(key_share=True))
 
 
+_DEPLOYMENTS = cast(Table, Deployment.__table__)
+
+
+def move(session: Session, deployment_id: int, sources: frozenset[str], values: dict[str, Any]) -> tuple[int, int] | None:
+    """Set `values` on the deployment if its state is one of `sources`, in one UPDATE (its row
+    lock is the UPDATE's own); its (studio id, user id), or None if it is in no such state."""
+    return _update(session, deployment_id, _DEPLOYMENTS.c.state.in_(sorted(sources)), values)
+
+
+def set_fields(session: Session, deployment_id: int, **values: Any) -> None:
+    _update(session, deployment_id, None, values)
+
+
+def _update(session: Session, deployment_id: int, condition: ColumnElement[bool] | None, values: dict[str, Any]) -> tuple[int, int] | None:
+    """One UPDATE of the deployment's row on the table (the ORM's load and flush, or its bulk
+    UPDATE, cost a few ms more under a deploy's load); (studio id, user id) if a row matched.
+    The session's own copy of the row, if it holds one, is expired (read again when next
+    used); changes made to it and not yet written are written first."""
+    session.flush()  # at once when nothing is waiting
+    statement = update(_DEPLOYMENTS).where(_DEPLOYMENTS.c.id == deployment_id, *([condition] if condition is not None else []))
+    row = session.connection().execute(statement.values(**values).returning(_DEPLOYMENTS.c.studio_id, _DEPLOYMENTS.c.user_id)).first()
+    held = session.identity_map.get(session.identity_key(Deployment, deployment_id))
+    if held is not None:
+        session.expire(held)
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
 def create(session: Session, values: dict[str, Any]) -> Deployment:
     dep = Deployment(**values)
     session.add(dep)
@@ -78,10 +105,6 @@ def of_studio_in(session: Session, studio_id: int, states: Sequence[str]) -> lis
 
 def in_states(session: Session, states: Sequence[str]) -> list[Deployment]:
     return list(session.scalars(select(Deployment).where(Deployment.state.in_(states)).order_by(Deployment.id)))
-
-
-def set_fields(session: Session, deployment_id: int, **values: Any) -> None:
-    session.execute(update(Deployment).where(Deployment.id == deployment_id).values(**values))
 
 
 def _clean(message: str) -> str:

@@ -94,7 +94,7 @@ async def follow(kit: Kit, deployment_id: int, runtime: Runtime, handle: Handle,
     said_waiting = False
 
     async def move(new: str, message: str, **fields: Any) -> bool:
-        return await kit.db.write(lambda s: state.transition(s, deployment_id, new, message, **fields)) is not None
+        return await kit.db.write(lambda s: state.transition(s, deployment_id, new, message, **fields))
 
     if probe is not None:
         deadline = time.monotonic() + timeout

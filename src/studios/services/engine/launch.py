@@ -97,7 +97,7 @@ def _store_handle(session: Session, deployment_id: int, handle: Handle, ready_li
     if ready_line is None:
         return False
     now = utcnow()
-    return state.transition(session, deployment_id, "running", "running", log_line=ready_line, ready_at=now, last_activity_at=now) is not None
+    return state.transition(session, deployment_id, "running", "running", log_line=ready_line, ready_at=now, last_activity_at=now)
 
 
 async def launch(kit: Kit, deployment_id: int) -> Launched | None:
