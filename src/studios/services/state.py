@@ -30,7 +30,11 @@ from studios.store import users as user_store
 
 def announce(session: Session, dep: Deployment) -> None:
     """Queue the `deployment` event that tells listeners its current state."""
-    emit(session, Event("deployment", dep.id, dep.studio_id, {"state": dep.state, "message": dep.state_message, "userId": dep.user_id}))
+    _announce(session, dep.id, dep.studio_id, dep.user_id, dep.state, dep.state_message)
+
+
+def _announce(session: Session, deployment_id: int, studio_id: int, user_id: int, new: str, message: str) -> None:
+    emit(session, Event("deployment", deployment_id, studio_id, {"state": new, "message": message, "userId": user_id}))
 
 
 def transition(session: Session, deployment_id: int, new: str, message: str, *, log_line: str | None = None, locked: Deployment | None = None,
@@ -71,7 +75,7 @@ def _move(session: Session, deployment_id: int, new: str, message: str, log_line
         return False
     studio_id, user_id = moved
     dep_store.add_system_line(session, deployment_id, log_line or message, now)
-    emit(session, Event("deployment", deployment_id, studio_id, {"state": new, "message": message, "userId": user_id}))
+    _announce(session, deployment_id, studio_id, user_id, new, message)
     return True
 
 

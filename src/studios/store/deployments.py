@@ -13,7 +13,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from studios.db.models import Deployment, DeploymentLog, Studio, StudioShare, utcnow
-from studios.store.studios import SUMMARY_COLUMNS
+from studios.store.studios import CALLERS_SHARE, SUMMARY_COLUMNS
 from studios.store.times import CivisTime
 
 
@@ -24,7 +24,7 @@ def get(session: Session, deployment_id: int) -> Deployment | None:
 _VIEW_ONE = (
     select(Studio.id.label("studio_found"), StudioShare.level, *SUMMARY_COLUMNS, Deployment.ready_at, Deployment.last_activity_at)
     .select_from(Studio)
-    .outerjoin(StudioShare, and_(StudioShare.studio_id == Studio.id, StudioShare.user_id == bindparam("uid")))
+    .outerjoin(StudioShare, CALLERS_SHARE)
     .outerjoin(Deployment, and_(Deployment.studio_id == Studio.id, Deployment.id == bindparam("did")))
     .where(Studio.id == bindparam("sid"))
 )
@@ -40,7 +40,7 @@ def view_row(conn: Connection, studio_id: int, deployment_id: int, user_id: int)
 
 _ACCESS = (
     select(Studio.id, StudioShare.level)
-    .outerjoin(StudioShare, and_(StudioShare.studio_id == Studio.id, StudioShare.user_id == bindparam("uid")))
+    .outerjoin(StudioShare, CALLERS_SHARE)
     .where(Studio.id == bindparam("sid"))
 )
 

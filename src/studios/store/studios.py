@@ -27,10 +27,13 @@ STUDIO_COLUMNS = (
 )
 """A studio's columns in a view row; its times come as their wire text (`CivisTime`)."""
 
+CALLERS_SHARE = and_(StudioShare.studio_id == Studio.id, StudioShare.user_id == bindparam("uid"))
+"""The join to the caller's own share of the studio (the caller's id bound as `uid`)."""
+
 _VIEW_ONE = (
     select(*STUDIO_COLUMNS, *AUTHOR_COLUMNS, StudioShare.level, LATEST_ID)
     .join(User, User.id == Studio.author_id)
-    .outerjoin(StudioShare, and_(StudioShare.studio_id == Studio.id, StudioShare.user_id == bindparam("uid")))
+    .outerjoin(StudioShare, CALLERS_SHARE)
     .where(Studio.id == bindparam("sid"))
 )
 SUMMARY_COLUMNS = (
@@ -113,7 +116,7 @@ def _ordered_ids(see_all: bool, archived: bool | None, by_author: bool, by_name:
     page's ids only)."""
     ids = select(Studio.id)
     if not see_all:  # the caller's share row decides what they see (admins see everything)
-        ids = ids.join(StudioShare, and_(StudioShare.studio_id == Studio.id, StudioShare.user_id == bindparam("uid")))
+        ids = ids.join(StudioShare, CALLERS_SHARE)
     if archived is not None:
         ids = ids.where(Studio.archived.is_(archived))
     if by_author:
@@ -127,7 +130,7 @@ def _ordered_ids(see_all: bool, archived: bool | None, by_author: bool, by_name:
 _VIEW_MANY = (
     select(*STUDIO_COLUMNS, *AUTHOR_COLUMNS, StudioShare.level, LATEST_ID)
     .join(User, User.id == Studio.author_id)
-    .outerjoin(StudioShare, and_(StudioShare.studio_id == Studio.id, StudioShare.user_id == bindparam("uid")))
+    .outerjoin(StudioShare, CALLERS_SHARE)
     .where(Studio.id.in_(bindparam("ids", expanding=True)))
 )
 
