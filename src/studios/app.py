@@ -128,6 +128,7 @@ def create_app(
             holder=engine_holder(),
         )
         engine = Engine(kit, bus)
+        ctx.prepare_launch = engine.prepare
         lease = Lease(db, "engine", kit.holder, ttl=settings.engine_lease_seconds)
         looplag = LoopLag()
         app.state.engine, app.state.lease, app.state.looplag = engine, lease, looplag

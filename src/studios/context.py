@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studios.db.database import Database
 from studios.db.engine import upgrade
@@ -22,6 +22,11 @@ from studios.services.read_cache import ReadCache
 from studios.services.secrets import SecretBox
 from studios.services.single_flight import SingleFlight
 from studios.services.views import Links
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from studios.db.models import Deployment
 from studios.settings import Settings
 from studios.store.studio_pages import StudioPages
 
@@ -38,6 +43,10 @@ class Context:
     links: Links
     runtimes: Runtimes | None = None
     """The runtimes (set when the service starts): the API asks only which one a partition uses."""
+    prepare_launch: Callable[[Session, Deployment], None] = lambda _session, _dep: None
+    """Called in a deploy's transaction with the new deployment: the engine claims it there
+    when this server runs the engine (`Engine.prepare`), so it starts without a transaction of
+    its own."""
     studio_pages: StudioPages = dataclasses.field(default_factory=StudioPages)
     """The ordered ids behind `GET /studios`, kept while no studio changes."""
     reads: ReadCache = dataclasses.field(default_factory=lambda: ReadCache(None))

@@ -272,3 +272,80 @@ def test_the_reconcile_never_removes_a_live_deployment_as_an_orphan(api: Api, au
     assert me.get(f"/studios/{s['id']}/deployments/{dep['deploymentId']}").json()["state"] == "running"
     assert httpx.get(f"http://127.0.0.1:{app_port(ctx, dep['deploymentId'])}/").text == "app says hi"
     me.delete(f"/studios/{s['id']}/deployments/{dep['deploymentId']}")
+
+
+def engine_running(api: Api) -> Any:
+    """The app's lifecycle engine, once this server holds its lease and runs it."""
+    engine = api.app.state.engine
+    wait_until(engine.running.is_set, 30, "the engine to run")
+    return engine
+
+
+def new_deployment_in(ctx: Any, author: TestUser, studio_id: int, prepare: Any) -> Any:
+    """A deploy as the API makes it, in the caller's write session."""
+    from studios.services import deployments as dep_service
+    from studios.services.keys import Caller
+
+    def make(session: Any) -> Any:
+        caller = Caller(author.id, author.username, author.name, author.is_admin)
+        return dep_service.create(session, caller, studio_id, None, ctx.runtimes.for_partition, prepare)
+
+    return make
+
+
+def test_a_deploy_on_the_engines_server_is_claimed_and_built_in_its_own_transaction(api: Api, author: TestUser, ctx: Any) -> None:
+    """On the server that runs the engine, the deploy's own transaction claims the deployment
+    and mints its app's key: its answer already says it is starting, and the launch starts the
+    app without claiming it again (one key, one "starting" line)."""
+    from sqlalchemy import func, select
+
+    from studios.db.models import ApiKey
+
+    engine_running(api)
+    me = api.as_(author)
+    s = studio(me, "app-http")
+    created = deploy(me, s["id"])
+    assert (created["state"], created["stateMessage"]) == ("pending", "starting")
+    dep = settled(me, s["id"], created["deploymentId"])
+    assert dep["state"] == "running", logs(me, s["id"], created["deploymentId"])
+    system = [line["message"] for line in logs(me, s["id"], dep["deploymentId"]) if line["source"] == "system"]
+    assert system[:2] == [f"queued by {author.username}", "starting"] and system.count("starting") == 1, system
+    with ctx.db.reading() as session:
+        assert session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.deployment_id == dep["deploymentId"])) == 1
+    assert not api.app.state.engine.prepared
+    me.delete(f"/studios/{s['id']}/deployments/{dep['deploymentId']}")
+
+
+def test_a_deploy_that_rolls_back_leaves_no_prepared_launch(api: Api, author: TestUser, ctx: Any) -> None:
+    engine = engine_running(api)
+    s = studio(api.as_(author), "app-http")
+    make = new_deployment_in(ctx, author, s["id"], engine.prepare)
+    made: list[int] = []
+    with pytest.raises(RuntimeError, match="after the deploy"), ctx.db.writing() as session:
+        made.append(make(session).id)
+        assert made[0] in engine.prepared  # kept for the engine before the commit announces it
+        raise RuntimeError("after the deploy")
+    assert made and made[0] not in engine.prepared
+    assert api.as_(author).get(f"/studios/{s['id']}/deployments").json() == []
+
+
+def test_the_reconcile_launches_a_prepared_deployment_whose_announcement_it_has_not_heard(api: Api, author: TestUser, ctx: Any) -> None:
+    """A deployment claimed in its deploy's transaction has no workload until its launch: a
+    reconcile that reads it before the engine hears of it must launch it, not end it as a start
+    whose server stopped."""
+    from studios.services.engine.reconcile import reconcile
+    from studios.services.events import take
+
+    engine = engine_running(api)
+    me = api.as_(author)
+    s = studio(me, "app-http")
+    make = new_deployment_in(ctx, author, s["id"], engine.prepare)
+    with ctx.db.writing() as session:
+        dep_id = make(session).id
+        take(session)  # its events are not announced: the engine hears nothing of it
+    assert dep_id in engine.prepared and dep_id not in engine.lives
+    api.portal.call(reconcile, engine)
+    dep = settled(me, s["id"], dep_id)
+    assert dep["state"] == "running", logs(me, s["id"], dep_id)
+    assert httpx.get(f"http://127.0.0.1:{app_port(ctx, dep_id)}/").text == "app says hi"
+    me.delete(f"/studios/{s['id']}/deployments/{dep_id}")

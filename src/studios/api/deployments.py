@@ -43,7 +43,7 @@ async def post_deployments(call: CallDep, studio_id: StudioId, body: Annotated[S
     assert runtimes is not None
 
     def body_() -> views.WireDict:
-        dep = dep_service.create(call.session, call.caller, studio_id, body.deployment_id if body else None, runtimes.for_partition)
+        dep = dep_service.create(call.session, call.caller, studio_id, body.deployment_id if body else None, runtimes.for_partition, call.ctx.prepare_launch)
         return views.deployment(dep, call.caller.id, call.ctx.links)
 
     return json(await call.run(body_), 201)

@@ -45,9 +45,27 @@ from studios.services.events import Bus, take
 from studios.store.views_generation import Probe
 
 T = TypeVar("T")
+UNDO = "studios.undo_on_rollback"
 NOTIFY = text("SELECT pg_notify('studios', :payload)")
 RETRYABLE = {"40P01": "deadlock detected", "40001": "serialization failure"}
 log = logging.getLogger("studios.db")
+
+
+def undo_on_rollback(session: Session, undo: Callable[[], object]) -> None:
+    """Call `undo()` if the session's transaction rolls back (a failed commit included): for
+    what a transaction records outside the database (the engine's prepared launches). On
+    SQLite it runs before this process's next writer takes its turn."""
+    session.info.setdefault(UNDO, []).append(undo)
+
+
+def _rolled_back(session: Session) -> None:
+    take(session)  # its events are dropped
+    for undo in session.info.pop(UNDO, []):
+        undo()
+
+
+def _committed(session: Session) -> None:
+    session.info.pop(UNDO, None)
 
 
 class Database:
@@ -74,7 +92,8 @@ class Database:
             event.listen(self._writes, "before_commit", self._notify)
         else:
             event.listen(self._writes, "after_commit", self._announce)
-        event.listen(self._writes, "after_rollback", take)
+        event.listen(self._writes, "after_rollback", _rolled_back)
+        event.listen(self._writes, "after_commit", _committed)
 
     @property
     def postgresql(self) -> bool:

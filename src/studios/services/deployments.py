@@ -24,9 +24,11 @@ from studios.store import deployments as dep_store
 SNAPSHOT = ("docker_image_name", "docker_image_tag", "instance_type", "memory", "cpu", "disk_space", "params", "git_repo_url", "git_ref", "git_credential_id", "partition_label")
 
 
-def create(session: Session, caller: Caller, studio_id: int, from_deployment: int | None, runtime_for: Callable[[str | None], str]) -> Deployment:
+def create(session: Session, caller: Caller, studio_id: int, from_deployment: int | None, runtime_for: Callable[[str | None], str],
+           prepare: Callable[[Session, Deployment], None] = lambda _session, _dep: None) -> Deployment:  # fmt: skip
     """A new pending deployment; the studio's other active deployments end (replaced), in the
-    same transaction, so concurrent deploys leave exactly the newest. The engine launches it."""
+    same transaction, so concurrent deploys leave exactly the newest. The engine launches it;
+    `prepare` (the engine's, where this server runs it) may claim it here first."""
     studio, _ = require(session, caller, studio_id, "write", for_update=True)
     if studio.archived:
         raise Conflict(f"Studio {studio_id} is archived; unarchive it (PUT /studios/{studio_id}/archive) before deploying.")
@@ -44,6 +46,7 @@ def create(session: Session, caller: Caller, studio_id: int, from_deployment: in
     dep_store.add_system_line(session, dep.id, f"queued by {caller.username}" + (f" (redeploying deployment {from_deployment})" if from_deployment else ""))
     state.supersede(session, dep)
     state.announce(session, dep)
+    prepare(session, dep)
     return dep
 
 

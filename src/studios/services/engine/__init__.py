@@ -20,11 +20,15 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from studios.db.database import undo_on_rollback
+from studios.db.models import Deployment
 from studios.services import state
 from studios.services.engine import idle, reconcile, release
 from studios.services.engine.follow import follow
 from studios.services.engine.kit import EngineSettings, Kit
-from studios.services.engine.launch import launch
+from studios.services.engine.launch import Prepared, launch, prepare_new
 from studios.services.engine.usage import UsageTracker
 from studios.services.events import Bus, Event
 
@@ -42,6 +46,9 @@ class Engine:
         self.launching: dict[int, asyncio.Future[None]] = {}
         """Deployments whose runtime start is in progress (a release waits for it to end)."""
         self.releasing: dict[int, asyncio.Task[None]] = {}
+        self.prepared: dict[int, Prepared] = {}
+        """Deployments claimed and built in their deploy's own transaction (`prepare`), until
+        their launch takes them."""
         self._background: list[asyncio.Task[Any]] = []
         self.running = asyncio.Event()
         """Set while this server runs the engine (tests and `studios serve` wait on it)."""
@@ -51,6 +58,7 @@ class Engine:
     async def run(self) -> None:
         """Run the engine until cancelled (the lease was lost, or the service stops)."""
         sub = self.bus.subscribe("deployment")
+        self.prepared.clear()  # a deploy's, prepared as an earlier run of this engine stopped
         try:
             await reconcile.reconcile(self)
             self._background = [
@@ -77,6 +85,7 @@ class Engine:
         self.lives.clear()
         self.releasing.clear()
         self.launching.clear()
+        self.prepared.clear()  # claimed here, never launched: the next engine's reconcile ends them
         await self.kit.sink.close()
         for dep_id in list(self.usage.live):
             self.usage.remove(dep_id)
@@ -90,6 +99,23 @@ class Engine:
             self.start_life(dep_id)
         elif new == "terminated":
             self.release_soon(dep_id)
+
+    def prepare(self, session: Session, dep: Deployment) -> None:
+        """In a deploy's own transaction, on the server that runs the engine: claim the new
+        deployment and build its launch spec there (`launch.prepare_new`), so that its launch
+        starts the workload at once, without a transaction of its own (a write transaction is
+        several ms while the loop is busy). Anywhere else, or while the engine is not running,
+        nothing: the engine claims the deployment when it hears of it. Runs in the database
+        pool; the prepared launch is kept for the engine before the commit announces the
+        deployment, and dropped if the transaction rolls back."""
+        if not self.running.is_set():
+            return
+        prepared = prepare_new(self.kit, session, dep)
+        if prepared is None:
+            return
+        deployment_id = dep.id
+        self.prepared[deployment_id] = prepared
+        undo_on_rollback(session, lambda: self.prepared.pop(deployment_id, None))
 
     def spawn_background(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
@@ -119,7 +145,7 @@ class Engine:
                 started = asyncio.get_running_loop().create_future()
                 self.launching[deployment_id] = started
                 try:
-                    launched = await launch(self.kit, deployment_id)
+                    launched = await launch(self.kit, deployment_id, self.prepared.pop(deployment_id, None))
                 finally:
                     self.launching.pop(deployment_id, None)
                     started.set_result(None)

@@ -63,24 +63,60 @@ def _spec(kit: Kit, session: Session, dep: Deployment) -> LaunchSpec:
     )
 
 
-def _prepare(kit: Kit, session: Session, deployment_id: int) -> tuple[Deployment, LaunchSpec | None, str] | None:
+class Prepared(NamedTuple):
+    """A claimed deployment, moved to its first step, with its launch spec: what the runtime
+    needs to start it."""
+
+    runtime: Runtime
+    spec: LaunchSpec
+    log_seq: int
+
+
+def _where(dep: Deployment) -> str:
+    """The deployment's first step, as its state message says it."""
+    if not dep.git_repo_url:
+        return "starting"
+    return f"cloning {dep.git_repo_url}" + (f" at {dep.git_ref}" if dep.git_ref else "")
+
+
+def _prepare(kit: Kit, session: Session, deployment_id: int) -> Prepared | None:
     """Claim the deployment and build its spec, in one transaction; None if another engine
-    has it or it is no longer pending. A spec of None: refused (the message says why)."""
+    has it, it is no longer pending, or it is refused (it then ends, saying why)."""
     dep = state.claim(session, deployment_id, kit.holder)
     if dep is None:
         return None
-    if kit.runtimes.get(dep.runtime) is None:
-        message = f"the {dep.runtime} runtime is not available on this service"
-        state.transition(session, deployment_id, "terminated", message, locked=dep)
-        return dep, None, message
+    runtime = kit.runtimes.get(dep.runtime)
+    if runtime is None:
+        state.transition(session, deployment_id, "terminated", f"the {dep.runtime} runtime is not available on this service", locked=dep)
+        return None
     try:
-        spec = _spec(kit, session, dep)
+        return _claimed(kit, session, dep, runtime)
     except LaunchRefused as refusal:
         state.transition(session, deployment_id, "terminated", str(refusal), locked=dep)
-        return dep, None, str(refusal)
-    where = f"cloning {dep.git_repo_url}" + (f" at {dep.git_ref}" if dep.git_ref else "") if dep.git_repo_url else "starting"
-    state.transition(session, deployment_id, "pending", where, locked=dep)
-    return dep, spec, where
+        return None
+
+
+def prepare_new(kit: Kit, session: Session, dep: Deployment) -> Prepared | None:
+    """Claim a deployment made in the caller's transaction (the deploy's own) and build its
+    spec there, so that the launch starts its workload at once instead of claiming it in a
+    transaction of its own. None, with nothing changed, where the launch's own path is to
+    decide: its runtime is not here, or it is refused (that path ends it, saying why)."""
+    runtime = kit.runtimes.get(dep.runtime)
+    if runtime is None:
+        return None
+    try:
+        return _claimed(kit, session, dep, runtime)
+    except LaunchRefused:
+        return None
+
+
+def _claimed(kit: Kit, session: Session, dep: Deployment, runtime: Runtime) -> Prepared:
+    """The deployment's spec (LaunchRefused before anything is written), its claim for this
+    engine, and its move to its first step."""
+    spec = _spec(kit, session, dep)
+    dep.claimed_by = kit.holder
+    state.transition(session, dep.id, "pending", _where(dep), locked=dep)
+    return Prepared(runtime, spec, dep.log_seq)
 
 
 READY_AT_ONCE_WINDOW = 0.005
@@ -100,16 +136,15 @@ def _store_handle(session: Session, deployment_id: int, handle: Handle, ready_li
     return state.transition(session, deployment_id, "running", "running", log_line=ready_line, ready_at=now, last_activity_at=now)
 
 
-async def launch(kit: Kit, deployment_id: int) -> Launched | None:
+async def launch(kit: Kit, deployment_id: int, prepared: Prepared | None = None) -> Launched | None:
     """Start the deployment's workload and store its handle; None when there is nothing to
-    follow (claimed elsewhere, refused, failed to start: the deployment then says why)."""
-    prepared = await kit.db.write(lambda s: _prepare(kit, s, deployment_id))
-    if prepared is None or prepared[1] is None:
-        return None
-    dep, spec, _ = prepared
-    assert spec is not None
-    runtime = kit.runtimes.get(dep.runtime)
-    assert runtime is not None
+    follow (claimed elsewhere, refused, failed to start: the deployment then says why).
+    `prepared`: claimed and built already, in the deploy's own transaction (`prepare_new`)."""
+    if prepared is None:
+        prepared = await kit.db.write(lambda s: _prepare(kit, s, deployment_id))
+        if prepared is None:
+            return None
+    spec, runtime = prepared.spec, prepared.runtime
     began = time.monotonic()
     try:
         handle = await runtime.start(spec, kit.reporter(deployment_id))
@@ -133,5 +168,5 @@ async def launch(kit: Kit, deployment_id: int) -> Launched | None:
         if knocking is not None:
             knocking.cancel()
         raise
-    kit.sink.follow(deployment_id, runtime, handle, None, dep.log_seq)
+    kit.sink.follow(deployment_id, runtime, handle, None, prepared.log_seq)
     return Launched(runtime, handle, began, knocking, running)

@@ -3,6 +3,8 @@ service restart, or another server taking the engine over) and every
 STUDIOS_RECONCILE_INTERVAL_SECONDS:
 
 - a pending deployment nobody has claimed is launched;
+- one claimed by this engine in its deploy's transaction (`Engine.prepare`) is launched (the
+  event that announced it may not be heard yet);
 - one claimed by an engine that is gone, with no workload yet, ends: its start was interrupted;
 - one with a workload is adopted if the workload lives (its logs resume from the stored cursor)
   and ends with the workload's own exit message if not; if its runtime cannot tell (its engine
@@ -54,7 +56,7 @@ async def reconcile(engine: Engine) -> None:
             continue
         runtime = kit.runtimes.get(dep.runtime)
         if not dep.handle:
-            if dep.state == "pending" and dep.claimed_by is None:
+            if dep.state == "pending" and (dep.claimed_by is None or dep.id in engine.prepared):
                 engine.start_life(dep.id)
             elif dep.state == "pending":  # claimed, yet no engine task has it: its start died
                 message = "interrupted: the server starting it stopped before the app was started; deploy again"
