@@ -1,7 +1,8 @@
 """Start-up durations by phase, timed from the `deployment` events every server hears:
 
 - `queued`: from `queued` (a deploy) or `waking up` (a sleeping deployment's link opened) until
-  an engine takes it (its message becomes `starting` or `cloning ...`);
+  an engine takes it (its message becomes `starting` or `cloning ...`); about 0 for a deploy
+  made on the server that runs the engine, whose own transaction takes it;
 - `starting`: from then until `running` (the app answers HTTP).
 
 Every server hears every event, but only the one holding the engine's lease records them, so
