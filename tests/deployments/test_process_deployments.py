@@ -349,3 +349,38 @@ def test_the_reconcile_launches_a_prepared_deployment_whose_announcement_it_has_
     assert dep["state"] == "running", logs(me, s["id"], dep_id)
     assert httpx.get(f"http://127.0.0.1:{app_port(ctx, dep_id)}/").text == "app says hi"
     me.delete(f"/studios/{s['id']}/deployments/{dep_id}")
+
+
+def test_a_deploy_stopped_before_its_launch_ran_is_not_started(api: Api, author: TestUser, ctx: Any) -> None:
+    """The engine hears a prepared deployment's announcement and its end in one turn (a stop
+    right after the deploy): nothing is started for it, and it is released without a workload."""
+    from studios.services import state
+    from studios.services.events import Event, take
+    from studios.store import deployments as dep_store
+
+    engine = engine_running(api)
+    me = api.as_(author)
+    s = studio(me, "app-http")
+    make = new_deployment_in(ctx, author, s["id"], engine.prepare)
+    with ctx.db.writing() as session:
+        dep_id = make(session).id
+        take(session)
+    with ctx.db.writing() as session:
+        assert state.transition(session, dep_id, "terminated", f"stopped by {author.username}")
+        take(session)
+
+    async def heard_together() -> None:
+        engine.on_event(Event("deployment", dep_id, s["id"], {"state": "pending"}))
+        engine.on_event(Event("deployment", dep_id, s["id"], {"state": "terminated"}))
+
+    api.portal.call(heard_together)
+
+    def released() -> Any:
+        with ctx.db.reading() as session:
+            dep = dep_store.get(session, dep_id)
+            return dep if dep is not None and dep.released_at is not None else None
+
+    dep = wait_until(released, 30, "the stopped deployment to be released")
+    assert dep.handle is None and dep.state_message == f"stopped by {author.username}"
+    assert not [line for line in logs(me, s["id"], dep_id) if line["source"] == "user"]
+    assert dep_id not in engine.prepared

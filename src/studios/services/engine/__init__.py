@@ -98,6 +98,9 @@ class Engine:
         if new == "pending" and dep_id not in self.lives and dep_id not in self.releasing:
             self.start_life(dep_id)
         elif new == "terminated":
+            # Ended before its launch ran (a stop right after the deploy): its prepared launch is
+            # dropped, and the launch's claim finds it ended instead of starting it.
+            self.prepared.pop(dep_id, None)
             self.release_soon(dep_id)
 
     def prepare(self, session: Session, dep: Deployment) -> None:
