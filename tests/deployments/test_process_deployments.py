@@ -293,6 +293,20 @@ def new_deployment_in(ctx: Any, author: TestUser, studio_id: int, prepare: Any) 
     return make
 
 
+def deployed_unheard(api: Api, ctx: Any, author: TestUser) -> tuple[Any, dict[str, Any], int]:
+    """A deploy of a new studio, prepared by the engine in its transaction, whose announcement
+    is dropped (the engine hears nothing of it): the engine, the studio, the deployment's id."""
+    from studios.services.events import take
+
+    engine = engine_running(api)
+    s = studio(api.as_(author), "app-http")
+    make = new_deployment_in(ctx, author, s["id"], engine.prepare)
+    with ctx.db.writing() as session:
+        dep_id = make(session).id
+        take(session)
+    return engine, s, dep_id
+
+
 def test_a_deploy_on_the_engines_server_is_claimed_and_built_in_its_own_transaction(api: Api, author: TestUser, ctx: Any) -> None:
     """On the server that runs the engine, the deploy's own transaction claims the deployment
     and mints its app's key: its answer already says it is starting, and the launch starts the
@@ -334,15 +348,9 @@ def test_the_reconcile_launches_a_prepared_deployment_whose_announcement_it_has_
     reconcile that reads it before the engine hears of it must launch it, not end it as a start
     whose server stopped."""
     from studios.services.engine.reconcile import reconcile
-    from studios.services.events import take
 
-    engine = engine_running(api)
+    engine, s, dep_id = deployed_unheard(api, ctx, author)
     me = api.as_(author)
-    s = studio(me, "app-http")
-    make = new_deployment_in(ctx, author, s["id"], engine.prepare)
-    with ctx.db.writing() as session:
-        dep_id = make(session).id
-        take(session)  # its events are not announced: the engine hears nothing of it
     assert dep_id in engine.prepared and dep_id not in engine.lives
     api.portal.call(reconcile, engine)
     dep = settled(me, s["id"], dep_id)
@@ -358,13 +366,8 @@ def test_a_deploy_stopped_before_its_launch_ran_is_not_started(api: Api, author:
     from studios.services.events import Event, take
     from studios.store import deployments as dep_store
 
-    engine = engine_running(api)
+    engine, s, dep_id = deployed_unheard(api, ctx, author)
     me = api.as_(author)
-    s = studio(me, "app-http")
-    make = new_deployment_in(ctx, author, s["id"], engine.prepare)
-    with ctx.db.writing() as session:
-        dep_id = make(session).id
-        take(session)
     with ctx.db.writing() as session:
         assert state.transition(session, dep_id, "terminated", f"stopped by {author.username}")
         take(session)
