@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +89,32 @@ def test_default_database_is_created_in_the_data_dir(tmp_path: Path) -> None:
     result = subprocess.run([str(studios), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert differences(f"sqlite:///{tmp_path / 'data' / 'studios.db'}") == []
+
+
+def test_log_lines_stored_before_0006_read_back_with_their_times_and_order(tmp_path: Path) -> None:
+    """Migration 0006 stores SQLite's log times as the wire shows them (`LogTime`): lines written
+    before it come back with the same createdAt, in the same order, and bounds still find them."""
+    from alembic import command
+
+    from studios.store import deployments as dep_store
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url), "0005")
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            # No parent rows: SQLite checks foreign keys only where a connection asks it to.
+            old = [("2026-11-26 06:11:22.497999", "b"), ("2026-11-26 06:11:22.497123", "a"), ("2026-11-26 06:11:23.000000", "c")]
+            for created, message in old:
+                conn.exec_driver_sql("INSERT INTO deployment_logs (deployment_id, created_at, stream, source, message) VALUES (7, ?, 'stdout', 'user', ?)", (created, message))
+        upgrade(url)
+        with engine.connect() as conn:
+            stored = [row[0] for row in conn.exec_driver_sql("SELECT created_at FROM deployment_logs ORDER BY id")]
+            body = json.loads(dep_store.logs_body(conn, 7, None, None, 10))
+            bounded = json.loads(dep_store.logs_body(conn, 7, None, datetime(2026, 11, 26, 6, 11, 22, 497000, tzinfo=UTC), 10))
+    finally:
+        engine.dispose()
+    assert stored == ["2026-11-26T06:11:22.497Z", "2026-11-26T06:11:22.497Z", "2026-11-26T06:11:23.000Z"]
+    # One millisecond now: its lines in arrival order (by id), as the wire shows them.
+    assert [(line["message"], line["createdAt"]) for line in body] == [("b", "2026-11-26T06:11:22.497Z"), ("a", "2026-11-26T06:11:22.497Z"), ("c", "2026-11-26T06:11:23.000Z")]
+    assert [line["message"] for line in bounded] == ["b", "a"]

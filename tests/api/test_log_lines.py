@@ -37,9 +37,15 @@ def test_log_lines_keep_every_character_order_and_time(api: Any, ctx: Any, studi
     assert tail == user[-3:]
     page = as_author.get(f"/studios/{studio['id']}/deployments/{did}/logs", params={"start_at": user[2]["createdAt"], "limit": 4}).json()
     assert page == user[2:6]
-    # Bounds compare with the stored (microsecond) times: lines 0 and 1 are before line 2's millisecond.
+    # Bounds compare with the times the lines show (to the millisecond), on either database: lines
+    # 2 and 3 (500 us apart) both show line 2's millisecond, so an end there keeps both; a start
+    # within line 0's millisecond, past its microseconds, begins at the next one.
     bounded = as_author.get(f"/studios/{studio['id']}/deployments/{did}/logs", params={"start_at": user[0]["createdAt"], "end_at": user[2]["createdAt"]}).json()
-    assert bounded == user[:2]
+    assert bounded == user[:4]
+    within = (lines[0].time + timedelta(microseconds=100)).isoformat()
+    assert as_author.get(f"/studios/{studio['id']}/deployments/{did}/logs", params={"start_at": within, "end_at": user[4]["createdAt"]}).json() == user[2:6]
+    # The tail under an end: the newest lines that show a time at or before it.
+    assert as_author.get(f"/studios/{studio['id']}/deployments/{did}/logs", params={"end_at": user[2]["createdAt"], "limit": 2}).json() == user[2:4]
 
 
 def test_runs_of_lines_sharing_a_time_keep_their_order_and_text(api: Any, ctx: Any, studio: dict[str, Any], as_author: Any) -> None:

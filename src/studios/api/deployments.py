@@ -83,5 +83,5 @@ async def list_deployments_logs(
 ) -> Response:
     # Times without a zone are read as UTC, as the platform writes them.
     start_at, end_at = (t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t for t in (start_at, end_at))
-    lines = await call.run(lambda: dep_service.logs(call.session, call.caller, id, deployment_id, start_at, end_at, limit))
-    return Response(views.log_lines(lines), media_type="application/json")
+    body = await call.read(lambda conn, caller: views.log_page(conn, caller, id, deployment_id, start_at, end_at, limit))
+    return Response(body, media_type="application/json")

@@ -92,13 +92,28 @@ class Call:
         return await self.ctx.key_checks.once(self.header, lambda: self.ctx.db.run(check))
 
     async def fast(self, body: Callable[[Connection, Caller], T], known: Caller | None = None) -> T:
-        """`body(connection, caller)` in the pool on its autocommit connection (reads only);
-        `known`: the caller, already named by `_key_caller`."""
+        """`body(connection, caller)` in the readers' threads on their autocommit connection
+        (reads only); `known`: the caller, already named by `_key_caller`."""
         if known is None:
             known = await self._key_caller()
         if known is not None:
             self._caller = known
             return await self.ctx.db.fast_read(lambda conn: body(conn, known))
+        return await self._authenticated(body)
+
+    async def read(self, body: Callable[[Connection, Caller], T]) -> T:
+        """`body(connection, caller)` as `fast` runs it, but in the database pool: for a longer
+        read (a page of log lines), which the API's hot GETs must not queue behind in the
+        readers' threads (`studios.db.readers`)."""
+        known = await self._key_caller()
+        if known is None:
+            return await self._authenticated(body)
+        self._caller = known
+        db = self.ctx.db
+        return await db.run(lambda: body(db.connection(), known))
+
+    async def _authenticated(self, body: Callable[[Connection, Caller], T]) -> T:
+        """`body` for a caller not known on the loop: named in the database first."""
 
         def call() -> T:
             with self.ctx.db.reading() as session:

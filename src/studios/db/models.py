@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, TypeDecorator, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from studios.schemas.common import civis_time
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -40,6 +42,23 @@ class UTCDateTime(TypeDecorator):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
+
+
+class LogTime(UTCDateTime):
+    """A log line's time. On SQLite it is stored as the text the wire shows,
+    `2026-11-26T06:11:22.497Z` (to the millisecond, as the platform writes times; fixed width,
+    so the text's order is the time's), so that a read of 10,000 lines puts it in each line's
+    JSON as it is: making it from the DATETIME text there took about 30% of that query
+    (`store.deployments.logs_json`). Lines of one millisecond keep their arrival order (by id).
+    On PostgreSQL, a `UTCDateTime`."""
+
+    cache_ok = True
+
+    def bind_processor(self, dialect: Any) -> Any:
+        if dialect.name == "sqlite":
+            text = civis_time
+            return lambda value: None if value is None else text(value)
+        return super().bind_processor(dialect)
 
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -214,7 +233,7 @@ class DeploymentLog(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(LogTime)
     stream: Mapped[str] = mapped_column(String(8))
     source: Mapped[str] = mapped_column(String(8))
     message: Mapped[str] = mapped_column(Text)

@@ -7,7 +7,6 @@ events and does the work. Each function runs inside the caller's transaction."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -83,12 +82,6 @@ def stop(session: Session, caller: Caller, studio_id: int, deployment_id: int) -
 def wake(session: Session, deployment_id: int) -> bool:
     """A visitor opened a sleeping deployment's display URL: ask for it to start again."""
     return state.transition(session, deployment_id, "pending", "waking up", log_line="waking up: the display URL was opened")
-
-
-def logs(session: Session, caller: Caller, studio_id: int, deployment_id: int, start_at: datetime | None, end_at: datetime | None, limit: int) -> list[str]:
-    """The deployment's log lines as wire JSON texts (see `store.deployments.logs_json`)."""
-    get(session, caller, studio_id, deployment_id)
-    return dep_store.logs_json(session, deployment_id, start_at, end_at, limit)
 
 
 def recent_steps(session: Session, deployment_id: int, count: int) -> list[tuple[int, str]]:

@@ -83,10 +83,22 @@ def deployment_answer(conn: Connection, caller: Caller, studio_id: int, deployme
     """The deployment as `caller` sees it, encoded once (`studios.services.answers`), and its
     view row (`studios.store.deployments.view_row`: also what the body does not show, such as
     when it goes to sleep); NotFound as `studios.services.deployments.get`."""
+    row = _deployment_row(conn, caller, studio_id, deployment_id)
+    return Answer(lambda holes: deployment(row, caller.id, links, holes)), row
+
+
+def log_page(conn: Connection, caller: Caller, studio_id: int, deployment_id: int, start_at: datetime | None, end_at: datetime | None, limit: int) -> bytes:
+    """The body of `GET .../logs` (`studios.store.deployments.logs_body`) for a caller who may
+    read the studio; NotFound as the deployment's GET."""
+    _deployment_row(conn, caller, studio_id, deployment_id)
+    return dep_store.logs_body(conn, deployment_id, start_at, end_at, limit)
+
+
+def _deployment_row(conn: Connection, caller: Caller, studio_id: int, deployment_id: int) -> Row:
     row = _readable(dep_store.view_row(conn, studio_id, deployment_id, caller.id), caller, studio_id)
     if row.id is None:
         raise NotFound(f"Deployment {deployment_id} of studio {studio_id} was not found.")
-    return Answer(lambda holes: deployment(row, caller.id, links, holes)), row
+    return row
 
 
 def deployments_answer(conn: Connection, caller: Caller, studio_id: int, deployment_id: int | None, descending: bool, limit: int, offset: int,
@@ -170,12 +182,6 @@ def user_me(user: User | Row) -> WireDict:
         "id": user.id, "name": user.name, "email": user.email, "username": user.username, "initials": initials(user.name),
         "roles": ["admin"] if user.is_admin else [], "createdAt": _time(user.created_at), "personaRole": "admin" if user.is_admin else "user",
     }
-
-
-def log_lines(texts: Sequence[str]) -> bytes:
-    """A list of `LogDeploymentLogResponseSummary`s from each line's JSON text (the database
-    builds them: `studios.store.deployments.logs_json`)."""
-    return ("[" + ",".join(texts) + "]").encode()
 
 
 StudioParts = tuple[Row, str, Row | None]

@@ -36,4 +36,6 @@ def _civis_text(stored: str | None) -> str | None:
         return None
     if len(stored) == 26:  # `2026-11-26 06:11:22.497000`, as SQLAlchemy writes every DATETIME
         return f"{stored[:10]}T{stored[11:23]}Z"
+    if len(stored) == 24 and stored[10] == "T":  # a log line's time, stored as the wire has it (`LogTime`)
+        return stored
     return civis_time(datetime.fromisoformat(stored).replace(tzinfo=UTC))
