@@ -22,13 +22,13 @@ from studios.services.read_cache import ReadCache
 from studios.services.secrets import SecretBox
 from studios.services.single_flight import SingleFlight
 from studios.services.views import Links
+from studios.settings import Settings
+from studios.store.studio_pages import StudioPages
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from studios.db.models import Deployment
-from studios.settings import Settings
-from studios.store.studio_pages import StudioPages
 
 
 @dataclasses.dataclass

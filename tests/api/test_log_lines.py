@@ -1,5 +1,5 @@
 """`GET .../logs` returns each stored line as the platform writes it, whatever the line holds:
-the database builds each line's JSON (`store.deployments.logs_json`), so hold its output, on
+the database builds each line's JSON (`store.deployments.logs_body`), so hold its output, on
 SQLite and on PostgreSQL, to what the wire model says for awkward messages and times."""
 
 from __future__ import annotations

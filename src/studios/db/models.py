@@ -49,7 +49,7 @@ class LogTime(UTCDateTime):
     `2026-11-26T06:11:22.497Z` (to the millisecond, as the platform writes times; fixed width,
     so the text's order is the time's), so that a read of 10,000 lines puts it in each line's
     JSON as it is: making it from the DATETIME text there took about 30% of that query
-    (`store.deployments.logs_json`). Lines of one millisecond keep their arrival order (by id).
+    (`store.deployments.logs_body`). Lines of one millisecond keep their arrival order (by id).
     On PostgreSQL, a `UTCDateTime`."""
 
     cache_ok = True

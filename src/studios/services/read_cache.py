@@ -70,8 +70,8 @@ class ReadCache:
         loop: read once per turn. The reading is forgotten by a callback queued as it is made,
         so every step queued after it (a request received later, a read's result come back)
         runs after it is forgotten and reads again; the steps that use it were queued before it
-        was made, for requests received before it (under `wrk -c32`, py-spy found 8% of a studio's GET in
-        reading the generation anew for each request of the turn)."""
+        was made, for requests received before it (under `wrk -c32`, py-spy found 8% of a
+        studio's GET in reading the generation anew for each request of the turn)."""
         if self._this_turn is not None:
             return self._this_turn
         if self.probe is None:
