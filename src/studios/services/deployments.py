@@ -24,7 +24,7 @@ SNAPSHOT = ("docker_image_name", "docker_image_tag", "instance_type", "memory", 
 
 
 def create(session: Session, caller: Caller, studio_id: int, from_deployment: int | None, runtime_for: Callable[[str | None], str],
-           prepare: Callable[[Session, Deployment], None] = lambda _session, _dep: None) -> Deployment:  # fmt: skip
+           prepare: Callable[[Session, Deployment], None]) -> Deployment:  # fmt: skip
     """A new pending deployment; the studio's other active deployments end (replaced), in the
     same transaction, so concurrent deploys leave exactly the newest. The engine launches it;
     `prepare` (the engine's, where this server runs it) may claim it here first."""
