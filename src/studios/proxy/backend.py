@@ -5,6 +5,12 @@ The proxy never reads the database or calls the lifecycle service directly: it a
 cheap); tests and the standalone benchmark use `MemoryBackend`. `target` and `can_view` are
 called on every proxied request, so an implementation should answer from memory in the common
 case (a few microseconds) and must never block the event loop.
+
+A backend may also offer `cached_target(user_id, deployment_id)` (synchronous, optional, not
+part of the protocol): the target when both answers are already in memory and fresh and the
+user may view it, else None. The proxy asks it first, so the usual request (a viewer of a
+running app) is forwarded within the callback that parsed it, without a task; on None it asks
+`can_view` and `target` as before. It must give the same answer they would.
 """
 
 from __future__ import annotations
@@ -109,6 +115,10 @@ class MemoryBackend:
     async def can_view(self, user_id: int, deployment_id: int) -> bool:
         viewers = self.viewers.get(deployment_id)
         return viewers is not None and user_id in viewers
+
+    def cached_target(self, user_id: int, deployment_id: int) -> Target | None:
+        viewers = self.viewers.get(deployment_id)
+        return self.targets.get(deployment_id) if viewers is not None and user_id in viewers else None
 
     def touch(self, deployment_id: int) -> None:
         self.touches[deployment_id] = self.touches.get(deployment_id, 0) + 1

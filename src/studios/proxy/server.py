@@ -4,9 +4,10 @@
 deployment (`d-<id>.<base>` host, or `/_d/<id>/` path prefix), answers `/_studios/auth`
 (single-use token → cookie, rate-limited per client address) and `/_studios/status` itself,
 verifies the viewer cookie (cached HMAC) and asks the backend `can_view` and `target` on every
-request. Then it rewrites only the request head (the path prefix kept or stripped as the
-deployment chooses, our cookie removed, the body's framing, `X-Forwarded-*`) and forwards
-through a pooled `upstream.Upstream`. A deployment that is not running gets a page (`pages`),
+request (its synchronous `cached_target` first, when it has one: `route_now` then forwards
+from the parser's callback, without a task). Then it rewrites only the request head (the
+path prefix kept or stripped as the deployment chooses, our cookie removed, the body's
+framing, `X-Forwarded-*`) and forwards through a pooled `upstream.Upstream`. A deployment that is not running gets a page (`pages`),
 never a bare 502.
 
 It owns the listener, the upstream pool and the open-WebSocket activity timer, and does not
@@ -26,6 +27,8 @@ from .limits import AttemptLimiter
 from .tokens import AUTH_PATH, STATUS_PATH, DisplayLinks, cookie_value, strip_cookie
 from .upstream import Pool
 from .viewer import Request, Viewer
+
+_VERSION_LINE = {"1.1": b" HTTP/1.1\r\n", "1.0": b" HTTP/1.0\r\n"}
 
 
 class ProxyServer:
@@ -53,6 +56,8 @@ class ProxyServer:
         self._path_mode = config.mode == "path"
         self._cookie_headers: dict[bytes, tuple[list[str], bytes]] = {}
         self._hosts: dict[bytes, int | None] = {}
+        self._cached_target = getattr(backend, "cached_target", None)
+        """The backend's optional synchronous answer for the usual request (`route_now`)."""
         self.requests = self.bytes_in = 0
         """Requests routed and bytes read from viewers, for metrics (bytes from apps: `bytes_out`)."""
 
@@ -128,6 +133,60 @@ class ProxyServer:
                 viewer.transport.close()
 
     # -- routing ---------------------------------------------------------------------------
+    def route_now(self, viewer: Viewer, req: Request) -> bool:
+        """Forward `req` from within the parser's callback, without a task, when nothing needs
+        waiting for: a deployment's URL outside `/_studios/`, a valid viewer cookie, the
+        backend's `cached_target` allowing this viewer to a running app, and an idle pooled
+        connection to it. The checks are `route`'s, answered from memory. False leaves `req`
+        as it was, for `route`."""
+        cached_target = self._cached_target
+        if cached_target is None or not req.cookie:
+            return False
+        if self._path_mode:
+            full, _, query = req.url.decode("latin-1").partition("?")
+            split = self.links.split_path(full)
+            if split is None or not split[1] or split[1].startswith("/_studios/"):
+                return False
+            deployment_id, path = split
+            prefix = full[: len(full) - len(path)]
+        else:
+            found = self._host_deployment(req.host)
+            if found is None or req.url.startswith(b"/_studios/"):
+                return False
+            deployment_id, path, query, prefix = found, "", "", ""
+        viewer_user = self._viewer_user(req, deployment_id)
+        if viewer_user is None:
+            return False
+        target = cached_target(viewer_user[0], deployment_id)
+        if target is None or target.state != RUNNING or target.address is None:
+            return False
+        upstream = self.pool.get(target.address)
+        if upstream is None:
+            return False
+        self.requests += 1
+        req.deployment_id, (req.user_id, req.cookie) = deployment_id, viewer_user
+        self.backend.touch(deployment_id)
+        viewer.forward(req, upstream, self._head(viewer, req, *self._app_path(req, target, prefix, path, query)))
+        return True
+
+    def _host_deployment(self, host: bytes) -> int | None:
+        """Host mode: the deployment a `Host` header names (cached per distinct header)."""
+        deployment_id = self._hosts.get(host, -1)
+        if deployment_id == -1:
+            deployment_id = self.links.deployment_for_host(host.decode("latin-1"))
+            if len(self._hosts) >= 10_000:
+                self._hosts.clear()
+            self._hosts[host] = deployment_id
+        return deployment_id
+
+    def _app_path(self, req: Request, target: Target, prefix: str, path: str,
+                  query: str) -> tuple[bytes, str]:
+        """The request target the app gets, and the `X-Forwarded-Prefix` (path mode, when the
+        prefix is stripped), else the URL as the viewer sent it and no prefix."""
+        if prefix and (self.config.strip_prefix if target.strip_prefix is None else target.strip_prefix):
+            return (path + "?" + query if query else path).encode("latin-1"), prefix
+        return req.url, ""
+
     async def route(self, viewer: Viewer, req: Request) -> None:
         self.requests += 1
         links = self.links
@@ -144,12 +203,7 @@ class ProxyServer:
                     viewer.respond(req, pages.redirect(location))
                     return
         else:
-            deployment_id = self._hosts.get(req.host, -1)
-            if deployment_id == -1:
-                deployment_id = links.deployment_for_host(req.host.decode("latin-1"))
-                if len(self._hosts) >= 10_000:
-                    self._hosts.clear()
-                self._hosts[req.host] = deployment_id
+            deployment_id = self._host_deployment(req.host)
         if deployment_id is None:
             await self._fallback(viewer, req)
             return
@@ -163,13 +217,14 @@ class ProxyServer:
                 viewer.respond(req, pages.response(404, b"Not found\n", "text/plain"))
                 return
 
-        user_id = self._viewer_user(req, deployment_id)
-        if user_id is None:
+        viewer_user = self._viewer_user(req, deployment_id)
+        if viewer_user is None:
             viewer.respond(req, pages.forbidden(
                 "No valid sign-in for this studio: the link or cookie is missing, expired, "
                 "or belongs to another studio."))
             return
-        req.user_id = user_id
+        req.user_id = user_id = viewer_user[0]
+        req.cookie = viewer_user[1]  # what the app gets: the header without our cookie
         backend = self.backend
         if not await backend.can_view(user_id, deployment_id):
             viewer.respond(req, pages.forbidden("You do not have access to this studio."))
@@ -191,14 +246,12 @@ class ProxyServer:
             return
 
         backend.touch(deployment_id)
-        if prefix and (self.config.strip_prefix if target.strip_prefix is None else target.strip_prefix):
-            await self._send(viewer, req, target.address, (path + "?" + query if query else path).encode("latin-1"), prefix)
-        else:  # host mode, or path mode forwarding the whole path: the app sees the URL as sent
-            await self._send(viewer, req, target.address, req.url, "")
+        await self._send(viewer, req, target.address, *self._app_path(req, target, prefix, path, query))
 
-    def _viewer_user(self, req: Request, deployment_id: int) -> int | None:
-        """The user of a valid cookie for this deployment (signature, expiry and deployment
-        checked on every request; the header parse is cached per distinct Cookie header)."""
+    def _viewer_user(self, req: Request, deployment_id: int) -> tuple[int, bytes] | None:
+        """The user of a valid cookie for this deployment, and the Cookie header the app gets
+        (without ours). Signature, expiry and deployment are checked on every request; the
+        header parse is cached per distinct Cookie header."""
         if not req.cookie:
             return None
         parsed = self._cookie_headers.get(req.cookie)
@@ -208,11 +261,10 @@ class ProxyServer:
             if len(self._cookie_headers) >= 10_000:
                 self._cookie_headers.clear()
             self._cookie_headers[req.cookie] = parsed
-        req.cookie = parsed[1]  # what the app gets: the header without our cookie
         for value in parsed[0]:
             pair = self.links.verify_cookie(value)
             if pair is not None and pair[0] == deployment_id:
-                return pair[1]
+                return pair[1], parsed[1]
         return None
 
     async def _auth(self, viewer: Viewer, req: Request, deployment_id: int, prefix: str,
@@ -258,9 +310,8 @@ class ProxyServer:
         viewer.forward(req, upstream, self._head(viewer, req, path, prefix))
 
     def _head(self, viewer: Viewer, req: Request, path: bytes, prefix: str) -> bytes:
-        parts = [req.method, b" ", path, b" HTTP/", req.version.encode(), b"\r\n"]
-        for name, value in req.headers:
-            parts += (name, b": ", value, b"\r\n")
+        parts = [req.method, b" ", path, _VERSION_LINE.get(req.version) or f" HTTP/{req.version}\r\n".encode()]
+        parts += req.headers  # each forwarded header's name, ": ", value, CRLF
         if req.chunked:  # the framing as we parsed it, never the viewer's own header
             parts.append(b"Transfer-Encoding: chunked\r\n")
         elif req.length is not None:

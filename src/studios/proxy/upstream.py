@@ -25,7 +25,8 @@ class Upstream(asyncio.Protocol):
     """One connection to an app. `viewer` is set while it serves one of that viewer's requests."""
 
     __slots__ = ("address", "pool", "transport", "viewer", "parser", "head_only", "status",
-                 "done", "keep_alive", "upgraded", "received", "reused", "closed", "paused", "excess")
+                 "done", "keep_alive", "upgraded", "received", "reused", "closed", "paused", "excess",
+                 "clean")
 
     def __init__(self, address: tuple[str, int], pool: Pool) -> None:
         self.address = address
@@ -45,12 +46,17 @@ class Upstream(asyncio.Protocol):
         """Reading paused because the viewer's socket is full (`pause`/`resume`)."""
         self.excess = False
         """The app sent bytes beyond the end of its response: never reuse the connection."""
+        self.clean = False
+        """The parser saw the last response end as a message (not a HEAD's head alone), so it
+        is back at its start and can parse the next response on this connection."""
 
     # -- driven by the viewer ---------------------------------------------------------------
     def begin(self, viewer: Viewer, head_only: bool) -> None:
         """Serve one request for `viewer` (`head_only`: a HEAD request, no body follows)."""
         self.viewer = viewer
-        self.parser = httptools.HttpResponseParser(self)
+        if not self.clean:
+            self.parser = httptools.HttpResponseParser(self)
+        self.clean = False
         self.head_only = head_only
         self.status = 0
         self.done = False
@@ -152,6 +158,7 @@ class Upstream(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.status >= 200 and not self.upgraded and not self.done:
             self.done = True
+            self.clean = not self.excess
             # read it now: httptools resets should_keep_alive() once the message is complete
             self.keep_alive = self.parser.should_keep_alive()  # type: ignore[union-attr]
 
@@ -189,7 +196,8 @@ class Pool:
         unless `reusable()`."""
         if conn.closed:
             return
-        conn.resume()
+        if conn.paused:
+            conn.resume()
         idle = self._idle.setdefault(conn.address, [])
         if len(idle) >= self.size or not conn.reusable():
             conn.close()

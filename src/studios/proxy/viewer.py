@@ -1,8 +1,9 @@
 """One browser connection: parse requests, hand each to the server's router, stream bodies.
 
 A `Viewer` is the asyncio protocol on one viewer connection. httptools parses each request
-head; the `Request` is handed to `ProxyServer.route` (in a task, since the backend is async),
-which either answers it itself (`respond`) or attaches a pooled `Upstream` (`forward`). Body
+head; the `Request` goes to `ProxyServer.route_now`, which forwards the usual request at once
+from what the backend has in memory, else to `ProxyServer.route` in a task (the backend is
+async). Either answers it itself (`respond`) or attaches a pooled `Upstream` (`forward`). Body
 bytes go to the upstream as they arrive (re-chunked when the viewer sent chunked), response
 bytes come back unchanged through `from_upstream`, and after an app's 101 the connection is a
 raw two-way pipe (bytes a viewer sends after an `Upgrade` request are held until then, and
@@ -73,7 +74,8 @@ class Request:
 
     def __init__(self) -> None:
         self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers: list[bytes] = []
+        """The headers forwarded as they came: name, b": ", value, CRLF for each."""
         self.host = b""
         self.hosts = 0
         self.cookie = b""
@@ -113,7 +115,8 @@ class Viewer(asyncio.Protocol):
         self.held_size = 0
         self.in_head = False
         self.head_size = 0
-        """Bytes of the head being parsed, as the parser reported its parts."""
+        """Bytes of the head being parsed, as the parser reported its parts: bounds a head
+        that arrived within one read (`head_read` bounds those that did not)."""
         self.head_read = 0
         """Bytes read while that head was incomplete."""
         self.max_head = server.config.max_head_bytes
@@ -199,11 +202,7 @@ class Viewer(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.parsing.url += url  # type: ignore[union-attr]
-        self._count(len(url))
-
-    def _count(self, size: int) -> None:
-        """Bound a head that arrived within one read (`data_received` bounds those that don't)."""
-        self.head_size += size
+        self.head_size += len(url)
         if self.head_size > self.max_head:
             raise Rejected(431)
 
@@ -212,7 +211,9 @@ class Viewer(asyncio.Protocol):
             return
         req = self.parsing
         assert req is not None  # httptools calls on_message_begin first
-        self._count(len(name) + len(value) + 4 + _HEADER_COST)
+        self.head_size += len(name) + len(value) + 4 + _HEADER_COST
+        if self.head_size > self.max_head:
+            raise Rejected(431)
         lname = name.lower()
         if lname == b"host":
             req.host = value
@@ -230,7 +231,7 @@ class Viewer(asyncio.Protocol):
         elif lname == b"transfer-encoding":
             req.chunked = req.has_body = b"chunked" in value.lower()
         if lname not in _DROP:
-            req.headers.append((name, value))
+            req.headers += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
         req = self.parsing
@@ -248,7 +249,7 @@ class Viewer(asyncio.Protocol):
             raise Rejected(400)
         if self.current is None:
             self.current = req
-            self.server.loop.create_task(self.handle(req))
+            self.start(req)
         else:  # pipelined: hold it until the current response is done
             self.queue.append(req)
             self.pause_reading("queue")
@@ -283,6 +284,19 @@ class Viewer(asyncio.Protocol):
                 self.pause_reading("buffer")
 
     # -- one request -----------------------------------------------------------------------
+    def start(self, req: Request) -> None:
+        """Route the current request: at once when the server can (`ProxyServer.route_now`,
+        the usual case), else in a task (`handle`)."""
+        try:
+            if self.server.route_now(self, req):
+                return
+        except Exception:
+            log.exception("proxy: failed to route %r", req.url)
+            if req.upstream is not None:  # it was forwarded: never send it twice
+                self.transport.close()  # type: ignore[union-attr]
+                return
+        self.server.loop.create_task(self.handle(req))
+
     async def handle(self, req: Request) -> None:
         try:
             await self.server.route(self, req)
@@ -385,8 +399,9 @@ class Viewer(asyncio.Protocol):
         # a body buffered before the upstream was chosen); a stale reason would stall the
         # next request on this connection for good.
         req.pending.clear()
-        self.resume_reading("upstream")
-        self.resume_reading("buffer")
+        if self.paused:
+            self.resume_reading("upstream")
+            self.resume_reading("buffer")
         if not keep_alive:
             self.transport.close()  # type: ignore[union-attr]
             return
@@ -395,4 +410,4 @@ class Viewer(asyncio.Protocol):
             self.current = nxt
             if not self.queue:
                 self.resume_reading("queue")
-            self.server.loop.create_task(self.handle(nxt))
+            self.start(nxt)

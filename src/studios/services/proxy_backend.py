@@ -95,6 +95,18 @@ class DatabaseProxyBackend:
         self._viewers[(user_id, deployment_id)] = (now + CACHE_SECONDS, allowed)
         return allowed
 
+    def cached_target(self, user_id: int, deployment_id: int) -> Target | None:
+        """The proxy's fast path: `target` when it and an allowing `can_view` are both cached
+        and fresh, else None (the proxy then awaits those two)."""
+        now = time.monotonic()
+        view = self._viewers.get((user_id, deployment_id))
+        if view is None or not view[1] or view[0] <= now:
+            return None
+        cached = self._targets.get(deployment_id)
+        if cached is None or cached[0] <= now:
+            return None
+        return cached[1]
+
     def touch(self, deployment_id: int) -> None:
         self.activity.touch(deployment_id)
 
