@@ -8,6 +8,7 @@ page's text), bounded; nothing sleeps a fixed time."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -83,6 +84,37 @@ def deploy(server: StudiosServer, name: str, image: str, params: list[dict[str, 
         return dep
 
 
+@contextlib.contextmanager
+def explained(server: StudiosServer, dep: dict[str, Any], page: Any) -> Iterator[None]:
+    """On a failure, add what a person would look at next: the page's failed requests and
+    console errors, the app's newest log lines and the server's log."""
+    seen: list[str] = []
+
+    def response(r: Any) -> None:
+        if r.status >= 400:
+            seen.append(f"{r.status} {r.request.method} {r.url}")
+
+    def console(m: Any) -> None:
+        if m.type == "error":
+            seen.append(f"console: {m.text}")
+
+    page.on("response", response)
+    page.on("requestfailed", lambda r: seen.append(f"failed {r.method} {r.url}: {r.failure}"))
+    page.on("console", console)
+    try:
+        yield
+    except Exception as error:
+        headers = {"Authorization": f"Bearer {server.key}"}  # type: ignore[attr-defined]
+        url = f"{server.url}/studios/{dep['studioId']}/deployments/{dep['deploymentId']}/logs"
+        try:
+            lines = httpx.get(url, params={"limit": 60}, headers=headers, trust_env=False, timeout=10).json()
+            app_log = "\n".join(f"{line['createdAt']} {line['message']}" for line in sorted(lines, key=lambda x: x["createdAt"]))
+        except Exception as reading:  # the failure itself matters more than this
+            app_log = f"(could not read it: {reading!r})"
+        raise AssertionError(f"{error}\n--- the page saw:\n" + "\n".join(seen[-40:])
+                             + f"\n--- the app's log:\n{app_log}\n--- studios serve:\n{server.log_tail(3000)}") from error
+
+
 def app_root(server: StudiosServer, dep: dict[str, Any]) -> str:
     prefix = f"/_d/{dep['deploymentId']}/" if server.mode == "path" else "/"  # type: ignore[attr-defined]
     return f"http://{dep['host']}{prefix}"
@@ -94,35 +126,36 @@ def test_jupyterlab_opens_and_runs_a_cell(server: StudiosServer, browser: Any) -
     try:
         page = context.new_page()
         page.set_default_timeout(180_000)  # a loaded CI machine: the Lab can take minutes
-        page.goto(dep["displayUrl"])
-        assert page.url.startswith(app_root(server, dep))  # the Lab, under the studio's own root
-        # A Lab whose environment holds a source extension (dash's, here) offers a rebuild
-        # once loaded; a person dismisses it, whenever it shows up.
-        page.add_locator_handler(page.locator(".jp-Dialog", has_text="Build Recommended"),
-                                 lambda dialog: dialog.get_by_role("button", name="Cancel").click())
-        card = page.locator('.jp-LauncherCard[data-category="Notebook"]').first
-        card.click()
-        cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
-        cell.click()
-        page.keyboard.type("print(6 * 7)")
-        # As a person would, wait until the notebook's kernel says it is idle before running the
-        # cell: a cell run while the kernel is still starting can be dropped, and then only the
-        # 30 s wait below would notice (the slowest test of the suite on a loaded machine).
-        page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first.wait_for()
-        # Run it (over the kernel's WebSocket) and read the output, as a person would: and, as
-        # a person would, run it again if nothing came back, since a kernel that is slow to
-        # start on a loaded machine can be restarted by Jupyter and drop what was queued.
-        output = page.locator(".jp-OutputArea-output", has_text="42").first
-        deadline = time.monotonic() + 300
-        while True:
+        with explained(server, dep, page):
+            page.goto(dep["displayUrl"])
+            assert page.url.startswith(app_root(server, dep))  # the Lab, under the studio's own root
+            # A Lab whose environment holds a source extension (dash's, here) offers a rebuild
+            # once loaded; a person dismisses it, whenever it shows up.
+            page.add_locator_handler(page.locator(".jp-Dialog", has_text="Build Recommended"),
+                                     lambda dialog: dialog.get_by_role("button", name="Cancel").click())
+            card = page.locator('.jp-LauncherCard[data-category="Notebook"]').first
+            card.click()
+            cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
             cell.click()
-            page.keyboard.press("Control+Enter")
-            try:
-                output.wait_for(timeout=30_000)
-                break
-            except PlaywrightTimeout:
-                if time.monotonic() > deadline:
-                    raise
+            page.keyboard.type("print(6 * 7)")
+            # As a person would, wait until the notebook's kernel says it is idle before running the
+            # cell: a cell run while the kernel is still starting can be dropped, and then only the
+            # 30 s wait below would notice (the slowest test of the suite on a loaded machine).
+            page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first.wait_for()
+            # Run it (over the kernel's WebSocket) and read the output, as a person would: and, as
+            # a person would, run it again if nothing came back, since a kernel that is slow to
+            # start on a loaded machine can be restarted by Jupyter and drop what was queued.
+            output = page.locator(".jp-OutputArea-output", has_text="42").first
+            deadline = time.monotonic() + 300
+            while True:
+                cell.click()
+                page.keyboard.press("Control+Enter")
+                try:
+                    output.wait_for(timeout=30_000)
+                    break
+                except PlaywrightTimeout:
+                    if time.monotonic() > deadline:
+                        raise
     finally:
         context.close()
 
@@ -134,12 +167,13 @@ def test_streamlit_renders_and_reacts_to_a_widget(server: StudiosServer, browser
     try:
         page = context.new_page()
         page.set_default_timeout(60_000)
-        page.goto(dep["displayUrl"])
-        page.get_by_text("hello, nobody").wait_for()  # rendered over Streamlit's WebSocket
-        field = page.get_by_label("Your name")
-        field.fill("studios")
-        field.press("Enter")
-        page.get_by_text("hello, studios").wait_for()
+        with explained(server, dep, page):
+            page.goto(dep["displayUrl"])
+            page.get_by_text("hello, nobody").wait_for()  # rendered over Streamlit's WebSocket
+            field = page.get_by_label("Your name")
+            field.fill("studios")
+            field.press("Enter")
+            page.get_by_text("hello, studios").wait_for()
     finally:
         context.close()
 
@@ -151,17 +185,18 @@ def test_a_50_mb_download_and_an_event_stream_arrive_whole(server: StudiosServer
     try:
         page = context.new_page()
         page.set_default_timeout(60_000)
-        page.goto(dep["displayUrl"])
-        events = page.locator("#events")
-        events.filter(has_text="end").wait_for()
-        assert events.text_content() == ",".join([*map(str, range(100)), "end"])
-        for n in range(3):  # once a third download never got its response (a paused app connection pooled)
-            with page.expect_download(timeout=90_000) as info:
-                page.click("#download")
-            saved = tmp_path / f"big-{n}.bin"
-            info.value.save_as(saved)
-            assert saved.stat().st_size == 50 * 1024 * 1024
-            assert hashlib.sha256(saved.read_bytes()).hexdigest() == expected
+        with explained(server, dep, page):
+            page.goto(dep["displayUrl"])
+            events = page.locator("#events")
+            events.filter(has_text="end").wait_for()
+            assert events.text_content() == ",".join([*map(str, range(100)), "end"])
+            for n in range(3):  # once a third download never got its response (a paused app connection pooled)
+                with page.expect_download(timeout=90_000) as info:
+                    page.click("#download")
+                saved = tmp_path / f"big-{n}.bin"
+                info.value.save_as(saved)
+                assert saved.stat().st_size == 50 * 1024 * 1024
+                assert hashlib.sha256(saved.read_bytes()).hexdigest() == expected
     finally:
         context.close()
 
@@ -175,10 +210,11 @@ def test_shiny_renders_and_reacts_to_a_widget(server: StudiosServer, browser: An
     try:
         page = context.new_page()
         page.set_default_timeout(60_000)
-        page.goto(dep["displayUrl"])
-        page.get_by_text("hello, nobody").wait_for()  # rendered over Shiny's WebSocket
-        page.get_by_label("Your name").fill("studios")
-        page.get_by_text("hello, studios").wait_for()
+        with explained(server, dep, page):
+            page.goto(dep["displayUrl"])
+            page.get_by_text("hello, nobody").wait_for()  # rendered over Shiny's WebSocket
+            page.get_by_label("Your name").fill("studios")
+            page.get_by_text("hello, studios").wait_for()
     finally:
         context.close()
 
@@ -190,9 +226,11 @@ def test_dash_renders_and_reacts_to_a_widget(server: StudiosServer, browser: Any
     try:
         page = context.new_page()
         page.set_default_timeout(60_000)
-        page.goto(dep["displayUrl"])
-        page.get_by_text("hello, nobody").wait_for()  # the layout, then the first callback
-        page.get_by_placeholder("Your name").fill("studios")
-        page.get_by_text("hello, studios").wait_for()
+        with explained(server, dep, page):
+            page.goto(dep["displayUrl"])
+            page.get_by_text("hello, nobody").wait_for()  # the layout, then the first callback
+            page.get_by_placeholder("Your name").fill("studios")
+            page.get_by_text("hello, studios").wait_for()
     finally:
         context.close()
+
