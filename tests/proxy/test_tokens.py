@@ -164,6 +164,36 @@ def test_the_standalone_proxy_reads_the_service_settings(monkeypatch, tmp_path):
     assert DisplayLinks(config).verify_token(signed_by_service) == (1, 7)
 
 
+class NoSpend:
+    """A backend an operator might write for `--backend`, without `spend`."""
+
+    async def target(self, deployment_id):
+        return None
+
+    async def can_view(self, user_id, deployment_id):
+        return False
+
+    def touch(self, deployment_id):
+        pass
+
+    async def wake(self, deployment_id):
+        pass
+
+
+def no_spend():
+    return NoSpend()
+
+
+def test_the_standalone_proxy_refuses_a_backend_that_lacks_a_method():
+    import asyncio
+
+    from studios.proxy.__main__ import load_backend
+
+    with pytest.raises(SystemExit, match=r"the backend has no spend \(a ProxyBackend has target, can_view, touch, wake, spend\)"):
+        asyncio.run(load_backend(f"{__name__}:no_spend"))
+    assert asyncio.run(load_backend("studios.proxy.backend:MemoryBackend")) is not None
+
+
 def test_the_service_passes_its_proxy_settings(tmp_path):
     from studios.app import proxy_config
     from studios.settings import Settings

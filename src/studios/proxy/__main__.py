@@ -43,10 +43,17 @@ def memory_backend(path: str) -> MemoryBackend:
 
 
 async def load_backend(spec: str) -> ProxyBackend:
+    """The backend `module:callable` returns; it must have every method of `ProxyBackend`
+    (a missing one would otherwise fail at the first request that needs it)."""
     module, _, name = spec.partition(":")
     backend = getattr(importlib.import_module(module), name or "backend")()
     if inspect.isawaitable(backend):
         backend = await backend
+    needed = [name for name, value in vars(ProxyBackend).items() if callable(value) and not name.startswith("_")]
+    missing = [name for name in needed if not callable(getattr(backend, name, None))]
+    if missing:
+        raise SystemExit(f"--backend {spec}: the backend has no {', '.join(missing)} "
+                         f"(a ProxyBackend has {', '.join(needed)})")
     return backend
 
 
