@@ -7,8 +7,12 @@ connection (its response parser kept between responses) serves any mix of respon
 
 from __future__ import annotations
 
+import asyncio
+
+import anyio
 import httpx
 import pytest
+from websockets.asyncio.client import connect as ws_connect
 
 from studios.proxy.backend import Target
 from studios.proxy.server import ProxyServer
@@ -23,12 +27,12 @@ def routed_now(stack: Stack) -> list[bool]:
     seen: list[bool] = []
     original = stack.proxy.route_now
 
-    def spy(viewer, req) -> bool:  # type: ignore[no-untyped-def]
+    def spy(viewer, req) -> bool:
         done = original(viewer, req)
         seen.append(done)
         return done
 
-    stack.proxy.route_now = spy  # type: ignore[method-assign]
+    stack.proxy.route_now = spy
     return seen
 
 
@@ -133,3 +137,17 @@ async def test_a_backend_without_the_fast_answer_gets_every_request_the_full_way
         assert (await client.get(base + "/c", headers=stack.headers())).status_code == 403
     finally:
         await stack.proxy.close()
+
+
+async def test_a_websocket_opened_the_fast_way_works_and_is_counted(stack: Stack, client: httpx.AsyncClient):
+    assert (await client.get(stack.base + "/", headers=stack.headers())).status_code == 200  # an idle app connection
+    seen = routed_now(stack)
+    with anyio.fail_after(10):
+        async with ws_connect(f"ws://{stack.host()}/ws", host="127.0.0.1", port=stack.port,
+                              additional_headers={"Cookie": stack.cookie()}) as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "echo: hi"
+            assert stack.proxy.tunnels == {DEPLOYMENT: 1}
+        while stack.proxy.tunnels:  # the close reaches the proxy asynchronously
+            await asyncio.sleep(0.005)
+    assert seen == [True]
