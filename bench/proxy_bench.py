@@ -11,8 +11,10 @@ access log, `--nginx-workers` worker processes: 1 by default, the one process ou
 and CHP 5 (`npm install configurable-http-proxy` into bench/proxy/, done here when missing).
 Then it runs `wrk -t2 -c32 -d<duration>s --latency` against each, interleaved, `--rounds`
 times, and prints each median with the ratios and each proxy's CPU per request (all its
-processes). Figures drift ±20% between sessions on shared machines; the ratios, measured in
-one run, are what to compare. Results also go to bench/results/proxy_bench.json.
+processes), with the part of it spent in the proxy's own code (user time: the kernel's part,
+the sockets, is about the same for every proxy, so that is where they differ). Figures drift
+±20% between sessions on shared machines; the ratios, measured in one run, are what to
+compare. Results also go to bench/results/proxy_bench.json.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ def wrk(url: str, duration: int, headers: dict[str, str], measured: list[int], t
         raise SystemExit(f"{url}: {parsed['non_2xx']} non-2xx responses\n{(tmp / 'wrk.out').read_text()}")
     errors = re.search(r"Socket errors: (.*)", (tmp / "wrk.out").read_text())  # kept as wrk wrote it: printed per round
     return {"rps": parsed["rps"], "p99_ms": parsed["p99_ms"], "cpu_ms_per_req": parsed["server_cpu_ms_per_req"],
+            "user_us_per_req": parsed["server_user_us_per_req"],
             "socket_errors": errors.group(1) if errors else ""}
 
 
@@ -161,13 +164,16 @@ def main() -> None:
                 result = wrk(url, args.duration, headers, sorted(descendants([pid])), tmp)
                 runs[name].append(result)
                 print(f"round {rnd + 1} {name:8s} {result['rps']:10,.0f} req/s  p99 {result['p99_ms']:7.2f} ms  CPU {result['cpu_ms_per_req']:.3f} ms/req"
+                      f" (user {result['user_us_per_req']:.1f} us)"
                       + (f"  socket errors: {result['socket_errors']}" if result["socket_errors"] else ""),
                       flush=True)
         med = {name: {"rps": statistics.median(r["rps"] for r in rs), "p99_ms": statistics.median(r["p99_ms"] for r in rs),
-                      "cpu_ms_per_req": statistics.median(r["cpu_ms_per_req"] for r in rs)} for name, rs in runs.items()}
+                      "cpu_ms_per_req": statistics.median(r["cpu_ms_per_req"] for r in rs),
+                      "user_us_per_req": statistics.median(r["user_us_per_req"] for r in rs)} for name, rs in runs.items()}
         print(f"\nmedian of {args.rounds}, wrk -t2 -c32 -d{args.duration}s, keep-alive upstream (CPU: the proxy's own processes):")
         for name in targets:
-            print(f"  {name:8s} {med[name]['rps']:10,.0f} req/s  p99 {med[name]['p99_ms']:7.2f} ms  CPU {med[name]['cpu_ms_per_req']:.3f} ms/req")
+            print(f"  {name:8s} {med[name]['rps']:10,.0f} req/s  p99 {med[name]['p99_ms']:7.2f} ms  CPU {med[name]['cpu_ms_per_req']:.3f} ms/req"
+                  f" (user {med[name]['user_us_per_req']:.1f} us)")
         s, c, d = med["studios"], med["chp"], med["direct"]
         print(f"\n  studios / chp     req/s {s['rps'] / c['rps']:.2f}x   p99 {s['p99_ms'] / c['p99_ms']:.2f}x "
               f"({'lower is better'})")
