@@ -7,8 +7,8 @@ verifies the viewer cookie (cached HMAC) and asks the backend `can_view` and `ta
 request (its synchronous `cached_target` first, when it has one: `route_now` then forwards
 from the parser's callback, without a task). Then it rewrites only the request head (the
 path prefix kept or stripped as the deployment chooses, our cookie removed, the body's
-framing, `X-Forwarded-*`) and forwards through a pooled `upstream.Upstream`. A deployment that is not running gets a page (`pages`),
-never a bare 502.
+framing, `X-Forwarded-*`) and forwards through a pooled `upstream.Upstream`. A deployment
+that is not running gets a page (`pages`), never a bare 502.
 
 It owns the listener, the upstream pool and the open-WebSocket activity timer, and does not
 import the service: everything it needs comes through `backend.ProxyBackend`.
@@ -142,18 +142,9 @@ class ProxyServer:
         cached_target = self._cached_target
         if cached_target is None or not req.cookie:
             return False
-        if self._path_mode:
-            full, _, query = req.url.decode("latin-1").partition("?")
-            split = self.links.split_path(full)
-            if split is None or not split[1] or split[1].startswith("/_studios/"):
-                return False
-            deployment_id, path = split
-            prefix = full[: len(full) - len(path)]
-        else:
-            found = self._host_deployment(req.host)
-            if found is None or req.url.startswith(b"/_studios/"):
-                return False
-            deployment_id, path, query, prefix = found, "", "", ""
+        deployment_id, prefix, path, query = self._locate(req)
+        if deployment_id is None or not path or path.startswith("/_studios/"):
+            return False
         viewer_user = self._viewer_user(req, deployment_id)
         if viewer_user is None:
             return False
@@ -169,15 +160,23 @@ class ProxyServer:
         viewer.forward(req, upstream, self._head(viewer, req, *self._app_path(req, target, prefix, path, query)))
         return True
 
-    def _host_deployment(self, host: bytes) -> int | None:
-        """Host mode: the deployment a `Host` header names (cached per distinct header)."""
-        deployment_id = self._hosts.get(host, -1)
+    def _locate(self, req: Request) -> tuple[int | None, str, str, str]:
+        """The deployment a request is for (None: not a deployment's), the path prefix that
+        named it (path mode), the path after that prefix ("" for `/_d/<id>` without its
+        slash) and the query."""
+        path, _, query = req.url.decode("latin-1").partition("?")
+        if self._path_mode:
+            split = self.links.split_path(path)
+            if split is None:
+                return None, "", path, query
+            return split[0], path[: len(path) - len(split[1])], split[1], query
+        deployment_id = self._hosts.get(req.host, -1)  # the parse is cached per distinct Host
         if deployment_id == -1:
-            deployment_id = self.links.deployment_for_host(host.decode("latin-1"))
+            deployment_id = self.links.deployment_for_host(req.host.decode("latin-1"))
             if len(self._hosts) >= 10_000:
                 self._hosts.clear()
-            self._hosts[host] = deployment_id
-        return deployment_id
+            self._hosts[req.host] = deployment_id
+        return deployment_id, "", path, query
 
     def _app_path(self, req: Request, target: Target, prefix: str, path: str,
                   query: str) -> tuple[bytes, str]:
@@ -189,23 +188,12 @@ class ProxyServer:
 
     async def route(self, viewer: Viewer, req: Request) -> None:
         self.requests += 1
-        links = self.links
-        url = req.url.decode("latin-1")
-        path, _, query = url.partition("?")
-        prefix = ""
-        if self._path_mode:
-            split = links.split_path(path)
-            deployment_id = split[0] if split else None
-            if split is not None:
-                prefix, path = path[: len(path) - len(split[1])], split[1]
-                if not path:  # /_d/12 -> /_d/12/
-                    location = prefix + "/" + ("?" + query if query else "")
-                    viewer.respond(req, pages.redirect(location))
-                    return
-        else:
-            deployment_id = self._host_deployment(req.host)
+        deployment_id, prefix, path, query = self._locate(req)
         if deployment_id is None:
             await self._fallback(viewer, req)
+            return
+        if not path:  # /_d/12 -> /_d/12/
+            viewer.respond(req, pages.redirect(prefix + "/" + ("?" + query if query else "")))
             return
         req.deployment_id = deployment_id
 
