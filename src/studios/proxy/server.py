@@ -151,7 +151,7 @@ class ProxyServer:
         target = cached_target(viewer_user[0], deployment_id)
         if target is None or target.state != RUNNING or target.address is None:
             return False
-        upstream = self.pool.get(target.address)
+        upstream = self.pool.get(target.address, req.has_body)
         if upstream is None:
             return False
         self.requests += 1
@@ -286,7 +286,7 @@ class ProxyServer:
 
     async def _send(self, viewer: Viewer, req: Request, address: tuple[str, int], path: bytes,
                     prefix: str) -> None:
-        upstream = self.pool.get(address)
+        upstream = self.pool.get(address, req.has_body)
         if upstream is None:
             try:
                 upstream = await self.pool.connect(address)

@@ -20,6 +20,8 @@ import httptools
 if TYPE_CHECKING:
     from .server import Viewer
 
+_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+
 
 class Upstream(asyncio.Protocol):
     """One connection to an app. `viewer` is set while it serves one of that viewer's requests."""
@@ -82,6 +84,25 @@ class Upstream(asyncio.Protocol):
         return (not self.closed and not self.excess and not self.upgraded and not self.done
                 and self.viewer is None and self.transport is not None
                 and self.transport.get_write_buffer_size() == 0)
+
+    def still_open(self) -> bool:
+        """True unless the app has closed this idle connection, or sent bytes on it, in a way
+        our event loop has not read yet: a look at the socket (`MSG_PEEK`), which takes
+        nothing from it. A system call, so the pool asks only for requests that are never
+        sent twice."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return True
+        look = socket.socket(sock.family, socket.SOCK_STREAM, 0, sock.fileno())
+        try:
+            look.recv(1, _PEEK)
+        except BlockingIOError:
+            return True  # nothing to read: open and quiet
+        except OSError:
+            return False
+        finally:
+            look.detach()  # the transport's socket stays open
+        return False  # the app closed it (b"") or spoke unasked
 
     def write(self, data: bytes) -> None:
         self.transport.write(data)  # type: ignore[union-attr]
@@ -173,14 +194,21 @@ class Pool:
         self.received = 0
         """Bytes read from apps (for metrics)."""
 
-    def get(self, address: tuple[str, int]) -> Upstream | None:
-        """An idle connection to `address`, or None."""
+    def get(self, address: tuple[str, int], for_body: bool = False) -> Upstream | None:
+        """An idle connection to `address`, or None. `for_body`: for a request with a body,
+        which is never sent again if the connection turns out closed (a request without one
+        is), so connections the app has closed are left out even before we have read that
+        (`Upstream.still_open`)."""
         idle = self._idle.get(address)
         while idle:
             conn = idle.pop()
-            if not conn.closed:
-                conn.reused = True
-                return conn
+            if conn.closed:
+                continue
+            if for_body and not conn.still_open():
+                conn.close()
+                continue
+            conn.reused = True
+            return conn
         return None
 
     async def connect(self, address: tuple[str, int]) -> Upstream:
