@@ -84,11 +84,26 @@ def deploy(server: StudiosServer, name: str, image: str, params: list[dict[str, 
         return dep
 
 
+class Watch:
+    """What the page saw go wrong (requests that failed or got >= 400, console errors), and how
+    many of its requests the browser dropped because it saw the machine's network change."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.network_changes = 0
+
+
 @contextlib.contextmanager
-def explained(server: StudiosServer, dep: dict[str, Any], page: Any) -> Iterator[None]:
+def explained(server: StudiosServer, dep: dict[str, Any], page: Any) -> Iterator[Watch]:
     """On a failure, add what a person would look at next: the page's failed requests and
     console errors, the app's newest log lines and the server's log."""
-    seen: list[str] = []
+    watch = Watch()
+    seen = watch.seen
+
+    def failed(r: Any) -> None:
+        seen.append(f"failed {r.method} {r.url}: {r.failure}")
+        if "ERR_NETWORK_CHANGED" in (r.failure or ""):
+            watch.network_changes += 1
 
     def response(r: Any) -> None:
         if r.status >= 400:
@@ -99,10 +114,10 @@ def explained(server: StudiosServer, dep: dict[str, Any], page: Any) -> Iterator
             seen.append(f"console: {m.text}")
 
     page.on("response", response)
-    page.on("requestfailed", lambda r: seen.append(f"failed {r.method} {r.url}: {r.failure}"))
+    page.on("requestfailed", failed)
     page.on("console", console)
     try:
-        yield
+        yield watch
     except Exception as error:
         headers = {"Authorization": f"Bearer {server.key}"}  # type: ignore[attr-defined]
         url = f"{server.url}/studios/{dep['studioId']}/deployments/{dep['deploymentId']}/logs"
@@ -113,6 +128,27 @@ def explained(server: StudiosServer, dep: dict[str, Any], page: Any) -> Iterator
             app_log = f"(could not read it: {reading!r})"
         raise AssertionError(f"{error}\n--- the page saw:\n" + "\n".join(seen[-40:])
                              + f"\n--- the app's log:\n{app_log}\n--- studios serve:\n{server.log_tail(3000)}") from error
+
+
+def opened(page: Any, url: str, ready: Any, watch: Watch, timeout: float = 60) -> None:
+    """Open `url` and wait until `ready` shows, as a person would: reloading the page (up to
+    three times) when the browser dropped some of its requests because it saw the machine's
+    network change. Chromium does that (net::ERR_NETWORK_CHANGED) whenever an interface or
+    address comes or goes, which other tests running beside this one do all the time (Docker
+    networks, swarm nodes' namespaces); a page whose scripts were dropped never renders."""
+    page.goto(url)
+    deadline = time.monotonic() + timeout
+    changes, reloads = watch.network_changes, 0
+    while True:
+        try:
+            ready.wait_for(timeout=1_000)
+            return
+        except PlaywrightTimeout:
+            if time.monotonic() > deadline:
+                raise
+            if watch.network_changes > changes and reloads < 3:
+                changes, reloads = watch.network_changes, reloads + 1
+                page.reload()
 
 
 def app_root(server: StudiosServer, dep: dict[str, Any]) -> str:
@@ -126,14 +162,14 @@ def test_jupyterlab_opens_and_runs_a_cell(server: StudiosServer, browser: Any) -
     try:
         page = context.new_page()
         page.set_default_timeout(180_000)  # a loaded CI machine: the Lab can take minutes
-        with explained(server, dep, page):
-            page.goto(dep["displayUrl"])
-            assert page.url.startswith(app_root(server, dep))  # the Lab, under the studio's own root
+        with explained(server, dep, page) as watch:
             # A Lab whose environment holds a source extension (dash's, here) offers a rebuild
             # once loaded; a person dismisses it, whenever it shows up.
             page.add_locator_handler(page.locator(".jp-Dialog", has_text="Build Recommended"),
                                      lambda dialog: dialog.get_by_role("button", name="Cancel").click())
             card = page.locator('.jp-LauncherCard[data-category="Notebook"]').first
+            opened(page, dep["displayUrl"], card, watch, timeout=180)
+            assert page.url.startswith(app_root(server, dep))  # the Lab, under the studio's own root
             card.click()
             cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
             cell.click()
@@ -167,9 +203,8 @@ def test_streamlit_renders_and_reacts_to_a_widget(server: StudiosServer, browser
     try:
         page = context.new_page()
         page.set_default_timeout(60_000)
-        with explained(server, dep, page):
-            page.goto(dep["displayUrl"])
-            page.get_by_text("hello, nobody").wait_for()  # rendered over Streamlit's WebSocket
+        with explained(server, dep, page) as watch:
+            opened(page, dep["displayUrl"], page.get_by_text("hello, nobody"), watch)  # rendered over Streamlit's WebSocket
             field = page.get_by_label("Your name")
             field.fill("studios")
             field.press("Enter")
@@ -185,10 +220,9 @@ def test_a_50_mb_download_and_an_event_stream_arrive_whole(server: StudiosServer
     try:
         page = context.new_page()
         page.set_default_timeout(60_000)
-        with explained(server, dep, page):
-            page.goto(dep["displayUrl"])
+        with explained(server, dep, page) as watch:
             events = page.locator("#events")
-            events.filter(has_text="end").wait_for()
+            opened(page, dep["displayUrl"], events.filter(has_text="end"), watch)
             assert events.text_content() == ",".join([*map(str, range(100)), "end"])
             for n in range(3):  # once a third download never got its response (a paused app connection pooled)
                 with page.expect_download(timeout=90_000) as info:
@@ -210,9 +244,8 @@ def test_shiny_renders_and_reacts_to_a_widget(server: StudiosServer, browser: An
     try:
         page = context.new_page()
         page.set_default_timeout(60_000)
-        with explained(server, dep, page):
-            page.goto(dep["displayUrl"])
-            page.get_by_text("hello, nobody").wait_for()  # rendered over Shiny's WebSocket
+        with explained(server, dep, page) as watch:
+            opened(page, dep["displayUrl"], page.get_by_text("hello, nobody"), watch)  # rendered over Shiny's WebSocket
             page.get_by_label("Your name").fill("studios")
             page.get_by_text("hello, studios").wait_for()
     finally:
@@ -226,9 +259,8 @@ def test_dash_renders_and_reacts_to_a_widget(server: StudiosServer, browser: Any
     try:
         page = context.new_page()
         page.set_default_timeout(60_000)
-        with explained(server, dep, page):
-            page.goto(dep["displayUrl"])
-            page.get_by_text("hello, nobody").wait_for()  # the layout, then the first callback
+        with explained(server, dep, page) as watch:
+            opened(page, dep["displayUrl"], page.get_by_text("hello, nobody"), watch)  # the layout, then the first callback
             page.get_by_placeholder("Your name").fill("studios")
             page.get_by_text("hello, studios").wait_for()
     finally:
