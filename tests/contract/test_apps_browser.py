@@ -94,6 +94,21 @@ class Watch:
 
 
 @contextlib.contextmanager
+def viewing(browser: Any, server: StudiosServer, dep: dict[str, Any], timeout_ms: int = 60_000,
+            **context_options: Any) -> Iterator[tuple[Any, Watch]]:
+    """A page in a browser context of its own (closed afterwards), with `timeout_ms` for every
+    wait, `explained` on a failure."""
+    context = browser.new_context(**context_options)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(timeout_ms)
+        with explained(server, dep, page) as watch:
+            yield page, watch
+    finally:
+        context.close()
+
+
+@contextlib.contextmanager
 def explained(server: StudiosServer, dep: dict[str, Any], page: Any) -> Iterator[Watch]:
     """On a failure, add what a person would look at next: the page's failed requests and
     console errors, the app's newest log lines and the server's log."""
@@ -158,81 +173,63 @@ def app_root(server: StudiosServer, dep: dict[str, Any]) -> str:
 
 def test_jupyterlab_opens_and_runs_a_cell(server: StudiosServer, browser: Any) -> None:
     dep = deploy(server, "lab", "jupyterlab")
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.set_default_timeout(180_000)  # a loaded CI machine: the Lab can take minutes
-        with explained(server, dep, page) as watch:
-            # A Lab whose environment holds a source extension (dash's, here) offers a rebuild
-            # once loaded; a person dismisses it, whenever it shows up.
-            page.add_locator_handler(page.locator(".jp-Dialog", has_text="Build Recommended"),
-                                     lambda dialog: dialog.get_by_role("button", name="Cancel").click())
-            card = page.locator('.jp-LauncherCard[data-category="Notebook"]').first
-            opened(page, dep["displayUrl"], card, watch, timeout=180)
-            assert page.url.startswith(app_root(server, dep))  # the Lab, under the studio's own root
-            card.click()
-            cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+    with viewing(browser, server, dep, 180_000) as (page, watch):  # a loaded CI machine: the Lab can take minutes
+        # A Lab whose environment holds a source extension (dash's, here) offers a rebuild
+        # once loaded; a person dismisses it, whenever it shows up.
+        page.add_locator_handler(page.locator(".jp-Dialog", has_text="Build Recommended"),
+                                 lambda dialog: dialog.get_by_role("button", name="Cancel").click())
+        card = page.locator('.jp-LauncherCard[data-category="Notebook"]').first
+        opened(page, dep["displayUrl"], card, watch, timeout=180)
+        assert page.url.startswith(app_root(server, dep))  # the Lab, under the studio's own root
+        card.click()
+        cell = page.locator(".jp-Notebook .jp-Cell .cm-content").first
+        cell.click()
+        page.keyboard.type("print(6 * 7)")
+        # As a person would, wait until the notebook's kernel says it is idle before running the
+        # cell: a cell run while the kernel is still starting can be dropped, and then only the
+        # 30 s wait below would notice (the slowest test of the suite on a loaded machine).
+        page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first.wait_for()
+        # Run it (over the kernel's WebSocket) and read the output, as a person would: and, as
+        # a person would, run it again if nothing came back, since a kernel that is slow to
+        # start on a loaded machine can be restarted by Jupyter and drop what was queued.
+        output = page.locator(".jp-OutputArea-output", has_text="42").first
+        deadline = time.monotonic() + 300
+        while True:
             cell.click()
-            page.keyboard.type("print(6 * 7)")
-            # As a person would, wait until the notebook's kernel says it is idle before running the
-            # cell: a cell run while the kernel is still starting can be dropped, and then only the
-            # 30 s wait below would notice (the slowest test of the suite on a loaded machine).
-            page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first.wait_for()
-            # Run it (over the kernel's WebSocket) and read the output, as a person would: and, as
-            # a person would, run it again if nothing came back, since a kernel that is slow to
-            # start on a loaded machine can be restarted by Jupyter and drop what was queued.
-            output = page.locator(".jp-OutputArea-output", has_text="42").first
-            deadline = time.monotonic() + 300
-            while True:
-                cell.click()
-                page.keyboard.press("Control+Enter")
-                try:
-                    output.wait_for(timeout=30_000)
-                    break
-                except PlaywrightTimeout:
-                    if time.monotonic() > deadline:
-                        raise
-    finally:
-        context.close()
+            page.keyboard.press("Control+Enter")
+            try:
+                output.wait_for(timeout=30_000)
+                break
+            except PlaywrightTimeout:
+                if time.monotonic() > deadline:
+                    raise
 
 
 def test_streamlit_renders_and_reacts_to_a_widget(server: StudiosServer, browser: Any) -> None:
     params = [{"name": "STREAMLIT_APP", "type": "string", "value": str(APPS / "streamlit_app.py")}]
     dep = deploy(server, "streamlit", "streamlit", params)
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        with explained(server, dep, page) as watch:
-            opened(page, dep["displayUrl"], page.get_by_text("hello, nobody"), watch)  # rendered over Streamlit's WebSocket
-            field = page.get_by_label("Your name")
-            field.fill("studios")
-            field.press("Enter")
-            page.get_by_text("hello, studios").wait_for()
-    finally:
-        context.close()
+    with viewing(browser, server, dep) as (page, watch):
+        opened(page, dep["displayUrl"], page.get_by_text("hello, nobody"), watch)  # rendered over Streamlit's WebSocket
+        field = page.get_by_label("Your name")
+        field.fill("studios")
+        field.press("Enter")
+        page.get_by_text("hello, studios").wait_for()
 
 
 def test_a_50_mb_download_and_an_event_stream_arrive_whole(server: StudiosServer, browser: Any, tmp_path: Path) -> None:
     dep = deploy(server, "stream", "stream-app")
     expected = hashlib.sha256(bytes(range(256)) * 4096 * 50).hexdigest()
-    context = browser.new_context(accept_downloads=True)
-    try:
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        with explained(server, dep, page) as watch:
-            events = page.locator("#events")
-            opened(page, dep["displayUrl"], events.filter(has_text="end"), watch)
-            assert events.text_content() == ",".join([*map(str, range(100)), "end"])
-            for n in range(3):  # once a third download never got its response (a paused app connection pooled)
-                with page.expect_download(timeout=90_000) as info:
-                    page.click("#download")
-                saved = tmp_path / f"big-{n}.bin"
-                info.value.save_as(saved)
-                assert saved.stat().st_size == 50 * 1024 * 1024
-                assert hashlib.sha256(saved.read_bytes()).hexdigest() == expected
-    finally:
-        context.close()
+    with viewing(browser, server, dep, accept_downloads=True) as (page, watch):
+        events = page.locator("#events")
+        opened(page, dep["displayUrl"], events.filter(has_text="end"), watch)
+        assert events.text_content() == ",".join([*map(str, range(100)), "end"])
+        for n in range(3):  # once a third download never got its response (a paused app connection pooled)
+            with page.expect_download(timeout=90_000) as info:
+                page.click("#download")
+            saved = tmp_path / f"big-{n}.bin"
+            info.value.save_as(saved)
+            assert saved.stat().st_size == 50 * 1024 * 1024
+            assert hashlib.sha256(saved.read_bytes()).hexdigest() == expected
 
 
 def test_shiny_renders_and_reacts_to_a_widget(server: StudiosServer, browser: Any) -> None:
@@ -240,29 +237,17 @@ def test_shiny_renders_and_reacts_to_a_widget(server: StudiosServer, browser: An
               # Shiny serves at its root: in path mode the proxy strips /_d/<id> for it
               {"name": "STUDIOS_PATH_PREFIX", "type": "string", "value": "strip"}]
     dep = deploy(server, "shiny", "shiny", params)
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        with explained(server, dep, page) as watch:
-            opened(page, dep["displayUrl"], page.get_by_text("hello, nobody"), watch)  # rendered over Shiny's WebSocket
-            page.get_by_label("Your name").fill("studios")
-            page.get_by_text("hello, studios").wait_for()
-    finally:
-        context.close()
+    with viewing(browser, server, dep) as (page, watch):
+        opened(page, dep["displayUrl"], page.get_by_text("hello, nobody"), watch)  # rendered over Shiny's WebSocket
+        page.get_by_label("Your name").fill("studios")
+        page.get_by_text("hello, studios").wait_for()
 
 
 def test_dash_renders_and_reacts_to_a_widget(server: StudiosServer, browser: Any) -> None:
     params = [{"name": "DASH_APP", "type": "string", "value": str(APPS / "dash_app.py")}]
     dep = deploy(server, "dash", "dash", params)
-    context = browser.new_context()
-    try:
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        with explained(server, dep, page) as watch:
-            opened(page, dep["displayUrl"], page.get_by_text("hello, nobody"), watch)  # the layout, then the first callback
-            page.get_by_placeholder("Your name").fill("studios")
-            page.get_by_text("hello, studios").wait_for()
-    finally:
-        context.close()
+    with viewing(browser, server, dep) as (page, watch):
+        opened(page, dep["displayUrl"], page.get_by_text("hello, nobody"), watch)  # the layout, then the first callback
+        page.get_by_placeholder("Your name").fill("studios")
+        page.get_by_text("hello, studios").wait_for()
 

@@ -5,6 +5,8 @@ either, a refusal, or the cache's age sends the proxy the full way again."""
 from __future__ import annotations
 
 import asyncio
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -74,7 +76,8 @@ def test_only_what_the_full_answers_would_say(setup: tuple[DatabaseProxyBackend,
 def test_an_old_answer_is_not_used(setup: tuple[DatabaseProxyBackend, Reads, Bus], monkeypatch: pytest.MonkeyPatch) -> None:
     backend, reads, _ = setup
     now = [1000.0]
-    monkeypatch.setattr(proxy_backend.time, "monotonic", lambda: now[0])
+    # the backend's clock only (asyncio's own loop keeps the real one)
+    monkeypatch.setattr(proxy_backend, "time", SimpleNamespace(monotonic=lambda: now[0], time=time.time))
 
     async def scenario() -> None:
         assert await backend.can_view(7, 5)
